@@ -1,0 +1,17 @@
+"""Exceptions raised by truthound.stores.observability.
+
+Defined once, here; the native core raises these same classes, so both cores raise identical types.
+Every message names the offending item.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InvalidArgumentError", "ObservabilityError"]
+
+
+class ObservabilityError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidArgumentError(ObservabilityError, ValueError):
+    """A caller-supplied value was rejected; the message names it and says why."""

@@ -1,0 +1,36 @@
+//! Native core of `truthound.stores.observability`.
+//!
+//! The crate is split by pillar. `metrics`, `audit` and `tracing` are plain Rust (no PyO3) so that
+//! `cargo test` runs them without a Python interpreter; `py` is the thin binding layer, compiled only
+//! with the `python` feature that maturin enables. Python code never imports this module directly:
+//! the documented modules choose it (or the pure-Python mirror in `_pure/`) through `_core.py`.
+
+pub mod audit;
+pub mod error;
+pub mod metrics;
+pub mod tracing;
+
+#[cfg(feature = "python")]
+mod py;
+
+/// The extension module `truthound.stores.observability._native`.
+///
+/// Free-threading audit: every function here works on owned Rust values, and every `#[pyclass]`
+/// is `frozen` with its shared state in atomics or locks, so the module does not rely on the GIL.
+#[cfg(feature = "python")]
+#[pyo3::pymodule(gil_used = false)]
+mod _native {
+    // Metrics pillar.
+    #[pymodule_export]
+    use crate::py::metrics::format_float;
+
+    // Tracing pillar.
+    #[pymodule_export]
+    use crate::py::tracing::format_traceparent;
+    #[pymodule_export]
+    use crate::py::tracing::parse_traceparent;
+
+    /// Identifies the core for `active_core()`; the pure mirror has the same attribute.
+    #[pymodule_export]
+    const CORE_NAME: &str = "native";
+}

@@ -1,0 +1,3 @@
+//! Metrics pillar: lock-free series storage and Prometheus/OpenMetrics text encoding.
+
+pub mod float;

@@ -1,0 +1,17 @@
+//! The single conversion from [`crate::error::Error`] to the exception classes of `errors.py`.
+
+use pyo3::PyErr;
+
+use crate::error::{Error, ErrorKind};
+
+pyo3::import_exception!(truthound.stores.observability.errors, InvalidArgumentError);
+
+impl From<Error> for PyErr {
+    #[cold]
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error.kind {
+            ErrorKind::InvalidArgument => InvalidArgumentError::new_err(message),
+        }
+    }
+}
