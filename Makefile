@@ -2,6 +2,7 @@
 #   make demo   install the package (release build) and run the main job
 #   make test   install the test dependencies and run every test and lint
 #   make dev    fast debug build into the venv for iteration; then `make pytest` etc.
+#               (benchmarks need an optimised build: `maturin develop --release`)
 #   make bench  run the benchmarks and print the comparison table
 
 SHELL := /bin/bash
@@ -35,8 +36,8 @@ install-test: venv
 	truthound-obs core --require-native
 
 dev: venv
-	$(BIN)/python -m pip install --quiet maturin '.[test]'
-	maturin develop --quiet
+	$(BIN)/python -m pip install --quiet maturin
+	maturin develop --quiet --extras test
 
 system-deps:
 	scripts/install-system-deps.sh

@@ -20,17 +20,21 @@ mod py;
 #[cfg(feature = "python")]
 #[pyo3::pymodule(gil_used = false)]
 mod _native {
-    // Metrics pillar.
+    /// Identifies the core for `active_core()`; the pure mirror has the same attribute.
+    #[pymodule_export]
+    const CORE_NAME: &str = "native";
+
+    // ---- Metrics pillar ------------------------------------------------------------------
+
     #[pymodule_export]
     use crate::py::metrics::format_float;
 
-    // Tracing pillar.
+    // ---- Tracing pillar ------------------------------------------------------------------
+
     #[pymodule_export]
     use crate::py::tracing::format_traceparent;
     #[pymodule_export]
     use crate::py::tracing::parse_traceparent;
 
-    /// Identifies the core for `active_core()`; the pure mirror has the same attribute.
-    #[pymodule_export]
-    const CORE_NAME: &str = "native";
+    // ---- Audit pillar --------------------------------------------------------------------
 }
