@@ -11,6 +11,7 @@ call time. ``use_core()`` switches it temporarily (tests and benchmarks run both
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from collections.abc import Iterator
@@ -28,10 +29,9 @@ CORE_ENV_VAR = "TRUTHOUND_OBSERVABILITY_CORE"
 
 def _import_native() -> tuple[ModuleType | None, BaseException | None]:
     try:
-        from . import _native
+        return importlib.import_module(f"{__package__}._native"), None
     except ImportError as error:
         return None, error
-    return _native, None
 
 
 def _import_pure() -> ModuleType:
