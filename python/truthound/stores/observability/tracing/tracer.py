@@ -9,7 +9,6 @@ context to continue one).
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import deque
 from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime
@@ -24,7 +23,7 @@ from .sampling import AlwaysOnSampler, Sampler, make_sampler
 from .span import DEFAULT_LIMIT, NOOP_SPAN, NoopSpan, Span, SpanLink, _start
 
 if TYPE_CHECKING:
-    from .opentelemetry import OpenTelemetryTracer
+    from .export import OpenTelemetryTracer
 
 __all__ = ["InMemoryTracer", "NoopTracer", "Tracer", "extract_span_context", "inject_span_context"]
 
@@ -456,15 +455,9 @@ class InMemoryTracer(_RecordingTracer):
 
 
 def _opentelemetry_or_memory(config: TracingConfig, **options: Any) -> Tracer:
-    try:
-        from .opentelemetry import OpenTelemetryTracer
-    except ImportError as error:
-        warnings.warn(
-            f"OpenTelemetry is not installed ({error}); spans are kept in memory instead of "
-            "being exported. Install truthound-store-observability[opentelemetry].",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return InMemoryTracer(config)
+    # Imported here: export.py builds on this module. Without OpenTelemetry installed the
+    # tracer warns and keeps spans in memory (see OpenTelemetryTracer).
+    from .export import OpenTelemetryTracer
+
     tracer: OpenTelemetryTracer = OpenTelemetryTracer(config, **options)
     return tracer
