@@ -96,7 +96,9 @@ class _HttpReceiver(_Collector):
                         raise AssertionError(f"unexpected path {self.path}")
                     spans = receiver.decode(body, dict(self.headers.items()))
                 except Exception as error:
-                    receiver.fail(f"{type(error).__name__}: {error}")
+                    import traceback
+
+                    receiver.fail(f"{type(error).__name__}: {error} {traceback.format_exc()}")
                     self.send_response(400)
                     self.end_headers()
                     return
@@ -242,11 +244,11 @@ def validate_zipkin_span(span: dict[str, Any]) -> None:
     assert _HEX16.fullmatch(span["id"]), span["id"]
     if "parentId" in span:
         assert _HEX16.fullmatch(span["parentId"]), span["parentId"]
-    if "kind" in span:
+    if span.get("kind") is not None:  # Zipkin's decoder reads JSON null as "absent"
         assert span["kind"] in _ZIPKIN_KINDS, span["kind"]
-    assert isinstance(span["timestamp"], int) and span["timestamp"] > 0
-    assert isinstance(span["duration"], int) and span["duration"] >= 1
-    assert isinstance(span["localEndpoint"]["serviceName"], str)
+    assert isinstance(span["timestamp"], int) and span["timestamp"] > 0, span
+    assert isinstance(span["duration"], int) and span["duration"] >= 1, span
+    assert isinstance(span["localEndpoint"]["serviceName"], str), span
     for key, value in span.get("tags", {}).items():
         assert isinstance(key, str) and isinstance(value, str), (key, value)
     for annotation in span.get("annotations", []):
@@ -280,7 +282,7 @@ class ZipkinReceiver(_HttpReceiver):
                     trace_id=span["traceId"],
                     span_id=span["id"],
                     parent_span_id=span.get("parentId"),
-                    kind=span.get("kind", "INTERNAL").lower(),
+                    kind=(span.get("kind") or "INTERNAL").lower(),
                     attributes=tags,
                     events=events,
                     status=status_code,

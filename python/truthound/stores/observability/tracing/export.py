@@ -160,7 +160,9 @@ def resolve_exporter(
     if kind == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-        return ConsoleSpanExporter()
+        import sys
+
+        return ConsoleSpanExporter(out=sys.stdout)  # the current stdout, not the one at import
     raise InvalidArgumentError(
         f"exporter_type={exporter_type!r}: expected 'otlp', 'jaeger', 'zipkin' or 'console'"
     )
@@ -432,6 +434,7 @@ class OpenTelemetryTracer(_RecordingTracer):
         self._submitted = self._exported = self._failed = self._overflowed = 0
         self._closed = False
         self._fallback: InMemoryTracer | None = None
+        self._inherit = inherit_opentelemetry_context
         try:
             from opentelemetry import trace as trace_api
             from opentelemetry.sdk.resources import Resource
@@ -450,7 +453,6 @@ class OpenTelemetryTracer(_RecordingTracer):
             self.provider = None
             return
         self._api = trace_api
-        self._inherit = inherit_opentelemetry_context
         if span_exporter is None:
             span_exporter = resolve_exporter(
                 exporter_type,
