@@ -92,7 +92,7 @@ fn tag(key: String, value: &Bound<'_, PyAny>) -> PyResult<Tag> {
         let type_name = value.get_type().name()?.to_string();
         return Err(Error::new(
             ErrorKind::InvalidArgument,
-            key,
+            crate::tracing::printable(&key),
             format!("unsupported Jaeger tag value type {type_name} (str, bool, int, float, bytes)"),
         )
         .into());

@@ -164,7 +164,10 @@ mod tests {
     fn hex_is_lowercase_and_fixed_width() {
         assert_eq!(&hex::<16>(0xab), b"00000000000000ab");
         let t = trace_id_hex();
-        assert!(t.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
+        assert!(
+            t.iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        );
         assert_eq!(span_id_hex().len(), 16);
     }
 

@@ -7,6 +7,10 @@
 //! the element type byte and a big-endian i32 count. Ids are unsigned in OpenTelemetry and signed
 //! i64 in Jaeger: the bits are carried unchanged (two's complement).
 
+// Ids are unsigned here and signed i64 in Jaeger's IDL: the bit pattern is carried unchanged,
+// which is exactly what the wrapping casts do.
+#![allow(clippy::cast_possible_wrap)]
+
 const T_STOP: u8 = 0;
 const T_BOOL: u8 = 2;
 const T_DOUBLE: u8 = 4;
@@ -78,13 +82,13 @@ impl Writer {
     }
     fn bytes(&mut self, value: &[u8]) {
         // Thrift lengths are i32; a longer value cannot be represented and is cut.
-        let len = value.len().min(i32::MAX as usize);
-        self.i32(len as i32);
-        self.0.extend_from_slice(&value[..len]);
+        let len = i32::try_from(value.len()).unwrap_or(i32::MAX);
+        self.i32(len);
+        self.0.extend_from_slice(&value[..len as usize]);
     }
     fn list_header(&mut self, kind: u8, len: usize) {
         self.0.push(kind);
-        self.i32(len as i32);
+        self.i32(i32::try_from(len).unwrap_or(i32::MAX));
     }
     fn stop(&mut self) {
         self.0.push(T_STOP);
@@ -205,8 +209,8 @@ mod tests {
     fn encodes_an_empty_batch_field_by_field() {
         let bytes = encode_batch("svc", &[], &[]);
         let expected: Vec<u8> = [
-            &[12, 0, 1][..],            // field 1: struct Process
-            &[11, 0, 1, 0, 0, 0, 3],     // serviceName: string, length 3
+            &[12, 0, 1][..],         // field 1: struct Process
+            &[11, 0, 1, 0, 0, 0, 3], // serviceName: string, length 3
             b"svc",
             &[0],                        // end of Process
             &[15, 0, 2, 12, 0, 0, 0, 0], // field 2: list<struct>, 0 elements

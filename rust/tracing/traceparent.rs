@@ -86,14 +86,14 @@ pub fn format_traceparent(trace_id: &str, span_id: &str, flags: u8) -> Result<St
     if !is_valid_trace_id(trace_id) {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
-            trace_id,
+            super::printable(trace_id),
             "traceparent trace-id must be 32 lowercase hex digits, not all zeros",
         ));
     }
     if !is_valid_span_id(span_id) {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
-            span_id,
+            super::printable(span_id),
             "traceparent parent-id (span id) must be 16 lowercase hex digits, not all zeros",
         ));
     }
@@ -157,8 +157,16 @@ mod tests {
 
     #[test]
     fn refuses_to_format_invalid_ids_and_names_them() {
-        assert_eq!(format_traceparent("abc123def456", SPAN, 1).unwrap_err().item, "abc123def456");
-        assert_eq!(format_traceparent(TRACE, "span789", 1).unwrap_err().item, "span789");
+        assert_eq!(
+            format_traceparent("abc123def456", SPAN, 1)
+                .unwrap_err()
+                .item,
+            "abc123def456"
+        );
+        assert_eq!(
+            format_traceparent(TRACE, "span789", 1).unwrap_err().item,
+            "span789"
+        );
         assert!(format_traceparent(TRACE, &"0".repeat(16), 1).is_err());
     }
 }

@@ -96,7 +96,7 @@ pub fn format_tracestate<K: AsRef<str>, V: AsRef<str>>(members: &[(K, V)]) -> Re
         if !is_valid_key(key) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                key,
+                super::printable(key),
                 "invalid tracestate key: lowercase letter first, then lowercase letters, digits, \
                  '_', '-', '*', '/' (or tenant@system), at most 256 characters",
             ));
@@ -104,7 +104,7 @@ pub fn format_tracestate<K: AsRef<str>, V: AsRef<str>>(members: &[(K, V)]) -> Re
         if !is_valid_value(value) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                format!("{key}={value}"),
+                super::printable(&format!("{key}={value}")),
                 "invalid tracestate value: 1 to 256 printable ASCII characters, no ',' or '=', \
                  not ending in a space",
             ));
@@ -112,7 +112,7 @@ pub fn format_tracestate<K: AsRef<str>, V: AsRef<str>>(members: &[(K, V)]) -> Re
         if members[..index].iter().any(|(k, _)| k.as_ref() == key) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                key,
+                super::printable(key),
                 "duplicate tracestate key",
             ));
         }
@@ -156,21 +156,31 @@ mod tests {
         ] {
             assert_eq!(parse_tracestate(header), None, "accepted {header:?}");
         }
-        let many = (0..33).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join(",");
+        let many = (0..33)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join(",");
         assert_eq!(parse_tracestate(&many), None);
     }
 
     #[test]
     fn multi_tenant_keys() {
         assert!(is_valid_key("1tenant@vendor"));
-        assert!(is_valid_key(&format!("{}@{}", "t".repeat(241), "s".repeat(14))));
+        assert!(is_valid_key(&format!(
+            "{}@{}",
+            "t".repeat(241),
+            "s".repeat(14)
+        )));
         assert!(!is_valid_key(&format!("{}@s", "t".repeat(242))));
         assert!(!is_valid_key("a@b@c"));
     }
 
     #[test]
     fn formats_and_names_the_offending_key() {
-        assert_eq!(format_tracestate(&[("a", "1"), ("b@c", "x y")]).unwrap(), "a=1,b@c=x y");
+        assert_eq!(
+            format_tracestate(&[("a", "1"), ("b@c", "x y")]).unwrap(),
+            "a=1,b@c=x y"
+        );
         let error = format_tracestate(&[("Bad", "1")]).unwrap_err();
         assert_eq!(error.item, "Bad");
         assert!(format_tracestate(&[("a", "1"), ("a", "2")]).is_err());

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import receivers  # noqa: E402
+import receivers
 
 
 def _serve(receiver: Any) -> Iterator[Any]:

@@ -157,24 +157,24 @@ def decode_otlp(request: Any) -> list[Received]:
     for resource_spans in request.resource_spans:
         resource = _kv(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                spans.append(
-                    Received(
-                        service_name=str(resource.get("service.name")),
-                        name=span.name,
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex() or None,
-                        kind=_OTLP_KINDS[span.kind],
-                        attributes=_kv(span.attributes),
-                        events=[(e.name, _kv(e.attributes)) for e in span.events],
-                        status=_OTLP_STATUS[span.status.code],
-                        status_message=span.status.message,
-                        start_ns=span.start_time_unix_nano,
-                        end_ns=span.end_time_unix_nano,
-                        links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
-                    )
+            spans.extend(
+                Received(
+                    service_name=str(resource.get("service.name")),
+                    name=span.name,
+                    trace_id=span.trace_id.hex(),
+                    span_id=span.span_id.hex(),
+                    parent_span_id=span.parent_span_id.hex() or None,
+                    kind=_OTLP_KINDS[span.kind],
+                    attributes=_kv(span.attributes),
+                    events=[(e.name, _kv(e.attributes)) for e in span.events],
+                    status=_OTLP_STATUS[span.status.code],
+                    status_message=span.status.message,
+                    start_ns=span.start_time_unix_nano,
+                    end_ns=span.end_time_unix_nano,
+                    links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
                 )
+                for span in scope_spans.spans
+            )
     return spans
 
 
@@ -246,14 +246,18 @@ def validate_zipkin_span(span: dict[str, Any]) -> None:
         assert _HEX16.fullmatch(span["parentId"]), span["parentId"]
     if span.get("kind") is not None:  # Zipkin's decoder reads JSON null as "absent"
         assert span["kind"] in _ZIPKIN_KINDS, span["kind"]
-    assert isinstance(span["timestamp"], int) and span["timestamp"] > 0, span
-    assert isinstance(span["duration"], int) and span["duration"] >= 1, span
+    assert isinstance(span["timestamp"], int), span
+    assert span["timestamp"] > 0, span
+    assert isinstance(span["duration"], int), span
+    assert span["duration"] >= 1, span
     assert isinstance(span["localEndpoint"]["serviceName"], str), span
     for key, value in span.get("tags", {}).items():
-        assert isinstance(key, str) and isinstance(value, str), (key, value)
+        assert isinstance(key, str), key
+        assert isinstance(value, str), (key, value)
     for annotation in span.get("annotations", []):
         assert set(annotation) == {"timestamp", "value"}, annotation
-        assert isinstance(annotation["timestamp"], int) and isinstance(annotation["value"], str)
+        assert isinstance(annotation["timestamp"], int)
+        assert isinstance(annotation["value"], str)
 
 
 class ZipkinReceiver(_HttpReceiver):

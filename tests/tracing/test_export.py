@@ -99,7 +99,8 @@ def run(tracer: OpenTelemetryTracer, collector: Any) -> tuple[list[Received], di
         spans = produce(tracer)
         assert tracer.flush(timeout_seconds=20)
         received = collector.wait_for(2)
-        assert tracer.exported_spans == 2 and tracer.dropped_spans == 0
+        assert tracer.exported_spans == 2
+        assert tracer.dropped_spans == 0
     finally:
         assert tracer.shutdown(timeout_seconds=10)
     return received, spans
@@ -141,7 +142,8 @@ def test_jaeger_thrift_over_http(jaeger: Any) -> None:
     assert parent.links == [LINKED]
     (batch,) = jaeger.batches
     process_tags = {tag.key for tag in batch.process.tags}
-    assert "telemetry.sdk.name" in process_tags and "service.name" not in process_tags
+    assert "telemetry.sdk.name" in process_tags
+    assert "service.name" not in process_tags
 
 
 def test_jaeger_exporter_is_chosen_for_the_legacy_url() -> None:
@@ -187,7 +189,8 @@ def test_unsampled_spans_are_not_exported(otlp_http: Any) -> None:
             pass
         with parent_based.start_span("sampled"):
             pass
-        assert tracer.flush(10) and parent_based.flush(10)
+        assert tracer.flush(10)
+        assert parent_based.flush(10)
         assert [span.name for span in otlp_http.wait_for(1)] == ["sampled"]
         parent_based.shutdown(5)
     finally:
@@ -264,7 +267,8 @@ def test_flush_and_shutdown_are_bounded_against_a_black_hole(
     assert tracer.shutdown(timeout_seconds=0.5) is False
     elapsed = time.monotonic() - started
     assert elapsed < 10, elapsed  # bounded by our timeouts, not the exporter's 30 s retries
-    assert tracer.dropped_spans == 3 and tracer.exported_spans == 0
+    assert tracer.dropped_spans == 3
+    assert tracer.exported_spans == 0
 
 
 def test_refused_exports_are_counted(zipkin: Any) -> None:
@@ -359,7 +363,8 @@ def test_console_exporter_writes_json(capsys: pytest.CaptureFixture[str]) -> Non
         pass
     assert tracer.shutdown(5)
     printed = json.loads(capsys.readouterr().out)
-    assert printed["name"] == "printed" and printed["kind"] == "SpanKind.SERVER"
+    assert printed["name"] == "printed"
+    assert printed["kind"] == "SpanKind.SERVER"
 
 
 @pytest.mark.only_core("pure")

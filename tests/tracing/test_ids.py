@@ -18,8 +18,10 @@ SPAN_RE = re.compile(r"[0-9a-f]{16}")
 def test_ids_are_lowercase_hex_of_the_right_width_and_valid() -> None:
     for _ in range(1000):
         trace_id, span_id = _core.core.generate_trace_id(), _core.core.generate_span_id()
-        assert TRACE_RE.fullmatch(trace_id) and SPAN_RE.fullmatch(span_id)
-        assert _core.core.is_valid_trace_id(trace_id) and _core.core.is_valid_span_id(span_id)
+        assert TRACE_RE.fullmatch(trace_id)
+        assert SPAN_RE.fullmatch(span_id)
+        assert _core.core.is_valid_trace_id(trace_id)
+        assert _core.core.is_valid_span_id(span_id)
 
 
 def test_ids_do_not_repeat_and_use_every_digit() -> None:
@@ -61,7 +63,8 @@ def _ids_in_child(read_fd: int, write_fd: int) -> list[str]:
     with os.fdopen(read_fd) as pipe:
         child_ids = pipe.read().split(",")
     _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert os.WIFEXITED(status)
+    assert os.WEXITSTATUS(status) == 0
     return child_ids
 
 
@@ -72,7 +75,8 @@ def test_a_forked_child_does_not_repeat_the_parents_ids() -> None:
     child_ids = _ids_in_child(read_fd, write_fd)
     parent_ids = [_core.core.generate_trace_id(), _core.core.generate_span_id()]
     assert len(child_ids) == 2
-    assert child_ids[0] != parent_ids[0] and child_ids[1] != parent_ids[1]
+    assert child_ids[0] != parent_ids[0]
+    assert child_ids[1] != parent_ids[1]
 
 
 @pytest.mark.timeout(60)
@@ -90,6 +94,8 @@ def test_forked_children_start_different_traces() -> None:
 def test_generated_contexts_are_roots_with_fresh_ids() -> None:
     root = SpanContext.generate()
     child = SpanContext.from_parent(root)
-    assert root.is_valid and child.is_valid
-    assert child.trace_id == root.trace_id and child.parent_span_id == root.span_id
+    assert root.is_valid
+    assert child.is_valid
+    assert child.trace_id == root.trace_id
+    assert child.parent_span_id == root.span_id
     assert child.span_id != root.span_id

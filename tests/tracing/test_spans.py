@@ -33,7 +33,8 @@ def test_the_specification_example() -> None:
     span.set_status(SpanStatus.OK)
     assert span.duration_ms is None  # not ended yet
     span.end()
-    assert span.duration_ms is not None and span.duration_ms >= 0
+    assert span.duration_ms is not None
+    assert span.duration_ms >= 0
     assert span.duration_seconds == pytest.approx(span.duration_ms / 1000)
     assert span.attributes == {"store.type": "s3", "item.id": "run-123"}
     assert [(e.name, e.attributes) for e in span.events] == [
@@ -46,7 +47,8 @@ def test_the_specification_example() -> None:
 
 def test_a_span_without_context_starts_a_trace_or_continues_its_parent() -> None:
     root = Span("root")
-    assert root.context.is_valid and root.parent_span_id is None
+    assert root.context.is_valid
+    assert root.parent_span_id is None
     child = Span("child", parent_context=root.context)
     assert child.trace_id == root.trace_id
     assert child.parent_span_id == root.span_id
@@ -80,8 +82,10 @@ def test_end_is_idempotent_and_freezes_the_span() -> None:
     span.end()
     span.set_attribute("late", 1).add_event("late").set_status(SpanStatus.ERROR)
     assert span.duration_ns == duration
-    assert "late" not in span.attributes and span.events == []
-    assert span.status is SpanStatus.UNSET and not span.is_recording
+    assert "late" not in span.attributes
+    assert span.events == []
+    assert span.status is SpanStatus.UNSET
+    assert not span.is_recording
     assert len(tracer.get_spans()) == 1  # recorded once
 
 
@@ -91,9 +95,11 @@ def test_timing_uses_a_monotonic_duration_and_wall_clock_timestamps() -> None:
     time.sleep(0.002)
     span.end()
     assert span.start_time_ns >= before - 1_000_000
-    assert span.duration_ns is not None and span.duration_ns >= 2_000_000
+    assert span.duration_ns is not None
+    assert span.duration_ns >= 2_000_000
     assert span.end_time_ns == span.start_time_ns + span.duration_ns
-    assert span.start_time.tzinfo is UTC and span.end_time is not None
+    assert span.start_time.tzinfo is UTC
+    assert span.end_time is not None
 
 
 def test_explicit_start_and_end_times() -> None:
@@ -127,7 +133,8 @@ def test_context_manager_sets_ok_or_records_the_exception_and_reraises() -> None
         raise ValueError("bad")
     fine, broken = tracer.get_spans()
     assert fine.status is SpanStatus.OK
-    assert broken.status is SpanStatus.ERROR and broken.status_message == "bad"
+    assert broken.status is SpanStatus.ERROR
+    assert broken.status_message == "bad"
     assert broken.events[0].attributes["exception.type"] == "ValueError"
 
 
@@ -165,7 +172,8 @@ def test_default_limits_are_128() -> None:
     for i in range(130):
         span.set_attribute(f"k{i}", i)
         span.add_event(f"e{i}")
-    assert len(span.attributes) == 128 and len(span.events) == 128
+    assert len(span.attributes) == 128
+    assert len(span.events) == 128
     assert span.dropped_attributes == span.dropped_events == 2
 
 
@@ -178,12 +186,15 @@ def test_to_dict_is_json_friendly() -> None:
     span.add_link(parent)
     span.end()
     data = json.loads(json.dumps(span.to_dict()))
-    assert data["name"] == "op" and data["kind"] == "producer"
+    assert data["name"] == "op"
+    assert data["kind"] == "producer"
     assert (data["trace_id"], data["parent_span_id"]) == (TRACE, SPAN)
     assert data["trace_state"] == "vendor=value"
-    assert data["attributes"] == {"k": "v"} and data["events"][0]["name"] == "e"
+    assert data["attributes"] == {"k": "v"}
+    assert data["events"][0]["name"] == "e"
     assert data["links"] == [{"trace_id": TRACE, "span_id": SPAN, "attributes": {}}]
-    assert data["status"] == "unset" and data["end_time"] is not None
+    assert data["status"] == "unset"
+    assert data["end_time"] is not None
 
 
 def test_span_event_and_link_classes() -> None:
@@ -201,6 +212,8 @@ def test_noop_span_accepts_everything_and_records_nothing() -> None:
         assert entered.set_attribute("k", "v").add_event("e").set_status("ok") is span
         entered.record_exception(ValueError("x"))
     span.end()
-    assert span.attributes == {} and span.events == [] and not span.is_sampled
+    assert span.attributes == {}
+    assert span.events == []
+    assert not span.is_sampled
     assert not span.context.is_valid
     assert _context.current_span.get() is None

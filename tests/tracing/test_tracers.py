@@ -43,11 +43,13 @@ def test_in_memory_tracer_specification_example() -> None:
             child.set_attribute("nested", True)
     spans = tracer.get_spans()
     assert [s.name for s in spans] == ["child_operation", "parent_operation"]
-    assert child.parent_span_id == parent.span_id and child.trace_id == parent.trace_id
+    assert child.parent_span_id == parent.span_id
+    assert child.trace_id == parent.trace_id
     assert tracer.get_spans_by_name("parent_operation") == [parent]
     assert tracer.get_spans_by_name("store.read") == []
     tracer.clear()
-    assert tracer.get_spans() == [] and tracer.spans == []
+    assert tracer.get_spans() == []
+    assert tracer.spans == []
 
 
 def test_remote_parent_continues_the_trace_and_propagates() -> None:
@@ -55,8 +57,10 @@ def test_remote_parent_continues_the_trace_and_propagates() -> None:
     incoming = SpanContext.from_traceparent(header())
     with tracer.start_span("operation", parent=incoming) as span:
         outgoing = {"traceparent": span.context.to_traceparent()}
-    assert span.trace_id == TRACE and span.parent_span_id == REMOTE
-    assert span.parent_context is incoming and span.parent_context.is_remote
+    assert span.trace_id == TRACE
+    assert span.parent_span_id == REMOTE
+    assert span.parent_context is incoming
+    assert span.parent_context.is_remote
     assert outgoing["traceparent"] == f"00-{TRACE}-{span.span_id}-01"
 
 
@@ -64,7 +68,8 @@ def test_unsampled_remote_parent_is_honoured_and_not_recorded() -> None:
     tracer = InMemoryTracer()  # parent-based by default
     with tracer.start_span("op", parent=SpanContext.from_traceparent(header("00"))) as span:
         carrier = tracer.inject_context({})
-    assert not span.is_sampled and span.context.trace_flags == 0
+    assert not span.is_sampled
+    assert span.context.trace_flags == 0
     assert carrier["traceparent"].endswith("-00")
     assert tracer.get_spans() == []
 
@@ -72,7 +77,8 @@ def test_unsampled_remote_parent_is_honoured_and_not_recorded() -> None:
 def test_none_parent_starts_a_new_trace() -> None:
     tracer = InMemoryTracer()
     with tracer.start_span("op", parent=SpanContext.from_traceparent(None)) as span:
-        assert span.parent_span_id is None and span.context.is_valid
+        assert span.parent_span_id is None
+        assert span.context.is_valid
 
 
 @pytest.mark.parametrize(
@@ -112,10 +118,12 @@ def test_parent_based_follows_the_parent_and_children_follow_the_root() -> None:
     tracer = InMemoryTracer(sampler=ParentBasedSampler(AlwaysOffSampler()))
     with tracer.start_span("root") as root, tracer.start_span("child") as child:
         pass
-    assert not root.is_sampled and not child.is_sampled
+    assert not root.is_sampled
+    assert not child.is_sampled
     with tracer.start_span("remote", parent=SpanContext.from_traceparent(header())) as remote:
         pass
-    assert remote.is_sampled and tracer.get_spans() == [remote]
+    assert remote.is_sampled
+    assert tracer.get_spans() == [remote]
 
 
 def test_nesting_is_per_thread() -> None:
@@ -135,7 +143,8 @@ def test_nesting_is_per_thread() -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    assert results["a"][0] == results["a"][1] and results["b"][0] == results["b"][1]
+    assert results["a"][0] == results["a"][1]
+    assert results["b"][0] == results["b"][1]
     assert len({s.trace_id for s in tracer.get_spans()}) == 2
 
 
@@ -222,7 +231,8 @@ def test_factory() -> None:
     assert isinstance(Tracer.create(config=TracingConfig(enabled=False)), NoopTracer)
     assert isinstance(Tracer.create(exporter_type="noop"), NoopTracer)
     memory = Tracer.create(service_name="svc", exporter_type="memory")
-    assert isinstance(memory, InMemoryTracer) and memory.service_name == "svc"
+    assert isinstance(memory, InMemoryTracer)
+    assert memory.service_name == "svc"
     tracer = Tracer.create(
         service_name="truthound",
         enabled=True,
@@ -252,20 +262,24 @@ def test_get_tracer_is_cached_until_reset() -> None:
 def test_existing_api_config_first_constructors_and_protocol() -> None:
     config = TracingConfig(service_name="svc", max_attributes=4, max_events=1)
     tracer = InMemoryTracer(config)
-    assert isinstance(tracer, TracingBackend) and isinstance(NoopTracer(config), TracingBackend)
+    assert isinstance(tracer, TracingBackend)
+    assert isinstance(NoopTracer(config), TracingBackend)
     with tracer.trace("op", kind="client", attributes={"a": 1}) as span:
         assert tracer.get_current_span() is span
         span.add_event("one").add_event("two")
-    assert span.kind is SpanKind.CLIENT and span.attributes["service.name"] == "svc"
+    assert span.kind is SpanKind.CLIENT
+    assert span.attributes["service.name"] == "svc"
     assert span.dropped_events == 1
-    assert tracer.flush() and tracer.shutdown()
+    assert tracer.flush()
+    assert tracer.shutdown()
 
 
 def test_existing_api_observability_context_is_continued_as_given() -> None:
     tracer = InMemoryTracer()
     context = ObservabilityContext(correlation_id="c-1", trace_id="abc123def456", span_id="s-1")
     span = tracer.start_span("op", context)
-    assert span.trace_id == "abc123def456" and span.parent_span_id == "s-1"
+    assert span.trace_id == "abc123def456"
+    assert span.parent_span_id == "s-1"
     assert tracer.inject_context({}, span) == {}  # not a W3C id: never written to a header
 
 
@@ -277,7 +291,8 @@ def test_inject_and_extract_round_trip() -> None:
     assert (context.correlation_id, context.trace_id, context.span_id) == ("req-7", TRACE, REMOTE)
     with tracer.start_span("op", context) as span:
         carrier = tracer.inject_context({})
-    assert span.trace_id == TRACE and span.parent_span_id == REMOTE
+    assert span.trace_id == TRACE
+    assert span.parent_span_id == REMOTE
     assert carrier == {"traceparent": f"00-{TRACE}-{span.span_id}-01", "tracestate": "rojo=1"}
     assert tracer.extract_context({"traceparent": "00-abc123def456-span789-01"}) is None
     assert tracer.extract_context({}) is None
@@ -287,7 +302,8 @@ def test_exceptions_recording_can_be_switched_off() -> None:
     tracer = InMemoryTracer(TracingConfig(record_exceptions=False))
     with pytest.raises(RuntimeError), tracer.start_span("op") as span:
         raise RuntimeError("x")
-    assert span.events == [] and span.status is SpanStatus.ERROR
+    assert span.events == []
+    assert span.status is SpanStatus.ERROR
 
 
 def test_record_attributes_are_added_to_every_span() -> None:

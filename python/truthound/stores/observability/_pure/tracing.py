@@ -29,24 +29,11 @@ __all__ = [
 
 
 def _item(text: str) -> str:
-    """An offending item quoted as the native core's messages quote it (Rust's ``{:?}``)."""
-    escaped = []
-    for char in text:
-        if char in '"\\':
-            escaped.append("\\" + char)
-        elif char == "\n":
-            escaped.append("\\n")
-        elif char == "\r":
-            escaped.append("\\r")
-        elif char == "\t":
-            escaped.append("\\t")
-        elif char == "\0":
-            escaped.append("\\0")
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            escaped.append(f"\\u{{{ord(char):x}}}")
-        else:
-            escaped.append(char)
-    return '"' + "".join(escaped) + '"'
+    """An offending item quoted as the native core quotes it: characters outside printable
+    ASCII become ``\\u{hex}`` (``tracing::printable``), then ``"`` and ``\\`` are escaped and the
+    whole is put in double quotes (Rust's ``{:?}`` of that ASCII text)."""
+    printable = "".join(c if " " <= c <= "~" else f"\\u{{{ord(c):x}}}" for c in text)
+    return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _invalid(item: str, reason: str) -> InvalidArgumentError:
@@ -191,9 +178,7 @@ def format_tracestate(members: Sequence[tuple[str, str]]) -> str:
     duplicate key, more than 32 members).
     """
     if len(members) > _MAX_MEMBERS:
-        raise _invalid(
-            "tracestate", f"{len(members)} members; at most {_MAX_MEMBERS} are allowed"
-        )
+        raise _invalid("tracestate", f"{len(members)} members; at most {_MAX_MEMBERS} are allowed")
     seen: set[str] = set()
     parts = []
     for key, value in members:

@@ -15,7 +15,14 @@ from typing import Any, Final
 from .. import _core
 from ..errors import InvalidArgumentError
 
-__all__ = ["INVALID_SPAN_ID", "INVALID_TRACE_ID", "SpanContext", "SpanKind", "SpanStatus", "TraceState"]
+__all__ = [
+    "INVALID_SPAN_ID",
+    "INVALID_TRACE_ID",
+    "SpanContext",
+    "SpanKind",
+    "SpanStatus",
+    "TraceState",
+]
 
 #: The all-zero ids W3C Trace Context reserves for "no id" (never generated, never accepted).
 INVALID_TRACE_ID: Final = "0" * 32
@@ -170,7 +177,7 @@ class SpanContext:
     trace_state: TraceState
     is_remote: bool
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (the existing API passes these positionally)
         self,
         trace_id: str,
         span_id: str,
@@ -186,7 +193,7 @@ class SpanContext:
             parent_span_id = None
             trace_flags = shifted_flags
             if not isinstance(shifted_state, int):
-                trace_state = shifted_state  # type: ignore[assignment]
+                trace_state = shifted_state
             if isinstance(shifted_remote, bool):
                 is_remote = shifted_remote
                 trace_state = None if isinstance(shifted_state, int) else trace_state
@@ -202,7 +209,7 @@ class SpanContext:
         self.is_remote = is_remote
 
     @classmethod
-    def _new(
+    def _new(  # noqa: PLR0917 (internal, positional for speed)
         cls,
         trace_id: str,
         span_id: str,
@@ -267,9 +274,8 @@ class SpanContext:
         invalid, which by W3C Trace Context means "start a new trace". An invalid
         ``tracestate`` is discarded (an empty state), never an error.
         """
-        if header.__class__ is not str:
-            if not isinstance(header, str):
-                return None
+        if header.__class__ is not str and not isinstance(header, str):
+            return None
         parsed = _core.core.parse_traceparent(header)
         if parsed is None:
             return None

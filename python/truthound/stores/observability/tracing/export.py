@@ -3,25 +3,20 @@
 The tracer owns its own ``TracerProvider`` (the application's global provider is left alone
 unless ``set_global=True``) with a ``BatchSpanProcessor`` and one official exporter:
 
-======================  =====================================================================
-``exporter_type``        exporter and endpoint
-======================  =====================================================================
-``"otlp"`` (default)     OTLP. gRPC when ``protocol="grpc"``, the scheme is ``grpc://`` or the
-                         port is 4317 (and by default, as OpenTelemetry); HTTP/protobuf when
-                         ``protocol="http/protobuf"``, the port is 4318, the path is
-                         ``/v1/traces`` or an ``http(s)://`` URL has another port. An HTTP URL
-                         without a path gets ``/v1/traces``.
-``"jaeger"``             Jaeger's legacy collector URL (path ``/api/traces``, or port 14268):
-                         Thrift over HTTP (``JaegerThriftExporter``, ours: OpenTelemetry for
-                         Python no longer ships one). Any other endpoint: OTLP as above, which
-                         Jaeger accepts natively.
-``"zipkin"``             Zipkin JSON v2 (default ``http://localhost:9411/api/v2/spans``).
-``"console"``            JSON lines on standard output.
-======================  =====================================================================
+- ``"otlp"`` (default): OTLP. gRPC when ``protocol="grpc"``, the scheme is ``grpc://`` or the
+  port is 4317 (and, as in OpenTelemetry, when no endpoint is given); HTTP/protobuf when
+  ``protocol="http/protobuf"`` or for any other ``http(s)://`` URL (port 4318, ``/v1/traces``...).
+  An HTTP URL without a path gets ``/v1/traces``.
+- ``"jaeger"``: Jaeger's legacy collector URL (path ``/api/traces``, or port 14268) is sent
+  Thrift over HTTP by ``JaegerThriftExporter`` (ours: OpenTelemetry for Python no longer ships
+  one); any other endpoint uses OTLP as above, which Jaeger accepts natively.
+- ``"zipkin"``: Zipkin JSON v2 (default ``http://localhost:9411/api/v2/spans``).
+- ``"console"``: JSON on standard output.
 
-Each span of ours is handed to the SDK when it ends, as an SDK span with our ids, parent,
-kind, start and end times, attributes, events, links and status; so the exported span is exactly
-ours. Unsampled spans are not exported (our sampler decides; the SDK's is always-on).
+Each span of ours is handed to the batch processor when it ends, as the SDK's ``ReadableSpan``
+(what every processor and exporter consumes) with our ids, parent, kind, start and end times,
+attributes, events, links and status: the exported span is exactly ours.
+Unsampled spans are not exported (our sampler decides; the SDK's is always-on).
 ``flush()`` and ``shutdown()`` return within their timeout even when the endpoint never answers.
 Spans that do not reach the collector are counted in ``dropped_spans``.
 """
@@ -102,9 +97,7 @@ def is_jaeger_thrift_endpoint(endpoint: str) -> bool:
         port = url.port
     except ValueError:
         return False
-    return url.path.rstrip("/").endswith("/api/traces") or (
-        port == 14268 and url.path in ("", "/")
-    )
+    return url.path.rstrip("/").endswith("/api/traces") or (port == 14268 and url.path in ("", "/"))
 
 
 def _otlp_exporter(
@@ -158,9 +151,9 @@ def resolve_exporter(
 
         return ZipkinExporter(endpoint=endpoint, timeout=max(1, round(timeout_seconds)))
     if kind == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
         import sys
+
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter(out=sys.stdout)  # the current stdout, not the one at import
     raise InvalidArgumentError(
@@ -170,7 +163,12 @@ def resolve_exporter(
 
 # ---- Jaeger Thrift over HTTP --------------------------------------------------------------------
 
-_JAEGER_KIND: Final = {"CLIENT": "client", "SERVER": "server", "PRODUCER": "producer", "CONSUMER": "consumer"}
+_JAEGER_KIND: Final = {
+    "CLIENT": "client",
+    "SERVER": "server",
+    "PRODUCER": "producer",
+    "CONSUMER": "consumer",
+}
 
 
 def _jaeger_value(value: Any) -> Any:
@@ -440,6 +438,7 @@ class OpenTelemetryTracer(_RecordingTracer):
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import SpanLimits, TracerProvider
             from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+            from opentelemetry.sdk.util.instrumentation import InstrumentationScope
         except ImportError as error:
             import warnings
 
@@ -462,7 +461,6 @@ class OpenTelemetryTracer(_RecordingTracer):
                 timeout_seconds=timeout_seconds,
             )
         self.span_exporter = span_exporter
-        self._ids = _HandOverIds()
         self._processor = _counting_processor(
             _CountingExporter(span_exporter, self),
             self,
@@ -471,12 +469,15 @@ class OpenTelemetryTracer(_RecordingTracer):
             max_export_batch_size=max_export_batch_size,
         )
         max_attributes, max_events, max_links = self._limits
+        self._resource = Resource.create(
+            {**(resource_attributes or {}), "service.name": self.service_name}
+        )
+        self._scope = InstrumentationScope(SCOPE_NAME, _version())
+        # Our spans go straight to the processor; the provider exists so that the application
+        # can send its own spans through the same pipeline (``set_global=True``).
         self.provider = TracerProvider(
             sampler=ALWAYS_ON,
-            resource=Resource.create(
-                {**(resource_attributes or {}), "service.name": self.service_name}
-            ),
-            id_generator=self._ids,
+            resource=self._resource,
             span_limits=SpanLimits(
                 max_span_attributes=max_attributes,
                 max_events=max_events,
@@ -487,7 +488,6 @@ class OpenTelemetryTracer(_RecordingTracer):
             shutdown_on_exit=False,
         )
         self.provider.add_span_processor(self._processor)
-        self._otel_tracer = self.provider.get_tracer(SCOPE_NAME, _version())
         self._otel = _OtelTypes()
         if set_global:
             trace_api.set_tracer_provider(self.provider)
@@ -537,60 +537,73 @@ class OpenTelemetryTracer(_RecordingTracer):
             return
         with self._count_lock:
             self._submitted += 1
+        # The finished span goes to the batch processor as the SDK's own ReadableSpan (the type
+        # every SpanProcessor and SpanExporter consumes), built from ours: the SDK's live-span
+        # machinery (sampler, locks, per-call validation) would only repeat what ours did.
         otel = self._otel
         context = span.context
         trace_id = _int_id(context.trace_id, 32)
+        state = context.trace_state
+        otel_state = otel.TraceState(list(state.items())) if state else None
         parent = span.parent_context
-        parent_span_id = _int_id(parent.span_id, 16) if parent is not None else 0
-        if parent_span_id:
-            assert parent is not None
-            parent_state = parent.trace_state
-            otel_context = otel.set_span_in_context(
-                otel.NonRecordingSpan(
-                    otel.SpanContext(
-                        trace_id,
-                        parent_span_id,
-                        parent.is_remote,
-                        otel.TraceFlags(parent.trace_flags & 0xFF),
-                        otel.TraceState(list(parent_state.items())) if parent_state else None,
-                    )
-                ),
-                otel.ROOT,
-            )
-        else:
-            otel_context = otel.ROOT
-        self._ids.hand_over(trace_id, _int_id(context.span_id, 16))
-        links = span._links
-        otel_span = self._otel_tracer.start_span(
-            span.name,
-            context=otel_context,
-            kind=otel.KINDS[span.kind],
-            attributes=_otel_attributes(span._attributes),
-            links=[
-                otel.Link(
-                    otel.SpanContext(
-                        _int_id(link.context.trace_id, 32),
-                        _int_id(link.context.span_id, 16),
-                        link.context.is_remote,
-                        otel.TraceFlags(link.context.trace_flags & 0xFF),
-                    ),
-                    _otel_attributes(link.attributes),
+        parent_context = None
+        if parent is not None:
+            parent_span_id = _int_id(parent.span_id, 16)
+            if parent_span_id:
+                parent_context = otel.SpanContext(
+                    trace_id,
+                    parent_span_id,
+                    parent.is_remote,
+                    otel.TraceFlags(parent.trace_flags & 0xFF),
+                    otel_state,
                 )
-                for link in links
-            ]
-            if links
-            else None,
-            start_time=span.start_time_ns,
-            record_exception=False,
-            set_status_on_exception=False,
+        events = span._events
+        links = span._links
+        status = span.status
+        self._processor.on_end(
+            otel.ReadableSpan(
+                name=span.name,
+                context=otel.SpanContext(
+                    trace_id,
+                    _int_id(context.span_id, 16),
+                    False,
+                    otel.SAMPLED,
+                    otel_state,
+                ),
+                parent=parent_context,
+                resource=self._resource,
+                attributes=_otel_attributes(span._attributes),
+                events=[
+                    otel.Event(e.name, _otel_attributes(e.attributes), e.timestamp_ns)
+                    for e in events
+                ]
+                if events
+                else (),
+                links=[
+                    otel.Link(
+                        otel.SpanContext(
+                            _int_id(link.context.trace_id, 32),
+                            _int_id(link.context.span_id, 16),
+                            link.context.is_remote,
+                            otel.TraceFlags(link.context.trace_flags & 0xFF),
+                        ),
+                        _otel_attributes(link.attributes),
+                    )
+                    for link in links
+                ]
+                if links
+                else (),
+                kind=otel.KINDS[span.kind],
+                status=otel.OK
+                if status is SpanStatus.OK
+                else otel.Status(otel.StatusCode.ERROR, span.status_message or None)
+                if status is SpanStatus.ERROR
+                else otel.UNSET,
+                start_time=span.start_time_ns,
+                end_time=span.end_time_ns,
+                instrumentation_scope=self._scope,
+            )
         )
-        for event in span._events or ():
-            otel_span.add_event(event.name, _otel_attributes(event.attributes), event.timestamp_ns)
-        if span.status is SpanStatus.ERROR:
-            otel_span.set_status(otel.Status(otel.StatusCode.ERROR, span.status_message or None))
-        elif span.status is SpanStatus.OK:
-            otel_span.set_status(otel.Status(otel.StatusCode.OK))
-        otel_span.end(end_time=span.end_time_ns)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -621,42 +634,24 @@ class _OtelTypes:
     """The OpenTelemetry names the export path uses, resolved once."""
 
     def __init__(self) -> None:
-        from opentelemetry import context as context_api
         from opentelemetry import trace as trace_api
-        from opentelemetry.trace import Link, NonRecordingSpan, Status, StatusCode, TraceFlags
+        from opentelemetry.sdk.trace import Event, ReadableSpan
+        from opentelemetry.trace import Link, Status, StatusCode, TraceFlags
         from opentelemetry.trace import SpanContext as OtelSpanContext
         from opentelemetry.trace.span import TraceState as OtelTraceState
 
-        self.set_span_in_context = trace_api.set_span_in_context
-        self.NonRecordingSpan = NonRecordingSpan
+        self.ReadableSpan = ReadableSpan
+        self.Event = Event
         self.SpanContext = OtelSpanContext
         self.TraceFlags = TraceFlags
+        self.SAMPLED = TraceFlags(TraceFlags.SAMPLED)
         self.TraceState = OtelTraceState
         self.Link = Link
         self.Status = Status
         self.StatusCode = StatusCode
-        self.ROOT = context_api.Context()
+        self.OK = Status(StatusCode.OK)
+        self.UNSET = Status(StatusCode.UNSET)
         self.KINDS = {kind: getattr(trace_api.SpanKind, kind.name) for kind in SpanKind}
-
-
-class _HandOverIds:
-    """The SDK's id generator, handing over the ids our span already has (per thread)."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def hand_over(self, trace_id: int, span_id: int) -> None:
-        self._local.ids = (trace_id, span_id)
-
-    def generate_trace_id(self) -> int:
-        return int(self._local.ids[0])
-
-    def generate_span_id(self) -> int:
-        return int(self._local.ids[1])
-
-    def is_trace_id_random(self) -> bool:
-        # Our ids are random, but trace ids continued from callers need not be: claim nothing.
-        return False
 
 
 class _CountingExporter:
@@ -689,9 +684,7 @@ class _CountingExporter:
         return bool(self._exporter.force_flush(timeout_millis))
 
 
-def _counting_processor(
-    exporter: _CountingExporter, owner: OpenTelemetryTracer, **options: Any
-) -> Any:
+def _counting_processor(exporter: Any, owner: OpenTelemetryTracer, **options: Any) -> Any:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     class CountingBatchSpanProcessor(BatchSpanProcessor):

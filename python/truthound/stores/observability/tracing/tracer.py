@@ -113,7 +113,12 @@ class Tracer:
                     "endpoint": endpoint if endpoint is not None else config.endpoint,
                 }
             )
-        if not enabled or not config.enabled or exporter_type == "noop" or config.exporter == "noop":
+        if (
+            not enabled
+            or not config.enabled
+            or exporter_type == "noop"
+            or config.exporter == "noop"
+        ):
             return NoopTracer(config)
         if exporter_type == "memory":
             return InMemoryTracer(config, **options)
