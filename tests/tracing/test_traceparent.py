@@ -159,6 +159,7 @@ def test_random_input_never_raises(header: str) -> None:
         assert SpanContext.from_traceparent(context.to_traceparent()) is not None
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.builds(
         lambda version, trace, span, flags, tail: f"{version}-{trace}-{span}-{flags}{tail}",

@@ -311,3 +311,20 @@ def test_record_attributes_are_added_to_every_span() -> None:
     with tracer.start_span("op") as span:
         pass
     assert span.attributes["deployment"] == "blue"
+
+
+def test_the_current_span_is_what_the_other_pillars_read() -> None:
+    """Audit stamps events and metrics attach exemplars from ``_context.current_span``."""
+    from truthound.stores.observability.tracing import get_current_span
+
+    tracer = InMemoryTracer(sampler="always_off")
+    with tracer.start_span("op") as span:
+        current = _context.current_span.get()
+        assert current is span
+        assert get_current_span() is span
+        assert (current.trace_id, current.span_id, current.is_sampled) == (
+            span.context.trace_id,
+            span.context.span_id,
+            False,
+        )
+    assert get_current_span() is None

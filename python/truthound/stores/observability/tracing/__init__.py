@@ -18,6 +18,7 @@ Ids are lowercase hex (32 digits for a trace, 16 for a span); the specification'
 
 from __future__ import annotations
 
+from .. import _context
 from .context import (
     INVALID_SPAN_ID,
     INVALID_TRACE_ID,
@@ -69,5 +70,6 @@ __all__ = [
 
 
 def get_current_span() -> Span | None:
-    """The span current in this thread or asyncio task, or None."""
-    return Tracer.get_current_span(Tracer())
+    """The span current in this thread or asyncio task (whichever tracer started it), or None."""
+    span = _context.current_span.get()
+    return span if isinstance(span, Span) else None
