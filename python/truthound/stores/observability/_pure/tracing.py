@@ -117,20 +117,17 @@ def reseed_ids() -> None:
 os.register_at_fork(after_in_child=reseed_ids)
 
 
+# ``%``-formatting is measurably faster than an f-string with a format spec here.
 def generate_trace_id() -> str:
     """A new random trace id: 32 lowercase hex digits, never all zeros."""
     value = _getrandbits(128)
-    while not value:  # pragma: no cover - a 2**-128 event
-        value = _getrandbits(128)
-    return f"{value:032x}"
+    return "%032x" % value if value else generate_trace_id()  # noqa: UP031
 
 
 def generate_span_id() -> str:
     """A new random span id: 16 lowercase hex digits, never all zeros."""
     value = _getrandbits(64)
-    while not value:  # pragma: no cover - a 2**-64 event
-        value = _getrandbits(64)
-    return f"{value:016x}"
+    return "%016x" % value if value else generate_span_id()  # noqa: UP031
 
 
 # ---- tracestate ---------------------------------------------------------------------------------

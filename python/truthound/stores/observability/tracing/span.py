@@ -219,7 +219,14 @@ class Span:
                 else SpanContext.from_parent(parent_context)
             )
         elif parent_context is not None and context.parent_span_id is None:
-            context.parent_span_id = parent_context.span_id
+            context = SpanContext._new(  # a copy: the caller's context is left as it was
+                context.trace_id,
+                context.span_id,
+                parent_context.span_id,
+                context.trace_flags,
+                context.trace_state,
+                context.is_remote,
+            )
         self.name = name
         self.kind = kind if kind.__class__ is SpanKind else SpanKind(kind)
         self.context = context
