@@ -292,3 +292,17 @@ def test_trace_state_updates_follow_the_recommendation() -> None:
     assert updated.delete("a").to_header() == "b=3"
     with pytest.raises(InvalidArgumentError):
         state.set("k", "bad=value")
+
+
+def test_existing_api_positional_order_is_recognised() -> None:
+    """``SpanContext(trace_id, span_id, trace_flags, trace_state, is_remote)``, as before."""
+    context = SpanContext(TRACE, SPAN, 0, "vendor=value", True)
+    assert context.parent_span_id is None
+    assert (context.trace_flags, context.trace_state, context.is_remote) == (
+        0,
+        "vendor=value",
+        True,
+    )
+    assert SpanContext(TRACE, SPAN, 1).trace_state == {}
+    spec = SpanContext(TRACE, SPAN, "53995c3f42cd8ad8", 1, {"vendor": "value"})
+    assert (spec.parent_span_id, spec.trace_flags, spec.is_remote) == ("53995c3f42cd8ad8", 1, False)

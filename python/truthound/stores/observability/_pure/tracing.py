@@ -46,6 +46,9 @@ def _invalid(item: str, reason: str) -> InvalidArgumentError:
 _TRACEPARENT = re.compile(
     r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.DOTALL
 )
+# The common case (version 00, no surrounding whitespace) checked by one anchored pattern.
+_VERSION_00 = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_FLAGS = {f"{value:02x}": value for value in range(256)}
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
 _ZERO_TRACE_ID = "0" * 32
@@ -57,6 +60,11 @@ def parse_traceparent(header: str) -> tuple[int, str, str, int] | None:
 
     Returns ``(version, trace_id, span_id, flags)``, or ``None`` when the header is invalid.
     """
+    if len(header) == 55 and _VERSION_00.match(header) is not None:
+        trace_id, span_id = header[3:35], header[36:52]
+        if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
+            return None
+        return 0, trace_id, span_id, _FLAGS[header[53:]]
     header = header.strip(" \t")
     match = _TRACEPARENT.fullmatch(header)
     if match is None:
