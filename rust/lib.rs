@@ -32,9 +32,11 @@ mod _native {
     // ---- Tracing pillar ------------------------------------------------------------------
 
     #[pymodule_export]
-    use crate::py::tracing::format_traceparent;
-    #[pymodule_export]
-    use crate::py::tracing::parse_traceparent;
+    use crate::py::tracing::{
+        encode_jaeger_batch, format_traceparent, format_tracestate, generate_span_id,
+        generate_trace_id, is_valid_span_id, is_valid_trace_id, parse_traceparent,
+        parse_tracestate, reseed_ids,
+    };
 
     // ---- Audit pillar --------------------------------------------------------------------
 }

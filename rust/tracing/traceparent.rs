@@ -6,6 +6,8 @@
 //! 55 characters follow the `00` layout and anything beyond must start with `-`.
 //! Optional whitespace (space, tab) around the header value is tolerated, as HTTP allows.
 
+use crate::error::{Error, ErrorKind, Result};
+
 /// The fields of a valid `traceparent`, borrowing the ids from the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent<'a> {
@@ -67,10 +69,35 @@ pub fn parse_traceparent(header: &str) -> Option<TraceParent<'_>> {
     })
 }
 
-/// Formats a version-00 `traceparent` header from its parts (ids are written as given).
+/// Whether `id` is a valid W3C trace id: 32 lowercase hex digits, not all zeros.
 #[must_use]
-pub fn format_traceparent(trace_id: &str, span_id: &str, flags: u8) -> String {
-    format!("00-{trace_id}-{span_id}-{flags:02x}")
+pub fn is_valid_trace_id(id: &str) -> bool {
+    id.len() == 32 && is_valid_id(id.as_bytes())
+}
+
+/// Whether `id` is a valid W3C span (parent) id: 16 lowercase hex digits, not all zeros.
+#[must_use]
+pub fn is_valid_span_id(id: &str) -> bool {
+    id.len() == 16 && is_valid_id(id.as_bytes())
+}
+
+/// Formats a version-00 `traceparent` header; an invalid id is rejected (never sent).
+pub fn format_traceparent(trace_id: &str, span_id: &str, flags: u8) -> Result<String> {
+    if !is_valid_trace_id(trace_id) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            super::printable(trace_id),
+            "traceparent trace-id must be 32 lowercase hex digits, not all zeros",
+        ));
+    }
+    if !is_valid_span_id(span_id) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            super::printable(span_id),
+            "traceparent parent-id (span id) must be 16 lowercase hex digits, not all zeros",
+        ));
+    }
+    Ok(format!("00-{trace_id}-{span_id}-{flags:02x}"))
 }
 
 #[cfg(test)]
@@ -123,8 +150,23 @@ mod tests {
 
     #[test]
     fn tolerates_surrounding_whitespace_and_round_trips() {
-        let header = format_traceparent(TRACE, SPAN, 1);
+        let header = format_traceparent(TRACE, SPAN, 1).unwrap();
         assert_eq!(header, format!("00-{TRACE}-{SPAN}-01"));
         assert!(parse_traceparent(&format!(" \t{header}\t ")).is_some());
+    }
+
+    #[test]
+    fn refuses_to_format_invalid_ids_and_names_them() {
+        assert_eq!(
+            format_traceparent("abc123def456", SPAN, 1)
+                .unwrap_err()
+                .item,
+            "abc123def456"
+        );
+        assert_eq!(
+            format_traceparent(TRACE, "span789", 1).unwrap_err().item,
+            "span789"
+        );
+        assert!(format_traceparent(TRACE, &"0".repeat(16), 1).is_err());
     }
 }

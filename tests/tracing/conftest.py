@@ -1,0 +1,46 @@
+"""Fixtures of the tracing suite: loopback collectors started and stopped by the tests."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import receivers
+
+
+def _serve(receiver: Any) -> Iterator[Any]:
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+@pytest.fixture
+def otlp_http() -> Iterator[receivers.OtlpHttpReceiver]:
+    yield from _serve(receivers.OtlpHttpReceiver())
+
+
+@pytest.fixture
+def otlp_grpc() -> Iterator[receivers.OtlpGrpcReceiver]:
+    yield from _serve(receivers.OtlpGrpcReceiver())
+
+
+@pytest.fixture
+def zipkin() -> Iterator[receivers.ZipkinReceiver]:
+    yield from _serve(receivers.ZipkinReceiver())
+
+
+@pytest.fixture
+def jaeger() -> Iterator[receivers.JaegerReceiver]:
+    yield from _serve(receivers.JaegerReceiver())
+
+
+@pytest.fixture
+def black_hole() -> Iterator[receivers.BlackHole]:
+    yield from _serve(receivers.BlackHole())
