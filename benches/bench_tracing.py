@@ -7,17 +7,12 @@ validated ``from_traceparent`` <= 0.4 us; id generation <= 0.3 us; ``OpenTelemet
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-# `support` sits beside this file; pytest's importlib mode does not put this folder on sys.path
-# (bench_foundation.py fails to import for that reason; reported to the foundation owner).
-sys.path.insert(0, str(Path(__file__).parent))
 from support import label
 
 HEADER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
