@@ -186,6 +186,12 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Rejects a value this metric forbids; `metric` names it in the error.
+    #[inline]
+    pub fn check(&self, value: f64, metric: &str) -> Result<()> {
+        check_value(self.kind, self, value, metric)
+    }
+
     /// Whether negative observations are allowed (histograms with a negative bucket bound).
     #[must_use]
     pub fn allows_negative(&self) -> bool {
@@ -218,7 +224,8 @@ pub struct Series {
     exemplars: OnceLock<Box<[Mutex<Option<Exemplar>>]>>,
 }
 
-fn check_value(kind: Kind, layout: &Layout, value: f64, what: &str) -> Result<()> {
+/// Rejects a value the metric type forbids; `what` names the metric in the error.
+pub fn check_value(kind: Kind, layout: &Layout, value: f64, what: &str) -> Result<()> {
     let bad = match kind {
         Kind::Counter => value.is_nan() || value < 0.0,
         Kind::Histogram => value.is_nan() || (value < 0.0 && !layout.allows_negative()),
@@ -280,6 +287,12 @@ impl Series {
                 .series_overflows
                 .fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The family layout (for value checks).
+    #[must_use]
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// Adds to a counter; `metric` names it in errors.
