@@ -118,32 +118,16 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
     }
 }
 
-/// The exposed name of `name` under a backend `prefix`.
-///
-/// `{prefix}_{name}`, except that a name already starting with `{prefix}_` is kept as is, and a
-/// name starting with the prefix's last `_`-separated segment shares that segment instead of
-/// repeating it: prefix `truthound_store` and `store_operations_total` give
-/// `truthound_store_operations_total` (not `truthound_store_store_...`). An empty prefix keeps
-/// every name unchanged.
+/// The exposed name of `name` under a backend `prefix`: `{prefix}_{name}`, or `name` itself
+/// with an empty prefix. The rule is uniform (no shared-segment or already-prefixed special
+/// cases) so that two different caller names can never expose the same metric.
 #[must_use]
 pub fn join_prefix(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
-        return name.to_owned();
+        name.to_owned()
+    } else {
+        format!("{prefix}_{name}")
     }
-    if let Some(rest) = name.strip_prefix(prefix)
-        && rest.starts_with('_')
-    {
-        return name.to_owned();
-    }
-    let last = prefix.rsplit('_').next().unwrap_or(prefix);
-    if !last.is_empty()
-        && last != prefix
-        && let Some(rest) = name.strip_prefix(last)
-        && rest.starts_with('_')
-    {
-        return format!("{prefix}{rest}");
-    }
-    format!("{prefix}_{name}")
 }
 
 /// The family name of a metric: counters drop a trailing `_total` (it is added back on samples).
@@ -163,16 +147,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefix_joins_without_repeating_a_shared_segment() {
+    fn prefix_joins_uniformly() {
         assert_eq!(join_prefix("", "ops_total"), "ops_total");
         assert_eq!(join_prefix("truthound_store", "operations_total"), "truthound_store_operations_total");
         assert_eq!(
             join_prefix("truthound_store", "store_operations_total"),
-            "truthound_store_operations_total"
+            "truthound_store_store_operations_total"
         );
-        assert_eq!(join_prefix("truthound_store", "truthound_store_x"), "truthound_store_x");
-        assert_eq!(join_prefix("acme", "store_operations_total"), "acme_store_operations_total");
-        assert_eq!(join_prefix("store", "store_x"), "store_x");
     }
 
     #[test]

@@ -148,14 +148,7 @@ def _validate_label_name(metric: str, kind: str, label: str) -> None:
 
 
 def _join_prefix(prefix: str, name: str) -> str:
-    if not prefix:
-        return name
-    if name.startswith(prefix) and name[len(prefix) :].startswith("_"):
-        return name
-    last = prefix.rsplit("_", 1)[-1]
-    if last and last != prefix and name.startswith(last) and name[len(last) :].startswith("_"):
-        return prefix + name[len(last) :]
-    return f"{prefix}_{name}"
+    return f"{prefix}_{name}" if prefix else name
 
 
 def _family_name(kind: str, full_name: str) -> str:
