@@ -81,12 +81,17 @@ class StoreMetrics:
             getattr(backend, "histogram_series", None)
         )
         register = getattr(backend, "register", None)
-        if callable(register):
-            for name, (kind, labels, documentation) in STANDARD_METRICS.items():
-                register(name, kind, documentation, label_names=labels)
         self._register: Callable[..., Any] | None = register if callable(register) else None
         self._declared: set[str] = set()
         self._increment: Callable[..., Any] = getattr(backend, "increment", None) or backend.counter
+
+    def _declare(self, name: str, extra_labels: tuple[str, ...] = ()) -> str:
+        """Declares a metric with its help text on first use (metrics appear once recorded)."""
+        if self._register is not None and name not in self._declared:
+            kind, labels, documentation = STANDARD_METRICS.get(name) or _EXTRA_METRICS[name]
+            self._register(name, kind, documentation, label_names=(*labels, *extra_labels))
+            self._declared.add(name)
+        return name
 
     # ---- the documented methods ---------------------------------------------------------------
 
@@ -125,13 +130,14 @@ class StoreMetrics:
             handles[1](seconds)
             return
         status = "success" if success else "failure"
+        extra = tuple(labels or ())
         self._increment(
-            "store_operations_total",
+            self._declare("store_operations_total", extra),
             1.0,
             {**(labels or {}), "store": self.store_type, "operation": operation, "status": status},
         )
         self.backend.histogram(
-            "store_operation_duration_seconds",
+            self._declare("store_operation_duration_seconds", extra),
             seconds,
             {**(labels or {}), "store": self.store_type, "operation": operation},
         )
@@ -141,11 +147,11 @@ class StoreMetrics:
     ) -> tuple[Callable[..., Any], Callable[..., Any]]:
         status = "success" if success else "failure"
         counter = self.backend.counter_series(
-            "store_operations_total",
+            self._declare("store_operations_total"),
             {"store": self.store_type, "operation": operation, "status": status},
         )
         histogram = self.backend.histogram_series(
-            "store_operation_duration_seconds", {"store": self.store_type, "operation": operation}
+            self._declare("store_operation_duration_seconds"), {"store": self.store_type, "operation": operation}
         )
         handles = (counter.inc, histogram.observe)
         if len(self._op_handles) < _HANDLE_CACHE_LIMIT:
@@ -155,19 +161,19 @@ class StoreMetrics:
     def record_size(self, bytes_read: int = 0, bytes_written: int = 0) -> None:
         """Adds to ``store_bytes_read_total`` / ``store_bytes_written_total``."""
         if bytes_read:
-            self._increment("store_bytes_read_total", float(bytes_read), self._store)
+            self._increment(self._declare("store_bytes_read_total"), float(bytes_read), self._store)
         if bytes_written:
-            self._increment("store_bytes_written_total", float(bytes_written), self._store)
+            self._increment(self._declare("store_bytes_written_total"), float(bytes_written), self._store)
 
     def _connections_add(self, delta: float) -> None:
         gauge_add = getattr(self.backend, "gauge_add", None)
         if callable(gauge_add):
-            gauge_add("store_connections_active", delta, self._store)
+            gauge_add(self._declare("store_connections_active"), delta, self._store)
             return
         with self._lock:
             self._connections += int(delta)
             value = self._connections
-        self.backend.gauge("store_connections_active", float(value), self._store)
+        self.backend.gauge(self._declare("store_connections_active"), float(value), self._store)
 
     def record_connection_opened(self) -> None:
         """One more active connection."""
@@ -179,27 +185,23 @@ class StoreMetrics:
 
     def record_cache_hit(self) -> None:
         """Counts a cache hit."""
-        self._increment("store_cache_hits_total", 1.0, self._store)
+        self._increment(self._declare("store_cache_hits_total"), 1.0, self._store)
 
     def record_cache_miss(self) -> None:
         """Counts a cache miss."""
-        self._increment("store_cache_misses_total", 1.0, self._store)
+        self._increment(self._declare("store_cache_misses_total"), 1.0, self._store)
 
     def record_error(self, error_type: str) -> None:
         """Counts an error of ``error_type`` (an exception class name, for example)."""
         self._increment(
-            "store_errors_total", 1.0, {"store": self.store_type, "error_type": error_type}
+            self._declare("store_errors_total"), 1.0, {"store": self.store_type, "error_type": error_type}
         )
 
     # ---- the existing API's methods ----------------------------------------------------------
 
     def _extra(self, name: str) -> str:
         """Declares an extra (non-standard) metric with its help text on first use."""
-        if self._register is not None and name not in self._declared:
-            kind, labels, documentation = _EXTRA_METRICS[name]
-            self._register(name, kind, documentation, label_names=labels)
-            self._declared.add(name)
-        return name
+        return self._declare(name)
 
     def record_save(self, duration_seconds: float, size_bytes: int = 0) -> None:
         """A ``save`` operation and the bytes it wrote."""
@@ -243,7 +245,7 @@ class StoreMetrics:
         """Sets ``store_connections_active``."""
         with self._lock:
             self._connections = count
-        self.backend.gauge("store_connections_active", float(count), self._store)
+        self.backend.gauge(self._declare("store_connections_active"), float(count), self._store)
 
     def record_batch(self, operation: str, batch_size: int, duration_seconds: float) -> None:
         """A ``batch_<operation>`` operation and the items it processed."""
