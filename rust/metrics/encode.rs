@@ -11,7 +11,8 @@
 //! - Labels sorted by name, default labels merged in; `le`/`quantile` last.
 //! - Values in the canonical float form of [`super::float`]; counts as floats (`3.0`).
 //! - OpenMetrics only: histogram bucket exemplars (`# {trace_id="..."} value timestamp`), and no
-//!   `_sum` for histograms whose buckets allow negative observations (it would not be a counter).
+//!   `_sum`/`_count` for histograms whose buckets allow negative observations (the sum would not
+//!   be a counter, and `_count` appears if and only if `_sum` does).
 //! - Output ends with a newline (text) or `# EOF\n` (OpenMetrics); an empty text exposition is
 //!   the empty string.
 
@@ -122,10 +123,12 @@ fn write_family(out: &mut String, family: &Family, openmetrics: bool, now: f64) 
                     }
                     out.push('\n');
                 }
-                write_sample_head(out, name, "_count", labels, None);
-                write_count(out, *cumulative.last().unwrap_or(&0));
-                out.push('\n');
+                // OpenMetrics: no sum when negative observations are possible (it would not
+                // be a counter), and `_count` appears if and only if `_sum` does.
                 if !(openmetrics && family.layout().allows_negative()) {
+                    write_sample_head(out, name, "_count", labels, None);
+                    write_count(out, *cumulative.last().unwrap_or(&0));
+                    out.push('\n');
                     write_sample_head(out, name, "_sum", labels, None);
                     write_float(out, sum);
                     out.push('\n');

@@ -1168,8 +1168,8 @@ def _encode_family(out: list[str], family: _Family, openmetrics: bool, now: floa
                 if exemplar is not None:
                     line += _exemplar_text(exemplar)
                 out.append(line + "\n")
-            out.append(f"{_head(name + '_count', labels)}{_count_text(cumulative[-1])}\n")
             if not (openmetrics and layout.allows_negative()):
+                out.append(f"{_head(name + '_count', labels)}{_count_text(cumulative[-1])}\n")
                 out.append(f"{_head(name + '_sum', labels)}{format_float(total_sum)}\n")
             if openmetrics:
                 out.append(f"{_head(name + '_created', labels)}{format_float(series.created)}\n")
