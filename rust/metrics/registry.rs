@@ -1254,4 +1254,65 @@ mod tests {
         assert!(r.get("x", &[]).is_none());
         assert!(r.family("x", Kind::Gauge, &[]).is_ok());
     }
+
+    #[test]
+    fn snapshots_during_concurrent_observes_are_never_torn() {
+        let r = Arc::new(registry(RegistryConfig {
+            buckets: vec![0.25, 0.5, 0.75],
+            ..RegistryConfig::default()
+        }));
+        let series = r.family("h", Kind::Histogram, &[]).unwrap().series(&[], r.clock());
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let series = Arc::clone(&series);
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let v = f64::from(((n * 7 + t) % 100) as u32) / 100.0;
+                        series.histogram_observe("h", v, None).unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        for _ in 0..20_000 {
+            let (cumulative, _) = series.histogram_snapshot();
+            assert!(cumulative.windows(2).all(|w| w[0] <= w[1]), "{cumulative:?}");
+        }
+        stop.store(true, Ordering::Relaxed);
+        let total: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+        let (cumulative, _) = series.histogram_snapshot();
+        assert_eq!(*cumulative.last().unwrap(), total);
+    }
+
+    #[test]
+    fn concurrent_series_creation_respects_the_limit() {
+        let r = Arc::new(registry(RegistryConfig {
+            max_series_per_metric: 100,
+            ..RegistryConfig::default()
+        }));
+        let family = r.family("c", Kind::Counter, &["id"]).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let family = Arc::clone(&family);
+                let r = Arc::clone(&r);
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        let id = format!("{}", (i * 4 + t) % 400);
+                        family.series(&[&id], r.clock()).counter_add("c", 1.0).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let all = family.all_series();
+        assert_eq!(all.len(), 101);
+        let total: f64 = all.iter().map(|s| s.scalar()).sum();
+        assert_eq!(total, 4000.0);
+    }
 }

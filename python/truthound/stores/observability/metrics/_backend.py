@@ -412,6 +412,12 @@ class PrometheusMetricsBackend(_CoreBackend):
         server = self._server
         return server.port if server is not None else None
 
+    @property
+    def http_server_address(self) -> str | None:
+        """The address the endpoint is bound to, or ``None`` when it is not running."""
+        server = self._server
+        return server.address if server is not None else None
+
     # ---- Pushgateway --------------------------------------------------------------------------
 
     def push_to_gateway(
