@@ -75,6 +75,7 @@ impl Cells {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values are the point of these tests
 mod tests {
     use super::Cells;
     use std::sync::Arc;

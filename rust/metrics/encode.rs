@@ -33,7 +33,13 @@ fn write_count(out: &mut String, count: u64) {
 }
 
 /// Writes `name{labels[,extra_name="extra_value"]} ` (the value follows).
-fn write_sample_head(out: &mut String, name: &str, suffix: &str, labels: &str, extra: Option<(&str, &str)>) {
+fn write_sample_head(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &str,
+    extra: Option<(&str, &str)>,
+) {
     out.push_str(name);
     out.push_str(suffix);
     if !labels.is_empty() || extra.is_some() {
@@ -88,7 +94,13 @@ fn write_header(out: &mut String, family: &Family, openmetrics: bool) {
 }
 
 fn write_created(out: &mut String, family: &Family, series: &Series) {
-    write_sample_head(out, family.name(), "_created", series.rendered_labels(), None);
+    write_sample_head(
+        out,
+        family.name(),
+        "_created",
+        series.rendered_labels(),
+        None,
+    );
     write_float(out, series.created());
     out.push('\n');
 }
@@ -114,7 +126,11 @@ fn write_family(out: &mut String, family: &Family, openmetrics: bool, now: f64) 
             }
             Kind::Histogram => {
                 let (cumulative, sum) = series.histogram_snapshot();
-                let exemplars = if openmetrics { series.exemplars() } else { Vec::new() };
+                let exemplars = if openmetrics {
+                    series.exemplars()
+                } else {
+                    Vec::new()
+                };
                 for (i, (count, le)) in cumulative.iter().zip(family.le_text()).enumerate() {
                     write_sample_head(out, name, "_bucket", labels, Some(("le", le)));
                     write_count(out, *count);
@@ -175,6 +191,7 @@ pub fn encode(registry: &Registry, openmetrics: bool) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values are the point of these tests
 mod tests {
     use super::*;
     use crate::metrics::registry::{Clock, RegistryConfig};
@@ -199,11 +216,17 @@ mod tests {
         )
         .unwrap();
         let c = r.family("ops_total", Kind::Counter, &["op"]).unwrap();
-        c.series(&["read"], r.clock()).counter_add("ops_total", 3.0).unwrap();
+        c.series(&["read"], r.clock())
+            .counter_add("ops_total", 3.0)
+            .unwrap();
         let h = r.family("lat", Kind::Histogram, &[]).unwrap();
         let s = h.series(&[], r.clock());
-        s.histogram_observe("lat", 0.25, Some((vec![("trace_id".into(), "ab".into())], 12.0)))
-            .unwrap();
+        s.histogram_observe(
+            "lat",
+            0.25,
+            Some((vec![("trace_id".into(), "ab".into())], 12.0)),
+        )
+        .unwrap();
         s.histogram_observe("lat", 2.0, None).unwrap();
         assert_eq!(
             encode(&r, false),

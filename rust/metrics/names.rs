@@ -149,7 +149,10 @@ mod tests {
     #[test]
     fn prefix_joins_uniformly() {
         assert_eq!(join_prefix("", "ops_total"), "ops_total");
-        assert_eq!(join_prefix("truthound_store", "operations_total"), "truthound_store_operations_total");
+        assert_eq!(
+            join_prefix("truthound_store", "operations_total"),
+            "truthound_store_operations_total"
+        );
         assert_eq!(
             join_prefix("truthound_store", "store_operations_total"),
             "truthound_store_store_operations_total"

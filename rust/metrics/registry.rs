@@ -99,7 +99,9 @@ pub fn validate_buckets(metric: &str, buckets: &[f64]) -> Result<Vec<f64>> {
         )
     };
     if bounds.iter().any(|b| b.is_nan() || b.is_infinite()) {
-        return Err(bad("bucket bounds must be finite numbers (+Inf is implied)"));
+        return Err(bad(
+            "bucket bounds must be finite numbers (+Inf is implied)",
+        ));
     }
     if bounds.windows(2).any(|w| w[0] >= w[1]) {
         return Err(bad("bucket bounds must be strictly increasing"));
@@ -148,10 +150,15 @@ pub struct RegistryCounters {
     pub dropped_exemplars: AtomicU64,
 }
 
+/// Exemplar labels as (name, value) pairs.
+pub type ExemplarLabels = Vec<(Box<str>, Box<str>)>;
+/// Exemplar labels with the observation's timestamp (seconds since the epoch).
+pub type PendingExemplar = (ExemplarLabels, f64);
+
 /// An OpenMetrics exemplar: the span that made an observation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exemplar {
-    pub labels: Vec<(Box<str>, Box<str>)>,
+    pub labels: ExemplarLabels,
     pub value: f64,
     pub timestamp: f64,
 }
@@ -159,7 +166,7 @@ pub struct Exemplar {
 /// The exemplar labels for a span, within the 128-code-point limit: `trace_id` and `span_id`,
 /// or `trace_id` alone when both do not fit, or `None` when even that does not fit.
 #[must_use]
-pub fn exemplar_labels(trace_id: &str, span_id: &str) -> Option<Vec<(Box<str>, Box<str>)>> {
+pub fn exemplar_labels(trace_id: &str, span_id: &str) -> Option<ExemplarLabels> {
     let trace = "trace_id".len() + trace_id.chars().count();
     let span = "span_id".len() + span_id.chars().count();
     if trace_id.is_empty() || trace > EXEMPLAR_MAX_CODE_POINTS {
@@ -227,18 +234,15 @@ pub struct Series {
 /// Rejects a value the metric type forbids; `what` names the metric in the error.
 pub fn check_value(kind: Kind, layout: &Layout, value: f64, what: &str) -> Result<()> {
     let bad = match kind {
-        Kind::Counter => value.is_nan() || value < 0.0,
+        Kind::Counter | Kind::Summary => value.is_nan() || value < 0.0,
         Kind::Histogram => value.is_nan() || (value < 0.0 && !layout.allows_negative()),
-        Kind::Summary => value.is_nan() || value < 0.0,
         Kind::Gauge => false,
     };
     if bad {
         let reason = match kind {
             Kind::Counter => "a counter only goes up: the increment must be >= 0 and not NaN",
             Kind::Summary => "a summary observation must be >= 0 and not NaN",
-            _ => {
-                "a histogram observation must not be NaN, nor negative unless a bucket bound is"
-            }
+            _ => "a histogram observation must not be NaN, nor negative unless a bucket bound is",
         };
         return Err(Error::new(
             ErrorKind::InvalidMetricValue,
@@ -334,7 +338,7 @@ impl Series {
         &self,
         metric: &str,
         value: f64,
-        exemplar: Option<(Vec<(Box<str>, Box<str>)>, f64)>,
+        exemplar: Option<PendingExemplar>,
     ) -> Result<()> {
         check_value(Kind::Histogram, &self.layout, value, metric)?;
         self.note_overflow();
@@ -352,12 +356,13 @@ impl Series {
                     .collect::<Vec<_>>()
                     .into_boxed_slice()
             });
-            *slots[index].lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(Exemplar {
-                    labels,
-                    value,
-                    timestamp,
-                });
+            *slots[index]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Exemplar {
+                labels,
+                value,
+                timestamp,
+            });
         }
         Ok(())
     }
@@ -666,7 +671,11 @@ impl Family {
 
     /// The merged labels of a series as (name, value) pairs, sorted by name.
     #[must_use]
-    pub fn series_labels(&self, series: &Series, default_labels: &[(String, String)]) -> Vec<(String, String)> {
+    pub fn series_labels(
+        &self,
+        series: &Series,
+        default_labels: &[(String, String)],
+    ) -> Vec<(String, String)> {
         self.plan
             .iter()
             .map(|slot| match slot {
@@ -678,7 +687,9 @@ impl Family {
                         .unwrap_or_default();
                     (name.to_string(), value)
                 }
-                LabelSlot::Value(name, index) => (name.to_string(), series.values[*index].to_string()),
+                LabelSlot::Value(name, index) => {
+                    (name.to_string(), series.values[*index].to_string())
+                }
             })
             .collect()
     }
@@ -734,7 +745,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -808,7 +821,11 @@ impl Registry {
 
     /// Runs `f` on the family a caller's name resolved to before, without cloning the `Arc`.
     #[inline]
-    pub fn with_cached_family<R>(&self, name: &str, f: impl FnOnce(Option<&Arc<Family>>) -> R) -> R {
+    pub fn with_cached_family<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(Option<&Arc<Family>>) -> R,
+    ) -> R {
         let aliases = self.aliases.load();
         f(aliases.get(name))
     }
@@ -852,14 +869,29 @@ impl Registry {
                 format!("label name repeated (metric {name:?})"),
             ));
         }
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(existing) = state.owned.get(&family_name).cloned() {
-            Self::check_existing(&existing, name, kind, &labels, spec, &self.bounds, &self.quantiles)?;
+            Self::check_existing(
+                &existing,
+                name,
+                kind,
+                &labels,
+                spec,
+                &self.bounds,
+                &self.quantiles,
+            )?;
             self.remember_alias(name, &existing);
             return Ok(existing);
         }
         let mut owned = vec![family_name.clone()];
-        owned.extend(kind.owned_suffixes().iter().map(|s| format!("{family_name}{s}")));
+        owned.extend(
+            kind.owned_suffixes()
+                .iter()
+                .map(|s| format!("{family_name}{s}")),
+        );
         for exposed in &owned {
             if let Some(other) = state.owned.get(exposed) {
                 return Err(Error::new(
@@ -907,7 +939,13 @@ impl Registry {
                 ),
             ));
         }
-        if spec.label_names.is_some() && !existing.label_names.iter().map(|n| &**n).eq(labels.iter().copied()) {
+        if spec.label_names.is_some()
+            && !existing
+                .label_names
+                .iter()
+                .map(|n| &**n)
+                .eq(labels.iter().copied())
+        {
             return Err(existing.schema_error(labels));
         }
         if let Some(buckets) = spec.buckets {
@@ -1053,7 +1091,10 @@ impl Registry {
             return None;
         }
         let full = names::join_prefix(&self.config.prefix, name);
-        let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(family) = state.owned.get(&full).filter(|f| f.name() == full) {
             return Some(Arc::clone(family));
         }
@@ -1093,7 +1134,9 @@ impl Registry {
         }
         let layout = family.layout();
         Some(match family.kind() {
-            Kind::Counter | Kind::Gauge => Reading::Scalar(matching.iter().map(|s| s.scalar()).sum()),
+            Kind::Counter | Kind::Gauge => {
+                Reading::Scalar(matching.iter().map(|s| s.scalar()).sum())
+            }
             Kind::Histogram => {
                 let mut cumulative = vec![0u64; layout.bounds.len() + 1];
                 let mut sum = 0.0;
@@ -1131,7 +1174,10 @@ impl Registry {
 
     /// Removes every metric. Handles keep working: they re-create their series on next use.
     pub fn reset(&self) {
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.aliases.store(Arc::new(Aliases::default()));
         for family in &state.families {
             family.detach_all();
@@ -1159,6 +1205,7 @@ pub fn generated_help(kind: Kind, caller_name: &str) -> Box<str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values are the point of these tests
 mod tests {
     use super::*;
 
@@ -1181,7 +1228,10 @@ mod tests {
         let b = family.series(&["read"], r.clock());
         assert!(Arc::ptr_eq(&a, &b));
         a.counter_add("ops_total", 2.0).unwrap();
-        assert_eq!(r.get("ops_total", &[("op", "read")]), Some(Reading::Scalar(2.0)));
+        assert_eq!(
+            r.get("ops_total", &[("op", "read")]),
+            Some(Reading::Scalar(2.0))
+        );
         assert_eq!(r.get("ops", &[]), Some(Reading::Scalar(2.0)));
         assert_eq!(r.get("ops_total", &[("op", "write")]), None);
     }
@@ -1194,7 +1244,10 @@ mod tests {
         });
         let family = r.family("x", Kind::Counter, &["id"]).unwrap();
         for id in ["a", "b", "c", "d"] {
-            family.series(&[id], r.clock()).counter_add("x", 1.0).unwrap();
+            family
+                .series(&[id], r.clock())
+                .counter_add("x", 1.0)
+                .unwrap();
         }
         assert_eq!(family.all_series().len(), 3);
         assert_eq!(
@@ -1225,7 +1278,10 @@ mod tests {
             buckets: vec![1.0, 2.0],
             ..RegistryConfig::default()
         });
-        let s = r.family("h", Kind::Histogram, &[]).unwrap().series(&[], r.clock());
+        let s = r
+            .family("h", Kind::Histogram, &[])
+            .unwrap()
+            .series(&[], r.clock());
         for v in [0.5, 1.5, 1.5, 3.0] {
             s.histogram_observe("h", v, None).unwrap();
         }
@@ -1248,7 +1304,10 @@ mod tests {
     #[test]
     fn reset_detaches_series() {
         let r = registry(RegistryConfig::default());
-        let s = r.family("x", Kind::Counter, &[]).unwrap().series(&[], r.clock());
+        let s = r
+            .family("x", Kind::Counter, &[])
+            .unwrap()
+            .series(&[], r.clock());
         r.reset();
         assert!(s.is_detached());
         assert!(r.get("x", &[]).is_none());
@@ -1261,7 +1320,10 @@ mod tests {
             buckets: vec![0.25, 0.5, 0.75],
             ..RegistryConfig::default()
         }));
-        let series = r.family("h", Kind::Histogram, &[]).unwrap().series(&[], r.clock());
+        let series = r
+            .family("h", Kind::Histogram, &[])
+            .unwrap()
+            .series(&[], r.clock());
         let stop = Arc::new(AtomicBool::new(false));
         let writers: Vec<_> = (0..4)
             .map(|t| {
@@ -1280,7 +1342,10 @@ mod tests {
             .collect();
         for _ in 0..20_000 {
             let (cumulative, _) = series.histogram_snapshot();
-            assert!(cumulative.windows(2).all(|w| w[0] <= w[1]), "{cumulative:?}");
+            assert!(
+                cumulative.windows(2).all(|w| w[0] <= w[1]),
+                "{cumulative:?}"
+            );
         }
         stop.store(true, Ordering::Relaxed);
         let total: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
@@ -1302,7 +1367,10 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..1000 {
                         let id = format!("{}", (i * 4 + t) % 400);
-                        family.series(&[&id], r.clock()).counter_add("c", 1.0).unwrap();
+                        family
+                            .series(&[&id], r.clock())
+                            .counter_add("c", 1.0)
+                            .unwrap();
                     }
                 })
             })

@@ -122,7 +122,11 @@ impl Sketch {
     fn collapse(&mut self, params: &SketchParams) {
         while self.bins.len() > params.max_bins {
             let (_, lowest) = self.bins.pop_first().expect("more than max_bins >= 1 bins");
-            *self.bins.first_entry().expect("at least one bin remains").get_mut() += lowest;
+            *self
+                .bins
+                .first_entry()
+                .expect("at least one bin remains")
+                .get_mut() += lowest;
         }
     }
 
@@ -235,6 +239,7 @@ impl WindowedSketch {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values are the point of these tests
 mod tests {
     use super::*;
 
@@ -249,7 +254,10 @@ mod tests {
         for q in [0.0, 0.1, 0.5, 0.9, 0.95, 0.99, 1.0] {
             let exact = values[(q * 999.0_f64).floor() as usize];
             let estimate = sketch.quantile(&params, q);
-            assert!((estimate - exact).abs() <= 0.01 * exact + 1e-12, "q={q} {estimate} {exact}");
+            assert!(
+                (estimate - exact).abs() <= 0.01 * exact + 1e-12,
+                "q={q} {estimate} {exact}"
+            );
         }
         assert_eq!(sketch.quantile(&params, 0.0), 0.37);
         assert_eq!(sketch.quantile(&params, 1.0), 370.0);
@@ -276,7 +284,12 @@ mod tests {
         assert_eq!(window.window(&params, 9.5).count(), 2);
         assert_eq!(window.window(&params, 10.5).count(), 1);
         assert_eq!(window.window(&params, 100.0).count(), 0);
-        assert!(window.window(&params, 100.0).quantile(&params, 0.5).is_nan());
+        assert!(
+            window
+                .window(&params, 100.0)
+                .quantile(&params, 0.5)
+                .is_nan()
+        );
         assert_eq!(window.count(), 2);
         assert_eq!(window.sum(), 101.0);
     }

@@ -5,10 +5,16 @@ use pyo3::PyErr;
 use crate::error::{Error, ErrorKind};
 
 pyo3::import_exception!(truthound.stores.observability.errors, InvalidArgumentError);
-pyo3::import_exception!(truthound.stores.observability.errors, InvalidMetricNameError);
+pyo3::import_exception!(
+    truthound.stores.observability.errors,
+    InvalidMetricNameError
+);
 pyo3::import_exception!(truthound.stores.observability.errors, InvalidLabelError);
 pyo3::import_exception!(truthound.stores.observability.errors, MetricConflictError);
-pyo3::import_exception!(truthound.stores.observability.errors, InvalidMetricValueError);
+pyo3::import_exception!(
+    truthound.stores.observability.errors,
+    InvalidMetricValueError
+);
 
 impl From<Error> for PyErr {
     #[cold]

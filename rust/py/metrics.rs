@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
-use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
@@ -19,8 +18,8 @@ use crate::error::{Error, ErrorKind};
 use crate::metrics::encode;
 use crate::metrics::names::Kind;
 use crate::metrics::registry::{
-    self as core, Clock, Exemplar, Family, FamilySpec, Reading, RegistryConfig, Series,
-    SystemClock,
+    self as core, Clock, Exemplar, Family, FamilySpec, PendingExemplar, Reading, RegistryConfig,
+    Series, SystemClock,
 };
 
 /// Canonical exposition text of a float: `repr()` for finite values, `+Inf`, `-Inf`, `NaN`.
@@ -44,12 +43,22 @@ impl Clock for PyClock {
     }
 }
 
+/// An exemplar as `collect` returns it: (le, labels, value, timestamp).
+type ExemplarSnapshot = (f64, Vec<(String, String)>, f64, f64);
+
 /// Label values of one call, borrowed from the Python strings, in the family's label order.
 const INLINE_LABELS: usize = 8;
 
 fn label_name_error(key: &Bound<'_, PyAny>) -> PyErr {
-    let shown = key.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string());
-    Error::new(ErrorKind::InvalidLabel, shown, "label names must be strings").into()
+    let shown = key
+        .repr()
+        .map_or_else(|_| "?".to_owned(), |r| r.to_string());
+    Error::new(
+        ErrorKind::InvalidLabel,
+        shown,
+        "label names must be strings",
+    )
+    .into()
 }
 
 fn value_str<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
@@ -71,7 +80,10 @@ fn for_each_label<'py>(
         return Ok(dict.len());
     }
     let mut count = 0;
-    for item in labels.call_method0(intern!(labels.py(), "items"))?.try_iter()? {
+    for item in labels
+        .call_method0(intern!(labels.py(), "items"))?
+        .try_iter()?
+    {
         let (key, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item?.extract()?;
         f(key, value)?;
         count += 1;
@@ -170,9 +182,10 @@ fn registry_config(
     if let Some(labels) = default_labels {
         for_each_label(labels, |key, value| {
             let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
-            config
-                .default_labels
-                .push((key.to_str()?.to_owned(), value_str(&value)?.to_str()?.to_owned()));
+            config.default_labels.push((
+                key.to_str()?.to_owned(),
+                value_str(&value)?.to_str()?.to_owned(),
+            ));
             Ok(())
         })?;
     }
@@ -261,7 +274,7 @@ fn current_exemplar(
     py: Python<'_>,
     span_var: Option<&Py<PyAny>>,
     registry: &core::Registry,
-) -> Option<(Vec<(Box<str>, Box<str>)>, f64)> {
+) -> Option<PendingExemplar> {
     let span = span_var?.bind(py).call_method0(intern!(py, "get")).ok()?;
     if span.is_none() {
         return None;
@@ -270,12 +283,23 @@ fn current_exemplar(
         if !span.getattr(intern!(py, "is_sampled"))?.is_truthy()? {
             return Ok(None);
         }
-        let trace_id = span.getattr(intern!(py, "trace_id"))?.str()?.to_str()?.to_owned();
-        let span_id = span.getattr(intern!(py, "span_id"))?.str()?.to_str()?.to_owned();
+        let trace_id = span
+            .getattr(intern!(py, "trace_id"))?
+            .str()?
+            .to_str()?
+            .to_owned();
+        let span_id = span
+            .getattr(intern!(py, "span_id"))?
+            .str()?
+            .to_str()?
+            .to_owned();
         Ok(Some((trace_id, span_id)))
     };
     let dropped = || {
-        registry.counters().dropped_exemplars.fetch_add(1, Ordering::Relaxed);
+        registry
+            .counters()
+            .dropped_exemplars
+            .fetch_add(1, Ordering::Relaxed);
         None
     };
     match read() {
@@ -356,7 +380,8 @@ impl Registry {
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let name = name.to_str()?;
-        self.resolve(name, Kind::Gauge, value, labels)?.gauge_set(value);
+        self.resolve(name, Kind::Gauge, value, labels)?
+            .gauge_set(value);
         Ok(())
     }
 
@@ -369,7 +394,8 @@ impl Registry {
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let name = name.to_str()?;
-        self.resolve(name, Kind::Gauge, value, labels)?.gauge_add(value);
+        self.resolve(name, Kind::Gauge, value, labels)?
+            .gauge_add(value);
         Ok(())
     }
 
@@ -435,15 +461,26 @@ impl Registry {
     #[pyo3(signature = (name, labels = None))]
     fn counter_series(
         &self,
-        py: Python<'_>, name: &str, labels: Option<&Bound<'_, PyAny>>) -> PyResult<CounterSeries> {
-        Ok(CounterSeries(self.handle(py, Kind::Counter, name, labels)?))
+        py: Python<'_>,
+        name: &str,
+        labels: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<CounterSeries> {
+        Ok(CounterSeries(self.handle(
+            py,
+            Kind::Counter,
+            name,
+            labels,
+        )?))
     }
 
     /// A pre-bound gauge series.
     #[pyo3(signature = (name, labels = None))]
     fn gauge_series(
         &self,
-        py: Python<'_>, name: &str, labels: Option<&Bound<'_, PyAny>>) -> PyResult<GaugeSeries> {
+        py: Python<'_>,
+        name: &str,
+        labels: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<GaugeSeries> {
         Ok(GaugeSeries(self.handle(py, Kind::Gauge, name, labels)?))
     }
 
@@ -455,15 +492,28 @@ impl Registry {
         name: &str,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<HistogramSeries> {
-        Ok(HistogramSeries(self.handle(py, Kind::Histogram, name, labels)?))
+        Ok(HistogramSeries(self.handle(
+            py,
+            Kind::Histogram,
+            name,
+            labels,
+        )?))
     }
 
     /// A pre-bound summary series.
     #[pyo3(signature = (name, labels = None))]
     fn summary_series(
         &self,
-        py: Python<'_>, name: &str, labels: Option<&Bound<'_, PyAny>>) -> PyResult<SummarySeries> {
-        Ok(SummarySeries(self.handle(py, Kind::Summary, name, labels)?))
+        py: Python<'_>,
+        name: &str,
+        labels: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<SummarySeries> {
+        Ok(SummarySeries(self.handle(
+            py,
+            Kind::Summary,
+            name,
+            labels,
+        )?))
     }
 
     /// `(type, value_or_count, sum, pairs)` of the series whose labels include `labels`
@@ -480,12 +530,17 @@ impl Registry {
         if let Some(labels) = labels {
             for_each_label(labels, |key, value| {
                 let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
-                filter_owned.push((key.to_str()?.to_owned(), value_str(&value)?.to_str()?.to_owned()));
+                filter_owned.push((
+                    key.to_str()?.to_owned(),
+                    value_str(&value)?.to_str()?.to_owned(),
+                ));
                 Ok(())
             })?;
         }
-        let filter: Vec<(&str, &str)> =
-            filter_owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let filter: Vec<(&str, &str)> = filter_owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let Some(family) = self.inner.find(name) else {
             return Ok(None);
         };
@@ -498,7 +553,10 @@ impl Registry {
                     kind,
                     count as f64,
                     sum,
-                    buckets.into_iter().map(|(le, c)| (le, c as f64)).collect::<Vec<_>>(),
+                    buckets
+                        .into_iter()
+                        .map(|(le, c)| (le, c as f64))
+                        .collect::<Vec<_>>(),
                 )
                     .into_pyobject(py),
                 Reading::Summary(count, sum, quantiles) => {
@@ -521,15 +579,24 @@ impl Registry {
             let layout = family.layout();
             for series in family.all_series() {
                 let labels = family.series_labels(&series, defaults);
-                let mut exemplars: Vec<(f64, Vec<(String, String)>, f64, f64)> = Vec::new();
+                let mut exemplars: Vec<ExemplarSnapshot> = Vec::new();
                 let (value, sum, pairs): (f64, f64, Vec<(f64, f64)>) = match family.kind() {
                     Kind::Counter | Kind::Gauge => (series.scalar(), 0.0, Vec::new()),
                     Kind::Histogram => {
                         let (cumulative, sum) = series.histogram_snapshot();
-                        let bounds: Vec<f64> =
-                            layout.bounds.iter().copied().chain([f64::INFINITY]).collect();
+                        let bounds: Vec<f64> = layout
+                            .bounds
+                            .iter()
+                            .copied()
+                            .chain([f64::INFINITY])
+                            .collect();
                         for (le, exemplar) in bounds.iter().zip(series.exemplars()) {
-                            if let Some(Exemplar { labels, value, timestamp }) = exemplar {
+                            if let Some(Exemplar {
+                                labels,
+                                value,
+                                timestamp,
+                            }) = exemplar
+                            {
                                 let labels = labels
                                     .iter()
                                     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -538,7 +605,10 @@ impl Registry {
                             }
                         }
                         let count = *cumulative.last().unwrap_or(&0) as f64;
-                        let pairs = bounds.into_iter().zip(cumulative.into_iter().map(|c| c as f64)).collect();
+                        let pairs = bounds
+                            .into_iter()
+                            .zip(cumulative.into_iter().map(|c| c as f64))
+                            .collect();
                         (count, sum, pairs)
                     }
                     Kind::Summary => {
@@ -549,7 +619,12 @@ impl Registry {
                 };
                 series_list.append((labels, value, sum, pairs, series.created(), exemplars))?;
             }
-            out.append((family.kind().as_str(), family.name(), family.documentation(), series_list))?;
+            out.append((
+                family.kind().as_str(),
+                family.name(),
+                family.documentation(),
+                series_list,
+            ))?;
         }
         Ok(out)
     }
@@ -568,13 +643,19 @@ impl Registry {
     /// Samples recorded into an overflow series because a metric hit its series limit.
     #[getter]
     fn series_overflows(&self) -> u64 {
-        self.inner.counters().series_overflows.load(Ordering::Relaxed)
+        self.inner
+            .counters()
+            .series_overflows
+            .load(Ordering::Relaxed)
     }
 
     /// Exemplars not attached because the span's ids exceed the 128-code-point limit.
     #[getter]
     fn dropped_exemplars(&self) -> u64 {
-        self.inner.counters().dropped_exemplars.load(Ordering::Relaxed)
+        self.inner
+            .counters()
+            .dropped_exemplars
+            .load(Ordering::Relaxed)
     }
 }
 
@@ -604,7 +685,8 @@ impl Handle {
         let names: Vec<&str> = self.label_names.iter().map(|n| &**n).collect();
         let family = self.registry.family(&self.name, self.kind, &names)?;
         let values: Vec<&str> = old.values().iter().map(|v| &**v).collect();
-        self.series.store(family.series(&values, self.registry.clock()));
+        self.series
+            .store(family.series(&values, self.registry.clock()));
         Ok(self.series.load())
     }
 
@@ -720,9 +802,4 @@ impl SummarySeries {
     fn labels(&self) -> Vec<(String, String)> {
         self.0.labels()
     }
-}
-
-#[allow(dead_code)]
-fn type_error(message: &str) -> PyErr {
-    PyTypeError::new_err(message.to_owned())
 }

@@ -107,8 +107,7 @@ def test_prometheus_backend_example_records_and_exports() -> None:
 
     prometheus_text = backend.export()
     assert (
-        'truthound_store_operations_total{op="read",service="validation"} 1.0\n'
-        in prometheus_text
+        'truthound_store_operations_total{op="read",service="validation"} 1.0\n' in prometheus_text
     )
     assert (
         'truthound_store_latency_seconds_bucket{op="read",service="validation",le="0.05"} 1.0\n'
@@ -207,7 +206,10 @@ def test_backend_prefix_applies_to_standard_metric_names_uniformly() -> None:
     StoreMetrics(backend, "s3", "b").record_operation("read", 0.01)
     backend.increment("operations_total")  # a user's own metric does not collide
     text = backend.export()
-    assert 'truthound_store_store_operations_total{operation="read",status="success",store="s3"}' in text
+    assert (
+        'truthound_store_store_operations_total{operation="read",status="success",store="s3"}'
+        in text
+    )
     assert "truthound_store_operations_total 1.0\n" in text
 
 
@@ -217,7 +219,11 @@ def test_counter_names_with_and_without_total_are_one_counter() -> None:
     backend.increment("requests_total", 2)
     assert backend.get("requests") == backend.get("requests_total") == 3.0
     text = backend.export()
-    assert text == "# HELP requests_total Counter requests\n# TYPE requests_total counter\nrequests_total 3.0\n"
+    assert (
+        text == "# HELP requests_total Counter requests\n"
+        "# TYPE requests_total counter\n"
+        "requests_total 3.0\n"
+    )
     openmetrics = backend.export("openmetrics")
     assert openmetrics.startswith("# HELP requests Counter requests\n# TYPE requests counter\n")
     assert "requests_total 3.0\nrequests_created " in openmetrics
@@ -336,11 +342,18 @@ def test_store_metrics_works_through_the_registry_and_extra_labels() -> None:
 def test_register_returns_the_existing_metric_and_handles_work() -> None:
     backend = InMemoryMetricsBackend(prefix="")
     latency = backend.register(
-        "latency_seconds", MetricType.HISTOGRAM, "Read latency", label_names=("op",), buckets=[0.1, 1]
+        "latency_seconds",
+        MetricType.HISTOGRAM,
+        "Read latency",
+        label_names=("op",),
+        buckets=[0.1, 1],
     )
-    assert backend.register(
-        "latency_seconds", "histogram", "Read latency", label_names=["op"], buckets=[0.1, 1.0]
-    ) is latency
+    assert (
+        backend.register(
+            "latency_seconds", "histogram", "Read latency", label_names=["op"], buckets=[0.1, 1.0]
+        )
+        is latency
+    )
     with pytest.raises(MetricConflictError, match="latency_seconds"):
         backend.register("latency_seconds", "histogram", label_names=["op"], buckets=[0.2])
     series = latency.labels(op="read")

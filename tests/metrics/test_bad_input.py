@@ -36,7 +36,13 @@ def test_invalid_prefix_is_rejected_at_construction() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "label"),
-    [("counter", "1x"), ("counter", "a-b"), ("gauge", "__name__"), ("histogram", "le"), ("summary", "quantile")],
+    [
+        ("counter", "1x"),
+        ("counter", "a-b"),
+        ("gauge", "__name__"),
+        ("histogram", "le"),
+        ("summary", "quantile"),
+    ],
 )
 def test_invalid_and_reserved_label_names(
     backend: InMemoryMetricsBackend, kind: str, label: str

@@ -36,7 +36,11 @@ def test_generate_latest_includes_every_metric() -> None:
     assert families["app_requests"].samples[0].value == 2.0
     assert families["app_requests"].samples[0].labels == {"path": "/a"}
     assert families["app_active"].samples[0].value == 3.0
-    buckets = {s.labels["le"]: s.value for s in families["app_latency_seconds"].samples if s.name.endswith("_bucket")}
+    buckets = {
+        s.labels["le"]: s.value
+        for s in families["app_latency_seconds"].samples
+        if s.name.endswith("_bucket")
+    }
     assert buckets == {"0.5": 0.0, "1.0": 1.0, "+Inf": 1.0}
     assert families["app_size_bytes"].type == "summary"
     backend.increment("requests_total", 1, {"path": "/a"})  # read at every scrape
@@ -66,7 +70,13 @@ def test_asgi_app_serves_our_metrics() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "GET", "path": "/metrics", "query_string": b"", "headers": []}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/metrics",
+        "query_string": b"",
+        "headers": [],
+    }
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 200
     assert b"app_requests_total" in b"".join(m.get("body", b"") for m in sent[1:])

@@ -54,9 +54,9 @@ def apply(registry: Any, ops: list[Any]) -> list[str]:
             else:
                 getattr(registry, op)(name, value, labels)
             outcomes.append("ok")
-        except Exception as error:  # noqa: BLE001 - the outcome itself is compared
+        except Exception as error:
             message = str(error)
-            outcomes.append(f"{type(error).__name__}: {message.split(':')[0]}")
+            outcomes.append(f"{type(error).__name__}: {message.split(':', maxsplit=1)[0]}")
     return outcomes
 
 

@@ -160,12 +160,16 @@ def test_openmetrics_created_and_exemplar_free_text_format(clock: Any) -> None:
     backend.histogram("h", 0.5)
     backend.summary("s", 2.0)
     om = backend.export("openmetrics")
-    for line in ["c_created 1700000000.25\n", "h_created 1700000000.25\n", "s_created 1700000000.25\n"]:
+    for line in [
+        "c_created 1700000000.25\n",
+        "h_created 1700000000.25\n",
+        "s_created 1700000000.25\n",
+    ]:
         assert line in om
     assert "_created" not in backend.export("prometheus")
     assert om.count("# TYPE") == 3
     assert om.endswith("# EOF\n")
-    assert backend.export() .endswith("\n")
+    assert backend.export().endswith("\n")
 
 
 def test_empty_registry_exposition() -> None:
@@ -176,7 +180,8 @@ def test_empty_registry_exposition() -> None:
 
 def test_histogram_with_negative_buckets_omits_sum_in_openmetrics() -> None:
     """OpenMetrics: a histogram with negative thresholds MUST NOT expose a sum (it would not be
-    a counter) and `_count` goes with it; non-negative histograms reject negative observations for the same reason."""
+    a counter) and `_count` goes with it; non-negative histograms reject negative observations
+    for the same reason."""
     backend = InMemoryMetricsBackend(prefix="")
     backend.register("delta", "histogram", buckets=[-1.0, 0.0, 1.0])
     backend.histogram("delta", -0.5)

@@ -14,9 +14,7 @@ QUANTILES = [0.0, 0.1, 0.5, 0.9, 0.95, 0.99, 1.0]
 
 
 @given(
-    st.lists(
-        st.floats(min_value=1e-6, max_value=1e6, allow_nan=False), min_size=1, max_size=500
-    )
+    st.lists(st.floats(min_value=1e-6, max_value=1e6, allow_nan=False), min_size=1, max_size=500)
 )
 def test_quantiles_are_within_one_percent_of_the_exact_rank(observations: list[float]) -> None:
     """The documented bound: within 1% (relative) of the observation of rank floor(q(n-1));

@@ -14,6 +14,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 from ..errors import (
@@ -44,8 +45,10 @@ _OWNED_SUFFIXES = {
     "summary": ("_count", "_sum", "_created"),
 }
 _KINDS = ("counter", "gauge", "histogram", "summary")
-_DEFAULT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0)
-_DEFAULT_BUCKETS += (7.5, 10.0)
+_DEFAULT_BUCKETS: tuple[float, ...] = (
+    *(0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75),
+    *(1.0, 2.5, 5.0, 7.5, 10.0),
+)
 _DEFAULT_QUANTILES = (0.5, 0.9, 0.95, 0.99)
 
 LabelPairs = list[tuple[str, str]]
@@ -114,7 +117,7 @@ def _value_str(value: Any) -> str:
 def _label_name_error(key: Any) -> Exception:
     try:
         shown = repr(key)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
+    except Exception:
         shown = "?"
     return _error(InvalidLabelError, shown, "label names must be strings")
 
@@ -130,7 +133,9 @@ def _items(labels: Any) -> Iterable[tuple[Any, Any]]:
 
 def _validate_metric_name(name: str) -> None:
     if not _METRIC_NAME.fullmatch(name):
-        raise _error(InvalidMetricNameError, name, "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*")
+        raise _error(
+            InvalidMetricNameError, name, "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*"
+        )
 
 
 def _validate_label_name(metric: str, kind: str, label: str) -> None:
@@ -173,7 +178,7 @@ def _validate_buckets(metric: str, buckets: Sequence[float]) -> list[float]:
 
     if any(math.isnan(b) or math.isinf(b) for b in bounds):
         raise bad("bucket bounds must be finite numbers (+Inf is implied)")
-    if any(a >= b for a, b in zip(bounds, bounds[1:], strict=False)):
+    if any(a >= b for a, b in pairwise(bounds)):
         raise bad("bucket bounds must be strictly increasing")
     return bounds
 
@@ -188,7 +193,7 @@ def _validate_quantiles(metric: str, quantiles: Sequence[float]) -> list[float]:
 
     if any(not (0.0 <= q <= 1.0) for q in quantiles):
         raise bad("quantiles must be between 0 and 1")
-    if any(a >= b for a, b in zip(quantiles, quantiles[1:], strict=False)):
+    if any(a >= b for a, b in pairwise(quantiles)):
         raise bad("quantiles must be strictly increasing")
     return list(quantiles)
 
@@ -366,7 +371,7 @@ class _Counters:
 class _Layout:
     __slots__ = ("age_buckets", "bounds", "counters", "kind", "max_age", "quantiles", "sketch")
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - mirrors the native signature
         self,
         kind: str,
         bounds: list[float],
@@ -390,22 +395,20 @@ class _Layout:
     def check(self, value: float, metric: str) -> None:
         kind = self.kind
         if kind == "counter":
-            bad = value != value or value < 0.0
+            bad = math.isnan(value) or value < 0.0
             reason = "a counter only goes up: the increment must be >= 0 and not NaN"
         elif kind == "histogram":
-            bad = value != value or (value < 0.0 and not self.allows_negative())
+            bad = math.isnan(value) or (value < 0.0 and not self.allows_negative())
             reason = (
                 "a histogram observation must not be NaN, nor negative unless a bucket bound is"
             )
         elif kind == "summary":
-            bad = value != value or value < 0.0
+            bad = math.isnan(value) or value < 0.0
             reason = "a summary observation must be >= 0 and not NaN"
         else:
             return
         if bad:
-            raise _error(
-                InvalidMetricValueError, metric, f"{reason} (got {format_float(value)})"
-            )
+            raise _error(InvalidMetricValueError, metric, f"{reason} (got {format_float(value)})")
 
 
 class _Series:
@@ -518,7 +521,7 @@ class _Series:
 
 
 class _Family:
-    def __init__(
+    def __init__(  # noqa: PLR0917 - mirrors the native signature
         self,
         name: str,
         caller_name: str,
@@ -663,7 +666,7 @@ def _pairs(labels: Any) -> list[tuple[str, str]]:
 class Registry:
     """All metrics of one backend (pure-Python core of the metrics backends)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - mirrors the native signature
         self,
         prefix: str = "",
         default_labels: Mapping[str, Any] | None = None,
@@ -740,7 +743,7 @@ class Registry:
         name = _str(name, "name")
         return self._register(name, kind, None, _given_names(labels), None, None, explicit=False)
 
-    def _register(
+    def _register(  # noqa: PLR0917 - mirrors the native signature
         self,
         name: str,
         kind: str,
@@ -757,7 +760,7 @@ class Registry:
         labels = sorted(label_names or ())
         for label in labels:
             _validate_label_name(name, kind, label)
-        for a, b in zip(labels, labels[1:], strict=False):
+        for a, b in pairwise(labels):
             if a == b:
                 raise _error(InvalidLabelError, a, f"label name repeated (metric {_debug(name)})")
         with self._lock:
@@ -778,7 +781,9 @@ class Registry:
                         f"a {kind} would expose {_debug(exposed)}, which {other.kind} "
                         f"{_debug(other.caller_name)} already exposes",
                     )
-            family = self._new_family(name, kind, family_name, labels, documentation, buckets, quantiles)
+            family = self._new_family(
+                name, kind, family_name, labels, documentation, buckets, quantiles
+            )
             for exposed in owned:
                 self._owned[exposed] = family
             self._families.append(family)
@@ -787,7 +792,7 @@ class Registry:
             family.series((), self._now)
         return family
 
-    def _check_existing(
+    def _check_existing(  # noqa: PLR0917 - mirrors the native signature
         self,
         existing: _Family,
         name: str,
@@ -834,7 +839,7 @@ class Registry:
                 )
             existing.documentation = documentation
 
-    def _new_family(
+    def _new_family(  # noqa: PLR0917 - mirrors the native signature
         self,
         name: str,
         kind: str,
@@ -895,13 +900,13 @@ class Registry:
                 return family
         return None
 
-    def _exemplar(self) -> tuple[LabelPairs, float] | None:
+    def _exemplar(self) -> tuple[LabelPairs, float] | None:  # noqa: PLR0911 - one return per metric type
         var = self._span_var
         if var is None:
             return None
         try:
             span = var.get()
-        except Exception:  # noqa: BLE001 - no readable span means no exemplar
+        except Exception:
             return None
         if span is None:
             return None
@@ -910,7 +915,7 @@ class Registry:
                 return None
             trace_id = str(span.trace_id)
             span_id = str(span.span_id)
-        except Exception:  # noqa: BLE001 - a broken span loses its exemplar, counted
+        except Exception:
             self._counters.dropped()
             return None
         labels = _exemplar_labels(trace_id, span_id)
@@ -921,7 +926,9 @@ class Registry:
 
     # ---- recording (the hot path) -----------------------------------------------------------
 
-    def increment(self, name: str, value: float = 1.0, labels: Mapping[str, Any] | None = None) -> None:
+    def increment(
+        self, name: str, value: float = 1.0, labels: Mapping[str, Any] | None = None
+    ) -> None:
         """Adds ``value`` (default 1) to a counter; ``_total`` in ``name`` is optional."""
         value = _f64(value)
         family = self._family(name, "counter", labels)
@@ -956,7 +963,7 @@ class Registry:
         series = family.series_for(labels, self._now)
         series.summary_observe(name, value, self._now())
 
-    def register(
+    def register(  # noqa: PLR0917 - mirrors the native signature
         self,
         kind: str,
         name: str,
@@ -977,9 +984,7 @@ class Registry:
         names = [_str(n, "label name") for n in (label_names or ())]
         bucket_list = [_f64(b) for b in buckets] if buckets is not None else None
         quantile_list = [_f64(q) for q in quantiles] if quantiles is not None else None
-        self._register(
-            name, kind, documentation, names, bucket_list, quantile_list, explicit=True
-        )
+        self._register(name, kind, documentation, names, bucket_list, quantile_list, explicit=True)
 
     def _handle(self, kind: str, name: str, labels: Any) -> _Handle:
         name = _str(name, "name")
@@ -1007,7 +1012,7 @@ class Registry:
 
     # ---- reading ----------------------------------------------------------------------------
 
-    def get(
+    def get(  # noqa: PLR0912 - one branch per metric type
         self, name: str, labels: Mapping[str, Any] | None = None
     ) -> tuple[str, float, float, list[tuple[float, float]]] | None:
         """``(type, value_or_count, sum, pairs)`` of the matching series, or ``None``."""
@@ -1163,7 +1168,7 @@ def _encode_family(out: list[str], family: _Family, openmetrics: bool, now: floa
             exemplars = series.exemplar_list() if openmetrics else []
             bucket = name + "_bucket"
             for i, (count, le) in enumerate(zip(cumulative, family.le_text, strict=True)):
-                line = f'{_head(bucket, labels, f"le={chr(34)}{le}{chr(34)}")}{_count_text(count)}'
+                line = f"{_head(bucket, labels, f'le={chr(34)}{le}{chr(34)}')}{_count_text(count)}"
                 exemplar = exemplars[i] if i < len(exemplars) else None
                 if exemplar is not None:
                     line += _exemplar_text(exemplar)
@@ -1176,7 +1181,7 @@ def _encode_family(out: list[str], family: _Family, openmetrics: bool, now: floa
         else:
             count, total_sum, values = series.summary_snapshot(now)
             for value, q in zip(values, family.quantile_text, strict=True):
-                out.append(f'{_head(name, labels, f"quantile={chr(34)}{q}{chr(34)}")}')
+                out.append(f"{_head(name, labels, f'quantile={chr(34)}{q}{chr(34)}')}")
                 out.append(f"{format_float(value)}\n")
             out.append(f"{_head(name + '_count', labels)}{_count_text(count)}\n")
             out.append(f"{_head(name + '_sum', labels)}{format_float(total_sum)}\n")
@@ -1191,7 +1196,12 @@ class _Handle:
     __slots__ = ("kind", "label_names", "name", "registry", "series")
 
     def __init__(
-        self, registry: Registry, kind: str, name: str, label_names: tuple[str, ...], series: _Series
+        self,
+        registry: Registry,
+        kind: str,
+        name: str,
+        label_names: tuple[str, ...],
+        series: _Series,
     ) -> None:
         self.registry = registry
         self.kind = kind

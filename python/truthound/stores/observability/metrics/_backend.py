@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from .. import _context, _core
 from ..config import MetricsConfig, MetricsExportFormat
@@ -26,7 +26,7 @@ __all__ = ["InMemoryMetricsBackend", "Metric", "PrometheusMetricsBackend"]
 _log = logging.getLogger("truthound.stores.observability.metrics")
 
 Labels = Mapping[str, Any] | None
-AnyValue = Union[MetricValue, HistogramValue, SummaryValue]
+AnyValue = MetricValue | HistogramValue | SummaryValue
 
 
 def _noop(*_args: Any, **_kwargs: Any) -> None:
@@ -275,9 +275,7 @@ class _CoreBackend:
                     values.append(MetricValue(name, value, label_dict, now, MetricType.GAUGE))
                 elif kind == "histogram":
                     buckets = {le: int(count) for le, count in pairs}
-                    values.append(
-                        HistogramValue(name, int(value), total, buckets, label_dict, now)
-                    )
+                    values.append(HistogramValue(name, int(value), total, buckets, label_dict, now))
                 else:
                     values.append(
                         SummaryValue(name, int(value), total, dict(pairs), label_dict, now)
@@ -288,7 +286,7 @@ class _CoreBackend:
         """The raw snapshot of every family (see ``PrometheusClientCollector``)."""
         return self._core.collect()
 
-    def export(self, format: MetricsExportFormat | str | None = None) -> str:  # noqa: A002
+    def export(self, format: MetricsExportFormat | str | None = None) -> str:
         """The exposition in ``format`` (default: ``config.export_format``): Prometheus text
         0.0.4, OpenMetrics 1.0 (with exemplars and ``_created``), JSON or StatsD lines."""
         chosen = MetricsExportFormat(format) if format is not None else self.config.export_format
@@ -514,7 +512,9 @@ class PrometheusMetricsBackend(_CoreBackend):
 
         self._push_args: dict[str, Any] = {"job": job, "grouping_key": grouping_key, **options}
         self._push_stop = stop
-        self._push_thread = threading.Thread(target=loop, name="truthound-metrics-push", daemon=True)
+        self._push_thread = threading.Thread(
+            target=loop, name="truthound-metrics-push", daemon=True
+        )
         self._push_thread.start()
 
     def stop_pushing(self, final_push: bool = True) -> None:

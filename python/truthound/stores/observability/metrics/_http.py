@@ -42,7 +42,7 @@ class _Handler(BaseHTTPRequestHandler):
         openmetrics = prefers_openmetrics(self.headers.get("Accept"))
         try:
             body = self.server.render(openmetrics).encode("utf-8")
-        except Exception as error:  # noqa: BLE001 - a scrape must get an answer, not a reset
+        except Exception as error:
             message = f"error while encoding metrics: {error}\n".encode()
             self.send_response(500)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -70,7 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._respond(include_body=False)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         """Scrapes are not logged (one line per scrape would flood the application's logs)."""
 
 
@@ -146,7 +146,7 @@ def gateway_url_for(gateway_url: str, job: str, grouping_key: Mapping[str, str] 
 _METHODS = {"put": "PUT", "replace": "PUT", "post": "POST", "add": "POST", "delete": "DELETE"}
 
 
-def push(
+def push(  # noqa: PLR0917 - internal helper called with every argument
     body: str,
     gateway_url: str,
     job: str,
@@ -160,9 +160,7 @@ def push(
     """Sends one push; raises ``PushGatewayError`` (naming the URL) on any failure."""
     verb = _METHODS.get(method.lower())
     if verb is None:
-        raise InvalidArgumentError(
-            f"method={method!r}: expected put/replace, post/add or delete"
-        )
+        raise InvalidArgumentError(f"method={method!r}: expected put/replace, post/add or delete")
     if not job:
         raise InvalidArgumentError("job='': a Pushgateway job name must not be empty")
     url = gateway_url_for(gateway_url, job, grouping_key)
@@ -173,7 +171,7 @@ def push(
     data = None if verb == "DELETE" else body.encode("utf-8")
     request = urllib.request.Request(url, data=data, method=verb, headers=request_headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             status = response.status
             response.read()
     except urllib.error.HTTPError as error:

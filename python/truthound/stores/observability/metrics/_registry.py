@@ -121,7 +121,7 @@ class MetricsRegistry:
                 target(*args)
             except InvalidArgumentError:
                 raise
-            except Exception:  # noqa: BLE001 - one broken backend must not break the caller
+            except Exception:
                 with self._lock:
                     self._failures += 1
                 _log.exception("metrics backend %r failed in %s()", name, method)

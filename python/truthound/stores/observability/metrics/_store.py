@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -69,7 +70,9 @@ class StoreMetrics:
     ``MetricsBackend`` protocol). Durations are clamped at 0 (a clock step must not raise).
     """
 
-    def __init__(self, backend: Any, store_type: str = "unknown", store_id: str | None = None) -> None:
+    def __init__(
+        self, backend: Any, store_type: str = "unknown", store_id: str | None = None
+    ) -> None:
         self.backend = backend
         self.store_type = store_type
         self.store_id = store_id
@@ -118,10 +121,9 @@ class StoreMetrics:
             raise InvalidArgumentError(
                 f"record_operation({operation!r}): give duration_ms= or duration_seconds"
             )
-        if seconds != seconds:
+        if math.isnan(seconds):
             raise InvalidMetricValueError(f"record_operation({operation!r}): duration is NaN")
-        if seconds < 0.0:
-            seconds = 0.0
+        seconds = max(seconds, 0.0)
         if labels is None and self._can_bind:
             handles = self._op_handles.get((operation, success))
             if handles is None:
@@ -151,7 +153,8 @@ class StoreMetrics:
             {"store": self.store_type, "operation": operation, "status": status},
         )
         histogram = self.backend.histogram_series(
-            self._declare("store_operation_duration_seconds"), {"store": self.store_type, "operation": operation}
+            self._declare("store_operation_duration_seconds"),
+            {"store": self.store_type, "operation": operation},
         )
         handles = (counter.inc, histogram.observe)
         if len(self._op_handles) < _HANDLE_CACHE_LIMIT:
@@ -163,7 +166,9 @@ class StoreMetrics:
         if bytes_read:
             self._increment(self._declare("store_bytes_read_total"), float(bytes_read), self._store)
         if bytes_written:
-            self._increment(self._declare("store_bytes_written_total"), float(bytes_written), self._store)
+            self._increment(
+                self._declare("store_bytes_written_total"), float(bytes_written), self._store
+            )
 
     def _connections_add(self, delta: float) -> None:
         gauge_add = getattr(self.backend, "gauge_add", None)
@@ -194,7 +199,9 @@ class StoreMetrics:
     def record_error(self, error_type: str) -> None:
         """Counts an error of ``error_type`` (an exception class name, for example)."""
         self._increment(
-            self._declare("store_errors_total"), 1.0, {"store": self.store_type, "error_type": error_type}
+            self._declare("store_errors_total"),
+            1.0,
+            {"store": self.store_type, "error_type": error_type},
         )
 
     # ---- the existing API's methods ----------------------------------------------------------
@@ -224,7 +231,9 @@ class StoreMetrics:
         """A ``query`` operation and the number of items it returned."""
         self.record_operation("query", duration_seconds)
         if result_count:
-            self._increment(self._extra("store_query_results_total"), float(result_count), self._store)
+            self._increment(
+                self._extra("store_query_results_total"), float(result_count), self._store
+            )
 
     def set_item_count(self, count: int) -> None:
         """Sets ``store_items``."""
@@ -256,7 +265,9 @@ class StoreMetrics:
             {"store": self.store_type, "operation": operation},
         )
 
-    def record_replication(self, target: str, duration_seconds: float, success: bool = True) -> None:
+    def record_replication(
+        self, target: str, duration_seconds: float, success: bool = True
+    ) -> None:
         """A ``replicate`` operation, also counted per target."""
         self.record_operation("replicate", duration_seconds, success)
         status = "success" if success else "failure"
@@ -269,5 +280,7 @@ class StoreMetrics:
     def set_replication_lag(self, target: str, lag_seconds: float) -> None:
         """Sets ``store_replication_lag_seconds`` for ``target``."""
         self.backend.gauge(
-            self._extra("store_replication_lag_seconds"), lag_seconds, {"store": self.store_type, "target": target}
+            self._extra("store_replication_lag_seconds"),
+            lag_seconds,
+            {"store": self.store_type, "target": target},
         )
