@@ -12,8 +12,8 @@ from types import ModuleType
 from typing import Any
 
 import prometheus_client as pc
-from support import label
 
+from support import label
 from truthound.stores.observability.metrics import InMemoryMetricsBackend, StoreMetrics
 
 SERIES = 10_000

@@ -11,7 +11,9 @@ import textwrap
 SERIES = 100_000
 
 SETUP = {
-    "native": "from truthound.stores.observability import _core; _core.core = _core._select('native')",
+    "native": (
+        "from truthound.stores.observability import _core; _core.core = _core._select('native')"
+    ),
     "pure": "from truthound.stores.observability import _core; _core.core = _core._import_pure()",
 }
 
