@@ -569,18 +569,27 @@ impl Family {
 
     #[cold]
     fn insert(&self, hash: u64, values: &[&str], clock: &dyn Clock) -> Arc<Series> {
-        if self.len.load(Ordering::Relaxed) >= self.max_series {
-            return self.overflow_series(clock);
-        }
         let shard = &self.shards[(hash >> 60) as usize % SHARDS];
-        let mut table = shard
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let eq = |s: &Arc<Series>| {
             s.hash == hash
                 && s.values.len() == values.len()
                 && s.values.iter().zip(values).all(|(a, b)| **a == **b)
         };
+        if self.len.load(Ordering::Relaxed) >= self.max_series {
+            // At the limit (no write lock for every overflowing sample), unless another thread
+            // inserted this very label set since our lookup.
+            if let Some(found) = shard
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .find(hash, eq)
+            {
+                return Arc::clone(found);
+            }
+            return self.overflow_series(clock);
+        }
+        let mut table = shard
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(found) = table.find(hash, eq) {
             return Arc::clone(found);
         }
@@ -817,17 +826,6 @@ impl Registry {
     #[must_use]
     pub fn cached_family(&self, name: &str) -> Option<Arc<Family>> {
         self.aliases.load().get(name).cloned()
-    }
-
-    /// Runs `f` on the family a caller's name resolved to before, without cloning the `Arc`.
-    #[inline]
-    pub fn with_cached_family<R>(
-        &self,
-        name: &str,
-        f: impl FnOnce(Option<&Arc<Family>>) -> R,
-    ) -> R {
-        let aliases = self.aliases.load();
-        f(aliases.get(name))
     }
 
     /// The family for a recording call: found, or created with the call's label names.

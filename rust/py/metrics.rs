@@ -803,3 +803,191 @@ impl SummarySeries {
         self.0.labels()
     }
 }
+
+/// The two metric families of one operation kind: `(counter, histogram)` series.
+type OperationSeries = (Arc<Series>, Arc<Series>);
+
+/// The native `StoreMetrics.record_operation`: counts the operation and observes its latency in
+/// one call (the standard `store_operations_total` / `store_operation_duration_seconds`).
+///
+/// Series are cached per (operation, success) (at most 1024 operations; more are resolved per
+/// call), and re-resolved (and re-declared) after a `reset()`. The two families are declared
+/// with their help text and label names when a series is bound (`labels` adds label names,
+/// which then stay fixed).
+#[pyclass(frozen, module = "truthound.stores.observability._native")]
+pub struct OperationRecorder {
+    registry: Py<Registry>,
+    store: Box<str>,
+    operations_help: Box<str>,
+    duration_help: Box<str>,
+    cache: [std::sync::RwLock<std::collections::HashMap<Box<str>, OperationSeries>>; 2],
+}
+
+const OPERATIONS: &str = "store_operations_total";
+const DURATION: &str = "store_operation_duration_seconds";
+const OPERATION_CACHE_LIMIT: usize = 1024;
+
+impl OperationRecorder {
+    /// Declares both families (identical re-declarations are free of effect; a different set
+    /// of extra label names is a `MetricConflictError`, as for any metric).
+    fn declare(&self, registry: &Registry, extra: &[String]) -> PyResult<()> {
+        let mut counter_labels: Vec<&str> = extra.iter().map(String::as_str).collect();
+        counter_labels.extend(["store", "operation", "status"]);
+        let mut duration_labels: Vec<&str> = extra.iter().map(String::as_str).collect();
+        duration_labels.extend(["store", "operation"]);
+        let spec = |help, labels| FamilySpec {
+            documentation: Some(help),
+            label_names: Some(labels),
+            ..FamilySpec::default()
+        };
+        let inner = &registry.inner;
+        inner.register(
+            OPERATIONS,
+            Kind::Counter,
+            &spec(&self.operations_help, counter_labels),
+            false,
+        )?;
+        inner.register(
+            DURATION,
+            Kind::Histogram,
+            &spec(&self.duration_help, duration_labels),
+            false,
+        )?;
+        Ok(())
+    }
+
+    #[cold]
+    fn bind(
+        &self,
+        registry: &Registry,
+        operation: &str,
+        success: bool,
+    ) -> PyResult<OperationSeries> {
+        self.declare(registry, &[])?;
+        let inner = &registry.inner;
+        let status = if success { "success" } else { "failure" };
+        let counter = inner.family(OPERATIONS, Kind::Counter, &["operation", "status", "store"])?;
+        let histogram = inner.family(DURATION, Kind::Histogram, &["operation", "store"])?;
+        // Label values in the families' (sorted) label-name order.
+        let pair = (
+            counter.series(&[operation, status, &self.store], inner.clock()),
+            histogram.series(&[operation, &self.store], inner.clock()),
+        );
+        let mut cache = self.cache[usize::from(success)]
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() < OPERATION_CACHE_LIMIT || cache.contains_key(operation) {
+            cache.insert(operation.into(), (Arc::clone(&pair.0), Arc::clone(&pair.1)));
+        }
+        Ok(pair)
+    }
+
+    #[cold]
+    fn record_labelled(
+        &self,
+        py: Python<'_>,
+        registry: &Registry,
+        operation: &Bound<'_, PyString>,
+        seconds: f64,
+        success: bool,
+        labels: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let extra = given_names(Some(labels))?;
+        self.declare(registry, &extra)?;
+        let merged = PyDict::new(py);
+        for_each_label(labels, |key, value| merged.set_item(key, value))?;
+        merged.set_item(intern!(py, "store"), &*self.store)?;
+        merged.set_item(intern!(py, "operation"), operation)?;
+        let duration_labels = merged.copy()?;
+        merged.set_item(
+            intern!(py, "status"),
+            if success { "success" } else { "failure" },
+        )?;
+        let counter = registry.resolve(OPERATIONS, Kind::Counter, 1.0, Some(merged.as_any()))?;
+        let histogram = registry.resolve(
+            DURATION,
+            Kind::Histogram,
+            seconds,
+            Some(duration_labels.as_any()),
+        )?;
+        counter.counter_add(OPERATIONS, 1.0)?;
+        let exemplar = current_exemplar(py, registry.span_var.as_ref(), &registry.inner);
+        Ok(histogram.histogram_observe(DURATION, seconds, exemplar)?)
+    }
+}
+
+#[pymethods]
+impl OperationRecorder {
+    #[new]
+    fn new(
+        registry: Py<Registry>,
+        store: &str,
+        operations_help: &str,
+        duration_help: &str,
+    ) -> Self {
+        Self {
+            registry,
+            store: store.into(),
+            operations_help: operations_help.into(),
+            duration_help: duration_help.into(),
+            cache: Default::default(),
+        }
+    }
+
+    /// Counts one operation (status `success`/`failure`) and observes its latency in seconds
+    /// (`duration_ms=` or `duration_seconds`; negative durations count as 0, NaN is rejected).
+    /// `success` is read for its truth value (`None`, the default, means success).
+    #[pyo3(signature = (operation, duration_seconds = None, success = None, labels = None, *, duration_ms = None))]
+    fn record_operation(
+        &self,
+        py: Python<'_>,
+        operation: &Bound<'_, PyString>,
+        duration_seconds: Option<f64>,
+        success: Option<&Bound<'_, PyAny>>,
+        labels: Option<&Bound<'_, PyAny>>,
+        duration_ms: Option<f64>,
+    ) -> PyResult<()> {
+        let name = operation.to_str()?;
+        let success = match success {
+            Some(flag) => flag.is_truthy()?,
+            None => true,
+        };
+        let mut seconds = match (duration_ms, duration_seconds) {
+            (Some(ms), _) => ms / 1000.0,
+            (None, Some(s)) => s,
+            (None, None) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    name,
+                    "record_operation needs duration_ms= or duration_seconds",
+                )
+                .into());
+            }
+        };
+        if seconds.is_nan() {
+            return Err(
+                Error::new(ErrorKind::InvalidMetricValue, name, "the duration is NaN").into(),
+            );
+        }
+        if seconds < 0.0 {
+            seconds = 0.0; // a clock step must not raise into the store
+        }
+        let registry = self.registry.get();
+        if let Some(labels) = labels {
+            return self.record_labelled(py, registry, operation, seconds, success, labels);
+        }
+        let cached = self.cache[usize::from(success)]
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .filter(|(c, h)| !c.is_detached() && !h.is_detached())
+            .map(|(c, h)| (Arc::clone(c), Arc::clone(h)));
+        let (counter, histogram) = match cached {
+            Some(pair) => pair,
+            None => self.bind(registry, name, success)?,
+        };
+        counter.counter_add(OPERATIONS, 1.0)?;
+        let exemplar = current_exemplar(py, registry.span_var.as_ref(), &registry.inner);
+        Ok(histogram.histogram_observe(DURATION, seconds, exemplar)?)
+    }
+}

@@ -385,3 +385,22 @@ def test_disabled_config_records_nothing() -> None:
     backend.increment("x")
     backend.histogram("h", 1.0)
     assert backend.get_metrics() == []
+
+
+def test_store_metrics_after_a_backend_reset() -> None:
+    backend = InMemoryMetricsBackend(prefix="")
+    metrics = StoreMetrics(backend, "s3", "bucket")
+    metrics.record_operation("read", duration_ms=1.0)
+    backend.reset()
+    metrics.record_operation("read", duration_ms=2.0, success=False)
+    assert backend.get("store_operations_total") == 1.0
+    assert backend.get("store_operations_total", {"status": "failure"}) == 1.0
+    assert "# HELP store_operations_total Total operations\n" in backend.export()
+
+
+def test_record_operation_needs_a_duration() -> None:
+    from truthound.stores.observability.errors import InvalidArgumentError
+
+    metrics = StoreMetrics(InMemoryMetricsBackend(), "s3")
+    with pytest.raises(InvalidArgumentError, match="read"):
+        metrics.record_operation("read")

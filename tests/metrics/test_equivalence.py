@@ -128,3 +128,39 @@ def test_summary_sketches_are_bit_identical(
     native, pure = registries
     assert native.encode() == pure.encode()
     assert same(native.get("s"), pure.get("s"))
+
+
+recordings = st.lists(
+    st.tuples(
+        st.sampled_from(["read", "write", "dé\nl", ""]),
+        st.sampled_from([None, 0.0, -3.0, 12.5, 1e-9, math.nan, 7]),
+        st.sampled_from([None, 45.0, -1.0, math.nan]),
+        st.sampled_from([True, False, None, 0, 1, "yes"]),
+        st.sampled_from([None, {}, {"region": "eu"}, {"store": "override"}, {"le": "x"}]),
+        st.booleans(),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=200)
+@given(recordings)
+def test_record_operation_is_identical_in_both_cores(calls: list[Any]) -> None:
+    outcomes: list[list[str]] = []
+    registries = []
+    for core in (_native, _pure):
+        registry = core.Registry(clock=lambda: 1_700_000_000.0, buckets=[0.01, 1.0])
+        recorder = core.OperationRecorder(registry, "s3", "Total operations", "Latency")
+        results = []
+        for operation, seconds, ms, success, labels, reset in calls:
+            if reset:
+                registry.reset()
+            try:
+                recorder.record_operation(operation, seconds, success, labels, duration_ms=ms)
+                results.append("ok")
+            except Exception as error:  # noqa: BLE001 - the outcome itself is compared
+                results.append(f"{type(error).__name__}: {str(error).split(':')[0]}")
+        outcomes.append(results)
+        registries.append(registry)
+    assert outcomes[0] == outcomes[1]
+    assert registries[0].encode(True) == registries[1].encode(True)

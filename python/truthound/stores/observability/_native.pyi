@@ -14,6 +14,7 @@ __all__ += [
     "CounterSeries",
     "GaugeSeries",
     "HistogramSeries",
+    "OperationRecorder",
     "Registry",
     "SummarySeries",
     "format_float",
@@ -71,6 +72,21 @@ class Registry:
     def series_overflows(self) -> int: ...
     @property
     def dropped_exemplars(self) -> int: ...
+
+@final
+class OperationRecorder:
+    def __new__(
+        cls, registry: Registry, store: str, operations_help: str, duration_help: str
+    ) -> OperationRecorder: ...
+    def record_operation(
+        self,
+        operation: str,
+        duration_seconds: float | None = None,
+        success: object = None,
+        labels: _Labels = None,
+        *,
+        duration_ms: float | None = None,
+    ) -> None: ...
 
 @final
 class CounterSeries:

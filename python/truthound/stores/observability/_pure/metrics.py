@@ -29,6 +29,7 @@ __all__ = [
     "CounterSeries",
     "GaugeSeries",
     "HistogramSeries",
+    "OperationRecorder",
     "Registry",
     "SummarySeries",
     "format_float",
@@ -371,7 +372,7 @@ class _Counters:
 class _Layout:
     __slots__ = ("age_buckets", "bounds", "counters", "kind", "max_age", "quantiles", "sketch")
 
-    def __init__(  # noqa: PLR0917 - mirrors the native signature
+    def __init__(  # noqa: PLR0917 - internal constructor
         self,
         kind: str,
         bounds: list[float],
@@ -521,7 +522,7 @@ class _Series:
 
 
 class _Family:
-    def __init__(  # noqa: PLR0917 - mirrors the native signature
+    def __init__(  # noqa: PLR0917 - internal, mirrors the core's steps
         self,
         name: str,
         caller_name: str,
@@ -564,11 +565,11 @@ class _Family:
         if found is not None:
             return found
         with self.lock:
-            if len(self.ordered) >= self.max_series:
-                return self._overflow_series(clock)
             found = self.map.get(values)
             if found is not None:
                 return found
+            if len(self.ordered) >= self.max_series:
+                return self._overflow_series(clock)
             series = self._new_series(values, overflow=False, now=clock())
             self.map[values] = series
             self.ordered.append(series)
@@ -743,7 +744,7 @@ class Registry:
         name = _str(name, "name")
         return self._register(name, kind, None, _given_names(labels), None, None, explicit=False)
 
-    def _register(  # noqa: PLR0917 - mirrors the native signature
+    def _register(  # noqa: PLR0917 - internal, mirrors the core's steps
         self,
         name: str,
         kind: str,
@@ -792,7 +793,7 @@ class Registry:
             family.series((), self._now)
         return family
 
-    def _check_existing(  # noqa: PLR0917 - mirrors the native signature
+    def _check_existing(  # noqa: PLR0917 - internal, mirrors the core's steps
         self,
         existing: _Family,
         name: str,
@@ -839,7 +840,7 @@ class Registry:
                 )
             existing.documentation = documentation
 
-    def _new_family(  # noqa: PLR0917 - mirrors the native signature
+    def _new_family(  # noqa: PLR0917 - internal, mirrors the core's steps
         self,
         name: str,
         kind: str,
@@ -900,7 +901,7 @@ class Registry:
                 return family
         return None
 
-    def _exemplar(self) -> tuple[LabelPairs, float] | None:  # noqa: PLR0911 - one return per metric type
+    def _exemplar(self) -> tuple[LabelPairs, float] | None:  # noqa: PLR0911 - one per missing piece
         var = self._span_var
         if var is None:
             return None
@@ -1317,3 +1318,117 @@ class SummarySeries:
     def labels(self) -> list[tuple[str, str]]:
         """The label names and values this handle is bound to."""
         return self._h.labels()
+
+
+# ---- StoreMetrics.record_operation (mirror of OperationRecorder in rust/py/metrics.rs) -------
+
+_OPERATIONS = "store_operations_total"
+_DURATION = "store_operation_duration_seconds"
+_OPERATION_CACHE_LIMIT = 1024
+
+
+class OperationRecorder:
+    """Counts an operation and observes its latency in one call (see the native core)."""
+
+    def __init__(
+        self, registry: Registry, store: str, operations_help: str, duration_help: str
+    ) -> None:
+        self._registry = registry
+        self._store = _str(store, "store")
+        self._operations_help = _str(operations_help, "operations_help")
+        self._duration_help = _str(duration_help, "duration_help")
+        self._cache: tuple[dict[str, tuple[_Series, _Series]], ...] = ({}, {})
+
+    def _declare(self, extra: list[str]) -> None:
+        registry = self._registry
+        registry._register(
+            _OPERATIONS,
+            "counter",
+            self._operations_help,
+            [*extra, "store", "operation", "status"],
+            None,
+            None,
+            explicit=False,
+        )
+        registry._register(
+            _DURATION,
+            "histogram",
+            self._duration_help,
+            [*extra, "store", "operation"],
+            None,
+            None,
+            explicit=False,
+        )
+
+    def _bind(self, operation: str, success: bool) -> tuple[_Series, _Series]:
+        self._declare([])
+        registry = self._registry
+        status = "success" if success else "failure"
+        counter = registry._register(
+            _OPERATIONS, "counter", None, ["operation", "status", "store"], None, None, False
+        )
+        histogram = registry._register(
+            _DURATION, "histogram", None, ["operation", "store"], None, None, False
+        )
+        pair = (
+            counter.series((operation, status, self._store), registry._now),
+            histogram.series((operation, self._store), registry._now),
+        )
+        cache = self._cache[1 if success else 0]
+        if len(cache) < _OPERATION_CACHE_LIMIT or operation in cache:
+            cache[operation] = pair
+        return pair
+
+    def _record_labelled(self, operation: str, seconds: float, success: bool, labels: Any) -> None:
+        registry = self._registry
+        extra = _given_names(labels)
+        self._declare(extra)
+        merged = dict(_items(labels))
+        merged["store"] = self._store
+        merged["operation"] = operation
+        duration_labels = dict(merged)
+        merged["status"] = "success" if success else "failure"
+        counter_family = registry._family(_OPERATIONS, "counter", merged)
+        counter_family.layout.check(1.0, _OPERATIONS)
+        counter = counter_family.series_for(merged, registry._now)
+        histogram_family = registry._family(_DURATION, "histogram", duration_labels)
+        histogram_family.layout.check(seconds, _DURATION)
+        histogram = histogram_family.series_for(duration_labels, registry._now)
+        counter.counter_add(_OPERATIONS, 1.0)
+        histogram.histogram_observe(_DURATION, seconds, registry._exemplar())
+
+    def record_operation(
+        self,
+        operation: str,
+        duration_seconds: float | None = None,
+        success: Any = None,
+        labels: Mapping[str, Any] | None = None,
+        *,
+        duration_ms: float | None = None,
+    ) -> None:
+        """Counts one operation and observes its latency (``success`` by truth value)."""
+        name = _str(operation, "operation")
+        ms = None if duration_ms is None else _f64(duration_ms)
+        given = None if duration_seconds is None else _f64(duration_seconds)
+        ok = True if success is None else bool(success)
+        if ms is not None:
+            seconds = ms / 1000.0
+        elif given is not None:
+            seconds = given
+        else:
+            raise _error(
+                InvalidArgumentError,
+                name,
+                "record_operation needs duration_ms= or duration_seconds",
+            )
+        if math.isnan(seconds):
+            raise _error(InvalidMetricValueError, name, "the duration is NaN")
+        seconds = max(seconds, 0.0)
+        if labels is not None:
+            self._record_labelled(name, seconds, ok, labels)
+            return
+        pair = self._cache[1 if ok else 0].get(name)
+        if pair is None or pair[0].detached or pair[1].detached:
+            pair = self._bind(name, ok)
+        pair[0].counter_add(_OPERATIONS, 1.0)
+        pair[1].histogram_observe(_DURATION, seconds, self._registry._exemplar())

@@ -19,7 +19,13 @@ from ._exposition import render_json, render_statsd
 from ._values import HistogramValue, MetricType, MetricValue, SummaryValue
 
 if TYPE_CHECKING:
-    from .._native import CounterSeries, GaugeSeries, HistogramSeries, SummarySeries
+    from .._native import (
+        CounterSeries,
+        GaugeSeries,
+        HistogramSeries,
+        OperationRecorder,
+        SummarySeries,
+    )
 
 __all__ = ["InMemoryMetricsBackend", "Metric", "PrometheusMetricsBackend"]
 
@@ -115,6 +121,7 @@ class _CoreBackend:
             clock=clock,
         )
         self._core = core
+        self._core_module = _core.core  # the core that created `_core` (helpers must match it)
         self._metrics: dict[str, Metric] = {}
         self._metrics_lock = threading.Lock()
         # The hot paths are the core's own methods, bound on the instance: a documented call
@@ -219,6 +226,18 @@ class _CoreBackend:
     def summary_series(self, name: str, labels: Labels = None) -> SummarySeries:
         """A pre-bound summary series: ``observe(v)``."""
         return self._core.summary_series(name, labels)
+
+    def _operation_recorder(
+        self, store: str, operations_help: str, duration_help: str
+    ) -> OperationRecorder | None:
+        """The core's one-call ``record_operation`` for ``StoreMetrics`` (``None`` when
+        recording is disabled)."""
+        if not self.config.enabled:
+            return None
+        recorder: OperationRecorder = self._core_module.OperationRecorder(
+            self._core, store, operations_help, duration_help
+        )
+        return recorder
 
     # ---- reading ------------------------------------------------------------------------------
 

@@ -87,6 +87,18 @@ class StoreMetrics:
         self._register: Callable[..., Any] | None = register if callable(register) else None
         self._declared: set[str] = set()
         self._increment: Callable[..., Any] = getattr(backend, "increment", None) or backend.counter
+        # On our own backends the whole of `record_operation` runs in the core: one call that
+        # counts and observes (the method below is the fallback for any other backend).
+        make_recorder = getattr(backend, "_operation_recorder", None)
+        recorder = None
+        if callable(make_recorder):
+            recorder = make_recorder(
+                store_type,
+                STANDARD_METRICS["store_operations_total"][2],
+                STANDARD_METRICS["store_operation_duration_seconds"][2],
+            )
+        if recorder is not None:
+            self.record_operation = recorder.record_operation  # type: ignore[method-assign]
 
     def _declare(self, name: str, extra_labels: tuple[str, ...] = ()) -> str:
         """Declares a metric with its help text on first use (metrics appear once recorded)."""
