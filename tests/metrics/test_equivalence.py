@@ -158,7 +158,7 @@ def test_record_operation_is_identical_in_both_cores(calls: list[Any]) -> None:
             try:
                 recorder.record_operation(operation, seconds, success, labels, duration_ms=ms)
                 results.append("ok")
-            except Exception as error:  # noqa: BLE001 - the outcome itself is compared
+            except Exception as error:
                 results.append(f"{type(error).__name__}: {str(error).split(':')[0]}")
         outcomes.append(results)
         registries.append(registry)
