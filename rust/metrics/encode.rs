@@ -108,7 +108,7 @@ fn write_created(out: &mut String, family: &Family, series: &Series) {
 fn write_family(out: &mut String, family: &Family, openmetrics: bool, now: f64) {
     write_header(out, family, openmetrics);
     let name = family.name();
-    for series in family.all_series() {
+    family.for_each_series(|series| {
         let labels = series.rendered_labels();
         match family.kind() {
             Kind::Counter => {
@@ -116,7 +116,7 @@ fn write_family(out: &mut String, family: &Family, openmetrics: bool, now: f64) 
                 write_float(out, series.scalar());
                 out.push('\n');
                 if openmetrics {
-                    write_created(out, family, &series);
+                    write_created(out, family, series);
                 }
             }
             Kind::Gauge => {
@@ -150,7 +150,7 @@ fn write_family(out: &mut String, family: &Family, openmetrics: bool, now: f64) 
                     out.push('\n');
                 }
                 if openmetrics {
-                    write_created(out, family, &series);
+                    write_created(out, family, series);
                 }
             }
             Kind::Summary => {
@@ -167,11 +167,11 @@ fn write_family(out: &mut String, family: &Family, openmetrics: bool, now: f64) 
                 write_float(out, sum);
                 out.push('\n');
                 if openmetrics {
-                    write_created(out, family, &series);
+                    write_created(out, family, series);
                 }
             }
         }
-    }
+    });
 }
 
 /// The exposition of every metric of `registry`.

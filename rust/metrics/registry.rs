@@ -678,6 +678,33 @@ impl Family {
         all
     }
 
+    /// Calls `f` on every series in creation order (the overflow series last) without copying
+    /// the list: the read lock is held for chunks of 256 series at a time, so a concurrent
+    /// series creation waits for one chunk at most, and recording never waits.
+    pub fn for_each_series(&self, mut f: impl FnMut(&Series)) {
+        const CHUNK: usize = 256;
+        let len = self
+            .ordered
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        let mut start = 0;
+        while start < len {
+            let end = (start + CHUNK).min(len);
+            let ordered = self
+                .ordered
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for series in &ordered[start..end] {
+                f(series);
+            }
+            start = end;
+        }
+        if let Some(overflow) = self.overflow.get() {
+            f(overflow);
+        }
+    }
+
     /// The merged labels of a series as (name, value) pairs, sorted by name.
     #[must_use]
     pub fn series_labels(
