@@ -30,7 +30,7 @@ mod _native {
     use crate::py::metrics::format_float;
     #[pymodule_export]
     use crate::py::metrics::{
-        CounterSeries, GaugeSeries, HistogramSeries, OperationRecorder, Registry, SummarySeries,
+        CounterSeries, GaugeSeries, HistogramSeries, MetricSet, OperationRecorder, SummarySeries,
     };
 
     // ---- Tracing pillar ------------------------------------------------------------------

@@ -204,12 +204,12 @@ fn registry_config(
 /// Thread-safe without the GIL: recording is lock-free on existing series (see the core's
 /// concurrency notes), and `encode` releases the interpreter while it formats.
 #[pyclass(frozen, module = "truthound.stores.observability._native")]
-pub struct Registry {
+pub struct MetricSet {
     inner: Arc<core::Registry>,
     span_var: Option<Py<PyAny>>,
 }
 
-impl Registry {
+impl MetricSet {
     #[inline]
     fn family(
         &self,
@@ -313,7 +313,7 @@ fn current_exemplar(
 }
 
 #[pymethods]
-impl Registry {
+impl MetricSet {
     #[new]
     #[pyo3(signature = (
         prefix = "",
@@ -659,7 +659,7 @@ impl Registry {
     }
 }
 
-/// A series bound once; re-attaches to a fresh series after `Registry.reset()`.
+/// A series bound once; re-attaches to a fresh series after `MetricSet.reset()`.
 struct Handle {
     registry: Arc<core::Registry>,
     kind: Kind,
@@ -816,7 +816,7 @@ type OperationSeries = (Arc<Series>, Arc<Series>);
 /// which then stay fixed).
 #[pyclass(frozen, module = "truthound.stores.observability._native")]
 pub struct OperationRecorder {
-    registry: Py<Registry>,
+    registry: Py<MetricSet>,
     store: Box<str>,
     operations_help: Box<str>,
     duration_help: Box<str>,
@@ -830,7 +830,7 @@ const OPERATION_CACHE_LIMIT: usize = 1024;
 impl OperationRecorder {
     /// Declares both families (identical re-declarations are free of effect; a different set
     /// of extra label names is a `MetricConflictError`, as for any metric).
-    fn declare(&self, registry: &Registry, extra: &[String]) -> PyResult<()> {
+    fn declare(&self, registry: &MetricSet, extra: &[String]) -> PyResult<()> {
         let mut counter_labels: Vec<&str> = extra.iter().map(String::as_str).collect();
         counter_labels.extend(["store", "operation", "status"]);
         let mut duration_labels: Vec<&str> = extra.iter().map(String::as_str).collect();
@@ -859,7 +859,7 @@ impl OperationRecorder {
     #[cold]
     fn bind(
         &self,
-        registry: &Registry,
+        registry: &MetricSet,
         operation: &str,
         success: bool,
     ) -> PyResult<OperationSeries> {
@@ -886,7 +886,7 @@ impl OperationRecorder {
     fn record_labelled(
         &self,
         py: Python<'_>,
-        registry: &Registry,
+        registry: &MetricSet,
         operation: &Bound<'_, PyString>,
         seconds: f64,
         success: bool,
@@ -920,7 +920,7 @@ impl OperationRecorder {
 impl OperationRecorder {
     #[new]
     fn new(
-        registry: Py<Registry>,
+        registry: Py<MetricSet>,
         store: &str,
         operations_help: &str,
         duration_help: &str,

@@ -61,7 +61,7 @@ def apply(registry: Any, ops: list[Any]) -> list[str]:
 
 
 def make(core: Any) -> Any:
-    return core.Registry(
+    return core.MetricSet(
         prefix="app",
         default_labels={"svc": 'v"1', "a": "default"},
         buckets=[0.001, 0.5, 1.0, 100.0],
@@ -112,7 +112,7 @@ def test_summary_sketches_are_bit_identical(
         return now[0]
 
     registries = [
-        core.Registry(
+        core.MetricSet(
             summary_relative_accuracy=accuracy,
             summary_max_bins=max_bins,
             summary_max_age_seconds=60.0,
@@ -149,7 +149,7 @@ def test_record_operation_is_identical_in_both_cores(calls: list[Any]) -> None:
     outcomes: list[list[str]] = []
     registries = []
     for core in (_native, _pure):
-        registry = core.Registry(clock=lambda: 1_700_000_000.0, buckets=[0.01, 1.0])
+        registry = core.MetricSet(clock=lambda: 1_700_000_000.0, buckets=[0.01, 1.0])
         recorder = core.OperationRecorder(registry, "s3", "Total operations", "Latency")
         results = []
         for operation, seconds, ms, success, labels, reset in calls:

@@ -14,8 +14,8 @@ __all__ += [
     "CounterSeries",
     "GaugeSeries",
     "HistogramSeries",
+    "MetricSet",
     "OperationRecorder",
-    "Registry",
     "SummarySeries",
     "format_float",
 ]
@@ -31,7 +31,7 @@ _SeriesSnapshot: TypeAlias = tuple[_LabelPairs, float, float, _Pairs, float, lis
 _FamilySnapshot: TypeAlias = tuple[str, str, str, list[_SeriesSnapshot]]
 
 @final
-class Registry:
+class MetricSet:
     def __new__(
         cls,
         prefix: str = "",
@@ -45,7 +45,7 @@ class Registry:
         summary_max_bins: int = 2048,
         span_var: object | None = None,
         clock: Callable[[], float] | None = None,
-    ) -> Registry: ...
+    ) -> MetricSet: ...
     def increment(self, name: str, value: float = 1.0, labels: _Labels = None) -> None: ...
     def gauge(self, name: str, value: float, labels: _Labels = None) -> None: ...
     def gauge_add(self, name: str, value: float, labels: _Labels = None) -> None: ...
@@ -76,7 +76,7 @@ class Registry:
 @final
 class OperationRecorder:
     def __new__(
-        cls, registry: Registry, store: str, operations_help: str, duration_help: str
+        cls, registry: MetricSet, store: str, operations_help: str, duration_help: str
     ) -> OperationRecorder: ...
     def record_operation(
         self,

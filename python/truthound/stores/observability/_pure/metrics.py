@@ -29,8 +29,8 @@ __all__ = [
     "CounterSeries",
     "GaugeSeries",
     "HistogramSeries",
+    "MetricSet",
     "OperationRecorder",
-    "Registry",
     "SummarySeries",
     "format_float",
 ]
@@ -664,7 +664,7 @@ def _pairs(labels: Any) -> list[tuple[str, str]]:
     return pairs
 
 
-class Registry:
+class MetricSet:
     """All metrics of one backend (pure-Python core of the metrics backends)."""
 
     def __init__(  # noqa: PLR0917 - mirrors the native signature
@@ -1198,7 +1198,7 @@ class _Handle:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: MetricSet,
         kind: str,
         name: str,
         label_names: tuple[str, ...],
@@ -1331,7 +1331,7 @@ class OperationRecorder:
     """Counts an operation and observes its latency in one call (see the native core)."""
 
     def __init__(
-        self, registry: Registry, store: str, operations_help: str, duration_help: str
+        self, registry: MetricSet, store: str, operations_help: str, duration_help: str
     ) -> None:
         self._registry = registry
         self._store = _str(store, "store")

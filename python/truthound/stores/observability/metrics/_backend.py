@@ -108,7 +108,7 @@ class _CoreBackend:
         base = config if config is not None else MetricsConfig()
         #: The effective configuration (the given config with the keyword overrides applied).
         self.config: MetricsConfig = dataclasses.replace(base, **overrides)
-        core = _core.core.Registry(
+        core = _core.core.MetricSet(
             prefix=self.config.prefix,
             default_labels=self.config.labels,
             buckets=self.config.histogram_buckets,
