@@ -11,6 +11,14 @@ use std::fmt;
 pub enum ErrorKind {
     /// Bad caller input that fits no narrower kind (`ValueError`).
     InvalidArgument,
+    /// Metrics: a metric name or backend prefix the exposition formats cannot carry.
+    InvalidMetricName,
+    /// Metrics: an invalid, reserved (`le`, `quantile`, `__*`) or repeated label name.
+    InvalidLabel,
+    /// Metrics: a name reused with another type, label schema, buckets, quantiles or help.
+    MetricConflict,
+    /// Metrics: a value the metric type forbids (negative or NaN counter increment...).
+    InvalidMetricValue,
 }
 
 /// A rejected operation: what kind of failure, which item, and why.

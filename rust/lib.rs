@@ -28,6 +28,10 @@ mod _native {
 
     #[pymodule_export]
     use crate::py::metrics::format_float;
+    #[pymodule_export]
+    use crate::py::metrics::{
+        CounterSeries, GaugeSeries, HistogramSeries, MetricSet, OperationRecorder, SummarySeries,
+    };
 
     // ---- Tracing pillar ------------------------------------------------------------------
 

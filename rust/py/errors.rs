@@ -5,6 +5,16 @@ use pyo3::PyErr;
 use crate::error::{Error, ErrorKind};
 
 pyo3::import_exception!(truthound.stores.observability.errors, InvalidArgumentError);
+pyo3::import_exception!(
+    truthound.stores.observability.errors,
+    InvalidMetricNameError
+);
+pyo3::import_exception!(truthound.stores.observability.errors, InvalidLabelError);
+pyo3::import_exception!(truthound.stores.observability.errors, MetricConflictError);
+pyo3::import_exception!(
+    truthound.stores.observability.errors,
+    InvalidMetricValueError
+);
 
 impl From<Error> for PyErr {
     #[cold]
@@ -12,6 +22,10 @@ impl From<Error> for PyErr {
         let message = error.to_string();
         match error.kind {
             ErrorKind::InvalidArgument => InvalidArgumentError::new_err(message),
+            ErrorKind::InvalidMetricName => InvalidMetricNameError::new_err(message),
+            ErrorKind::InvalidLabel => InvalidLabelError::new_err(message),
+            ErrorKind::MetricConflict => MetricConflictError::new_err(message),
+            ErrorKind::InvalidMetricValue => InvalidMetricValueError::new_err(message),
         }
     }
 }

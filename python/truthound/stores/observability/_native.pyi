@@ -1,8 +1,8 @@
 # Hand-written stub of the native extension; `python -m mypy.stubtest` checks it against the
 # built module, and tests/test_core_selection.py checks that `_pure` mirrors the same names.
 # Each pillar keeps its own section and extends `__all__` there.
-from collections.abc import Sequence
-from typing import Final, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, Literal, TypeAlias, final
 
 __all__ = ["CORE_NAME"]
 
@@ -10,9 +10,113 @@ CORE_NAME: Final[Literal["native", "pure"]]
 
 # --- metrics ---------------------------------------------------------------------------------
 
-__all__ += ["format_float"]
+__all__ += [
+    "CounterSeries",
+    "GaugeSeries",
+    "HistogramSeries",
+    "MetricSet",
+    "OperationRecorder",
+    "SummarySeries",
+    "format_float",
+]
 
 def format_float(value: float) -> str: ...
+
+_Labels: TypeAlias = Mapping[str, object] | None
+_Pairs: TypeAlias = list[tuple[float, float]]
+_Reading: TypeAlias = tuple[str, float, float, _Pairs]
+_LabelPairs: TypeAlias = list[tuple[str, str]]
+_Exemplar: TypeAlias = tuple[float, _LabelPairs, float, float]
+_SeriesSnapshot: TypeAlias = tuple[_LabelPairs, float, float, _Pairs, float, list[_Exemplar]]
+_FamilySnapshot: TypeAlias = tuple[str, str, str, list[_SeriesSnapshot]]
+
+@final
+class MetricSet:
+    def __new__(
+        cls,
+        prefix: str = "",
+        default_labels: Mapping[str, object] | None = None,
+        buckets: Sequence[float] | None = None,
+        quantiles: Sequence[float] | None = None,
+        max_series_per_metric: int = 10000,
+        summary_max_age_seconds: float = 600.0,
+        summary_age_buckets: int = 5,
+        summary_relative_accuracy: float = 0.01,
+        summary_max_bins: int = 2048,
+        span_var: object | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> MetricSet: ...
+    def increment(self, name: str, value: float = 1.0, labels: _Labels = None) -> None: ...
+    def gauge(self, name: str, value: float, labels: _Labels = None) -> None: ...
+    def gauge_add(self, name: str, value: float, labels: _Labels = None) -> None: ...
+    def histogram(self, name: str, value: float, labels: _Labels = None) -> None: ...
+    def summary(self, name: str, value: float, labels: _Labels = None) -> None: ...
+    def register(
+        self,
+        kind: str,
+        name: str,
+        documentation: str | None = None,
+        label_names: Sequence[str] | None = None,
+        buckets: Sequence[float] | None = None,
+        quantiles: Sequence[float] | None = None,
+    ) -> None: ...
+    def counter_series(self, name: str, labels: _Labels = None) -> CounterSeries: ...
+    def gauge_series(self, name: str, labels: _Labels = None) -> GaugeSeries: ...
+    def histogram_series(self, name: str, labels: _Labels = None) -> HistogramSeries: ...
+    def summary_series(self, name: str, labels: _Labels = None) -> SummarySeries: ...
+    def get(self, name: str, labels: _Labels = None) -> _Reading | None: ...
+    def collect(self) -> list[_FamilySnapshot]: ...
+    def encode(self, openmetrics: bool = False) -> str: ...
+    def reset(self) -> None: ...
+    @property
+    def series_overflows(self) -> int: ...
+    @property
+    def dropped_exemplars(self) -> int: ...
+
+@final
+class OperationRecorder:
+    def __new__(
+        cls, registry: MetricSet, store: str, operations_help: str, duration_help: str
+    ) -> OperationRecorder: ...
+    def record_operation(
+        self,
+        operation: str,
+        duration_seconds: float | None = None,
+        success: object = None,
+        labels: _Labels = None,
+        *,
+        duration_ms: float | None = None,
+    ) -> None: ...
+
+@final
+class CounterSeries:
+    def inc(self, value: float = 1.0) -> None: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def labels(self) -> list[tuple[str, str]]: ...
+
+@final
+class GaugeSeries:
+    def set(self, value: float) -> None: ...
+    def inc(self, value: float = 1.0) -> None: ...
+    def dec(self, value: float = 1.0) -> None: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def labels(self) -> list[tuple[str, str]]: ...
+
+@final
+class HistogramSeries:
+    def observe(self, value: float) -> None: ...
+    @property
+    def labels(self) -> list[tuple[str, str]]: ...
+
+@final
+class SummarySeries:
+    def observe(self, value: float) -> None: ...
+    @property
+    def labels(self) -> list[tuple[str, str]]: ...
 
 # --- tracing ---------------------------------------------------------------------------------
 

@@ -156,9 +156,38 @@ class MetricsConfig:
     push_gateway_url: str | None = None
     push_interval_seconds: float = 10.0
     include_timestamps: bool = True
+    # Added by the metrics pillar (not in the existing module): the per-metric series limit
+    # (label sets beyond it share one overflow series, counted), summary quantiles and the
+    # sliding window they cover.
+    max_series_per_metric: int = 10_000
+    summary_quantiles: list[float] = field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99])
+    summary_max_age_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         owner = "MetricsConfig"
+        _require(
+            self.max_series_per_metric >= 1,
+            owner,
+            "max_series_per_metric",
+            self.max_series_per_metric,
+            "must be at least 1",
+        )
+        quantiles = [float(q) for q in self.summary_quantiles]
+        _require(
+            all(0.0 <= q <= 1.0 for q in quantiles) and quantiles == sorted(set(quantiles)),
+            owner,
+            "summary_quantiles",
+            self.summary_quantiles,
+            "must be strictly increasing values between 0 and 1",
+        )
+        self.summary_quantiles = quantiles
+        _require(
+            self.summary_max_age_seconds > 0,
+            owner,
+            "summary_max_age_seconds",
+            self.summary_max_age_seconds,
+            "must be positive",
+        )
         self.export_format = _coerce_enum(
             owner, "export_format", MetricsExportFormat, self.export_format
         )

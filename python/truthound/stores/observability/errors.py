@@ -15,3 +15,39 @@ class ObservabilityError(Exception):
 
 class InvalidArgumentError(ObservabilityError, ValueError):
     """A caller-supplied value was rejected; the message names it and says why."""
+
+
+# ---- Metrics pillar -------------------------------------------------------------------------
+
+__all__ += [
+    "InvalidLabelError",
+    "InvalidMetricNameError",
+    "InvalidMetricValueError",
+    "MetricConflictError",
+    "MetricsServerError",
+    "PushGatewayError",
+]
+
+
+class InvalidMetricNameError(InvalidArgumentError):
+    """A metric name (or backend prefix) that the exposition formats cannot carry."""
+
+
+class InvalidLabelError(InvalidArgumentError):
+    """An invalid, reserved (``le``, ``quantile``, ``__*``) or non-string label name."""
+
+
+class MetricConflictError(InvalidArgumentError):
+    """A metric name reused with another type, label names, buckets, quantiles or help."""
+
+
+class InvalidMetricValueError(InvalidArgumentError):
+    """A value the metric type forbids (a negative or NaN counter increment, a NaN observation)."""
+
+
+class MetricsServerError(ObservabilityError, OSError):
+    """The metrics HTTP endpoint could not be started (for example, the port is in use)."""
+
+
+class PushGatewayError(ObservabilityError, OSError):
+    """A push to a Pushgateway failed (raised only with ``raise_on_error=True``)."""

@@ -1,0 +1,559 @@
+"""The metrics backends: ``InMemoryMetricsBackend`` and ``PrometheusMetricsBackend``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import _context, _core
+from ..config import MetricsConfig, MetricsExportFormat
+from ..errors import InvalidArgumentError, MetricsServerError, PushGatewayError
+from . import _http
+from ._exposition import render_json, render_statsd
+from ._values import HistogramValue, MetricType, MetricValue, SummaryValue
+
+if TYPE_CHECKING:
+    from .._native import (
+        CounterSeries,
+        GaugeSeries,
+        HistogramSeries,
+        OperationRecorder,
+        SummarySeries,
+    )
+
+__all__ = ["InMemoryMetricsBackend", "Metric", "PrometheusMetricsBackend"]
+
+_log = logging.getLogger("truthound.stores.observability.metrics")
+
+Labels = Mapping[str, Any] | None
+AnyValue = MetricValue | HistogramValue | SummaryValue
+
+
+def _noop(*_args: Any, **_kwargs: Any) -> None:
+    """Recording on a backend whose config has ``enabled=False``."""
+
+
+class Metric:
+    """A declared metric (from ``register``): its name, type, help and label names.
+
+    ``labels(**values)`` returns the pre-bound series handle for one label set.
+    """
+
+    def __init__(
+        self,
+        backend: _CoreBackend,
+        name: str,
+        metric_type: MetricType,
+        documentation: str,
+        label_names: tuple[str, ...],
+    ) -> None:
+        self.backend = backend
+        self.name = name
+        self.type = metric_type
+        self.documentation = documentation
+        self.label_names = label_names
+
+    def labels(self, **values: Any) -> Any:
+        """The series handle of this label set (``inc()``, ``set()``, ``observe()``...)."""
+        series = {
+            MetricType.COUNTER: self.backend.counter_series,
+            MetricType.GAUGE: self.backend.gauge_series,
+            MetricType.HISTOGRAM: self.backend.histogram_series,
+            MetricType.SUMMARY: self.backend.summary_series,
+        }[self.type]
+        return series(self.name, values or None)
+
+    def __repr__(self) -> str:
+        return f"Metric({self.name!r}, {self.type.value}, labels={list(self.label_names)!r})"
+
+
+class _CoreBackend:
+    """Recording, reading and export shared by both backends (served by the selected core)."""
+
+    def __init__(
+        self,
+        config: MetricsConfig | None = None,
+        *,
+        prefix: str | None = None,
+        default_labels: Mapping[str, str] | None = None,
+        buckets: Sequence[float] | None = None,
+        quantiles: Sequence[float] | None = None,
+        max_series_per_metric: int | None = None,
+        summary_max_age_seconds: float | None = None,
+        summary_age_buckets: int = 5,
+        summary_relative_accuracy: float = 0.01,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if config is not None and not isinstance(config, MetricsConfig):
+            raise TypeError(f"config must be a MetricsConfig, not {type(config).__name__}")
+        overrides: dict[str, Any] = {}
+        if prefix is not None:
+            overrides["prefix"] = prefix
+        if default_labels is not None:
+            overrides["labels"] = dict(default_labels)
+        if buckets is not None:
+            overrides["histogram_buckets"] = list(buckets)
+        if quantiles is not None:
+            overrides["summary_quantiles"] = list(quantiles)
+        if max_series_per_metric is not None:
+            overrides["max_series_per_metric"] = max_series_per_metric
+        if summary_max_age_seconds is not None:
+            overrides["summary_max_age_seconds"] = summary_max_age_seconds
+        base = config if config is not None else MetricsConfig()
+        #: The effective configuration (the given config with the keyword overrides applied).
+        self.config: MetricsConfig = dataclasses.replace(base, **overrides)
+        core = _core.core.MetricSet(
+            prefix=self.config.prefix,
+            default_labels=self.config.labels,
+            buckets=self.config.histogram_buckets,
+            quantiles=self.config.summary_quantiles,
+            max_series_per_metric=self.config.max_series_per_metric,
+            summary_max_age_seconds=self.config.summary_max_age_seconds,
+            summary_age_buckets=summary_age_buckets,
+            summary_relative_accuracy=summary_relative_accuracy,
+            span_var=_context.current_span,
+            clock=clock,
+        )
+        self._core = core
+        self._core_module = _core.core  # the core that created `_core` (helpers must match it)
+        self._metrics: dict[str, Metric] = {}
+        self._metrics_lock = threading.Lock()
+        # The hot paths are the core's own methods, bound on the instance: a documented call
+        # such as `backend.increment(name, labels={...})` is then one native call, with no
+        # Python frame in between (which would cost more than the native work itself).
+        if self.config.enabled:
+            self.increment = core.increment  # type: ignore[method-assign]
+            self.counter = core.increment  # type: ignore[method-assign]
+            self.gauge = core.gauge  # type: ignore[method-assign]
+            self.gauge_add = core.gauge_add  # type: ignore[method-assign]
+            self.histogram = core.histogram  # type: ignore[method-assign]
+            self.summary = core.summary  # type: ignore[method-assign]
+        else:
+            for name in ("increment", "counter", "gauge", "gauge_add", "histogram", "summary"):
+                setattr(self, name, _noop)
+
+    # ---- recording (replaced on the instance by the core's methods; see __init__) -----------
+
+    def increment(self, name: str, value: float = 1.0, labels: Labels = None) -> None:
+        """Adds ``value`` (default 1) to a counter. ``name`` with or without ``_total`` is the
+        same counter, exposed as ``{name}_total``. Negative or NaN increments raise
+        ``InvalidMetricValueError``."""
+        self._core.increment(name, value, labels)
+
+    def counter(self, name: str, value: float = 1.0, labels: Labels = None) -> None:
+        """The existing API's name for ``increment``."""
+        self._core.increment(name, value, labels)
+
+    def gauge(self, name: str, value: float, labels: Labels = None) -> None:
+        """Sets a gauge to ``value`` (any float, including NaN and infinities)."""
+        self._core.gauge(name, value, labels)
+
+    def gauge_add(self, name: str, value: float, labels: Labels = None) -> None:
+        """Adds ``value`` (negative to subtract) to a gauge, atomically."""
+        self._core.gauge_add(name, value, labels)
+
+    def histogram(self, name: str, value: float, labels: Labels = None) -> None:
+        """Observes ``value`` into a histogram (the backend's buckets unless registered with
+        others). Inside a sampled span the observation becomes its bucket's exemplar."""
+        self._core.histogram(name, value, labels)
+
+    def summary(self, name: str, value: float, labels: Labels = None) -> None:
+        """Observes ``value`` into a summary: all-time ``_count``/``_sum`` and quantiles over
+        the sliding window (``summary_max_age_seconds``), within 1% relative error."""
+        self._core.summary(name, value, labels)
+
+    @contextmanager
+    def timer(self, name: str, labels: Labels = None) -> Iterator[None]:
+        """Observes the seconds the block took into histogram ``name`` (even if it raises)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.histogram(name, time.perf_counter() - start, labels)
+
+    # ---- declaring metrics and pre-bound series ----------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        metric_type: MetricType | str,
+        documentation: str = "",
+        *,
+        label_names: Sequence[str] = (),
+        buckets: Sequence[float] | None = None,
+        quantiles: Sequence[float] | None = None,
+    ) -> Metric:
+        """Declares a metric with its HELP text, label names and buckets or quantiles.
+
+        Declaring an identical metric again returns the same ``Metric``; a different type,
+        label names, buckets, quantiles or help raises ``MetricConflictError``.
+        """
+        kind = MetricType(metric_type)
+        self._core.register(
+            kind.value,
+            name,
+            documentation or None,
+            list(label_names),
+            list(buckets) if buckets is not None else None,
+            list(quantiles) if quantiles is not None else None,
+        )
+        with self._metrics_lock:
+            key = f"{kind.value}:{name}"
+            metric = self._metrics.get(key)
+            if metric is None:
+                metric = Metric(self, name, kind, documentation, tuple(sorted(label_names)))
+                self._metrics[key] = metric
+            return metric
+
+    def counter_series(self, name: str, labels: Labels = None) -> CounterSeries:
+        """A pre-bound counter series for the hottest loops: ``series.inc(value=1.0)``."""
+        return self._core.counter_series(name, labels)
+
+    def gauge_series(self, name: str, labels: Labels = None) -> GaugeSeries:
+        """A pre-bound gauge series: ``set(v)``, ``inc(v=1)``, ``dec(v=1)``."""
+        return self._core.gauge_series(name, labels)
+
+    def histogram_series(self, name: str, labels: Labels = None) -> HistogramSeries:
+        """A pre-bound histogram series: ``observe(v)`` (with exemplars, as ``histogram``)."""
+        return self._core.histogram_series(name, labels)
+
+    def summary_series(self, name: str, labels: Labels = None) -> SummarySeries:
+        """A pre-bound summary series: ``observe(v)``."""
+        return self._core.summary_series(name, labels)
+
+    def _operation_recorder(
+        self, store: str, operations_help: str, duration_help: str
+    ) -> OperationRecorder | None:
+        """The core's one-call ``record_operation`` for ``StoreMetrics`` (``None`` when
+        recording is disabled)."""
+        if not self.config.enabled:
+            return None
+        recorder: OperationRecorder = self._core_module.OperationRecorder(
+            self._core, store, operations_help, duration_help
+        )
+        return recorder
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def get(self, name: str, labels: Labels = None) -> float | HistogramValue | SummaryValue | None:
+        """The value of a metric: a float for counters and gauges, a ``HistogramValue`` or
+        ``SummaryValue`` otherwise, ``None`` when absent.
+
+        ``labels`` selects the series whose labels include them; when several series match
+        (or ``labels`` is omitted on a labelled metric) their values are aggregated: counters
+        and gauges summed, histogram buckets added, summary sketches merged.
+        """
+        reading = self._core.get(name, labels)
+        if reading is None:
+            return None
+        kind, value, total, pairs = reading
+        selected = {str(k): str(v) for k, v in (labels or {}).items()}
+        if kind in ("counter", "gauge"):
+            return value
+        if kind == "histogram":
+            return HistogramValue(
+                name=name,
+                count=int(value),
+                sum=total,
+                buckets={le: int(count) for le, count in pairs},
+                labels=selected,
+            )
+        return SummaryValue(
+            name=name, count=int(value), sum=total, quantiles=dict(pairs), labels=selected
+        )
+
+    def get_counter(self, name: str, labels: Labels = None) -> float:
+        """A counter's value (0.0 when it was never incremented)."""
+        value = self.get(name, labels)
+        return value if isinstance(value, float) else 0.0
+
+    def get_gauge(self, name: str, labels: Labels = None) -> float | None:
+        """A gauge's value (``None`` when it was never set)."""
+        value = self.get(name, labels)
+        return value if isinstance(value, float) else None
+
+    def get_metrics(self) -> list[AnyValue]:
+        """Every series, with exposed names (prefixed; counters with ``_total``) and labels
+        (default labels included)."""
+        now = datetime.now()
+        values: list[AnyValue] = []
+        for kind, name, _doc, series_list in self._core.collect():
+            for labels, value, total, pairs, _created, _exemplars in series_list:
+                label_dict = dict(labels)
+                if kind == "counter":
+                    values.append(
+                        MetricValue(f"{name}_total", value, label_dict, now, MetricType.COUNTER)
+                    )
+                elif kind == "gauge":
+                    values.append(MetricValue(name, value, label_dict, now, MetricType.GAUGE))
+                elif kind == "histogram":
+                    buckets = {le: int(count) for le, count in pairs}
+                    values.append(HistogramValue(name, int(value), total, buckets, label_dict, now))
+                else:
+                    values.append(
+                        SummaryValue(name, int(value), total, dict(pairs), label_dict, now)
+                    )
+        return values
+
+    def collect(self) -> list[Any]:
+        """The raw snapshot of every family (see ``PrometheusClientCollector``)."""
+        return self._core.collect()
+
+    def export(self, format: MetricsExportFormat | str | None = None) -> str:
+        """The exposition in ``format`` (default: ``config.export_format``): Prometheus text
+        0.0.4, OpenMetrics 1.0 (with exemplars and ``_created``), JSON or StatsD lines."""
+        chosen = MetricsExportFormat(format) if format is not None else self.config.export_format
+        if chosen is MetricsExportFormat.PROMETHEUS:
+            return self._core.encode(False)
+        if chosen is MetricsExportFormat.OPENMETRICS:
+            return self._core.encode(True)
+        if chosen is MetricsExportFormat.JSON:
+            return render_json(self._core.collect(), self.config.include_timestamps)
+        return render_statsd(self._core.collect())
+
+    def reset(self) -> None:
+        """Removes every metric and declaration; series handles re-attach on next use."""
+        self._core.reset()
+        with self._metrics_lock:
+            self._metrics.clear()
+
+    # ---- self-observability -----------------------------------------------------------------
+
+    @property
+    def prefix(self) -> str:
+        """The prefix joined to every metric name (see the README for the joining rule)."""
+        return self.config.prefix
+
+    @property
+    def default_labels(self) -> dict[str, str]:
+        """Labels added to every series (a series' own label of the same name wins)."""
+        return dict(self.config.labels)
+
+    @property
+    def series_overflows(self) -> int:
+        """Samples recorded into an overflow series (label values ``__overflow__``) because a
+        metric reached ``max_series_per_metric`` label sets."""
+        return self._core.series_overflows
+
+    @property
+    def dropped_exemplars(self) -> int:
+        """Exemplars not attached: the span's ids exceed the 128-code-point limit."""
+        return self._core.dropped_exemplars
+
+
+class InMemoryMetricsBackend(_CoreBackend):
+    """Metrics kept in memory: record, read back (``get``, ``get_metrics``) and export.
+
+    ``InMemoryMetricsBackend(config=None, *, prefix=, default_labels=, buckets=, quantiles=,
+    max_series_per_metric=, summary_max_age_seconds=)``: keywords override the config.
+    """
+
+
+class PrometheusMetricsBackend(_CoreBackend):
+    """Prometheus metrics with a scrape endpoint and Pushgateway pushes.
+
+    ``PrometheusMetricsBackend(config=None, auto_start_server=None, *, prefix=,
+    default_labels=, ...)``. Without a config the defaults of ``MetricsConfig`` apply (prefix
+    ``truthound_store``). The HTTP endpoint starts at construction only when
+    ``auto_start_server`` is true, or is ``None`` and ``config.enable_http_server`` is set; a
+    ``config.push_gateway_url`` starts a background push every ``config.push_interval_seconds``.
+    ``close()`` (or a ``with`` block) stops both, after a final push.
+    """
+
+    def __init__(
+        self,
+        config: MetricsConfig | None = None,
+        auto_start_server: bool | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(config, **options)
+        self._server: _http.MetricsHTTPServer | None = None
+        self._server_lock = threading.Lock()
+        self._push_failures = 0
+        self._push_lock = threading.Lock()
+        self._last_push_error: str | None = None
+        self._push_stop: threading.Event | None = None
+        self._push_thread: threading.Thread | None = None
+        start = self.config.enable_http_server if auto_start_server is None else auto_start_server
+        if start:
+            self.start_http_server()
+        if self.config.push_gateway_url:
+            self.start_pushing()
+
+    def _render(self, openmetrics: bool) -> str:
+        return self._core.encode(openmetrics)
+
+    # ---- scrape endpoint ----------------------------------------------------------------------
+
+    def start_http_server(
+        self, port: int | None = None, addr: str = "127.0.0.1", path: str | None = None
+    ) -> int:
+        """Serves the exposition over HTTP and returns the bound port.
+
+        ``port`` defaults to ``config.http_port`` (0 picks a free port), ``path`` to
+        ``config.http_path``. ``addr`` defaults to loopback so metrics are not exposed to the
+        network by accident: pass ``"0.0.0.0"`` (or ``"::"``) for a Prometheus on another
+        host. The endpoint negotiates OpenMetrics or text from ``Accept`` (q-values honoured)
+        and gzip from ``Accept-Encoding``. Raises ``MetricsServerError`` when it cannot bind.
+        """
+        with self._server_lock:
+            if self._server is not None:
+                raise MetricsServerError(
+                    "the metrics endpoint is already serving on "
+                    f"{self._server.address}:{self._server.port}; call stop_http_server() first"
+                )
+            self._server = _http.MetricsHTTPServer(
+                self._render,
+                self.config.http_port if port is None else port,
+                addr,
+                path or self.config.http_path,
+            )
+            return self._server.port
+
+    def stop_http_server(self) -> None:
+        """Stops the endpoint and frees its port (no-op when it is not running)."""
+        with self._server_lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+    @property
+    def http_server_port(self) -> int | None:
+        """The port the endpoint is bound to, or ``None`` when it is not running."""
+        server = self._server
+        return server.port if server is not None else None
+
+    @property
+    def http_server_address(self) -> str | None:
+        """The address the endpoint is bound to, or ``None`` when it is not running."""
+        server = self._server
+        return server.address if server is not None else None
+
+    # ---- Pushgateway --------------------------------------------------------------------------
+
+    def push_to_gateway(
+        self,
+        gateway_url: str | None = None,
+        job: str = "truthound",
+        grouping_key: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        method: str = "put",
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        raise_on_error: bool = False,
+    ) -> bool:
+        """Pushes the exposition to a Pushgateway; returns whether it succeeded.
+
+        ``method`` ``"put"`` (alias ``"replace"``) replaces every metric of the grouping key,
+        ``"post"`` (``"add"``) replaces only the metrics pushed, ``"delete"`` deletes the
+        group. ``grouping_key`` labels follow ``job`` in the URL. ``username``/``password``
+        send HTTP basic auth. A failure is counted in ``push_failures``, kept in
+        ``last_push_error``, logged, and returns ``False``; it raises ``PushGatewayError``
+        only with ``raise_on_error=True``. ``gateway_url`` defaults to
+        ``config.push_gateway_url``.
+        """
+        url = gateway_url or self.config.push_gateway_url
+        try:
+            if not url:
+                raise PushGatewayError(
+                    "no gateway_url given and config.push_gateway_url is not set"
+                )
+            _http.push(
+                self._core.encode(False),
+                url,
+                job,
+                grouping_key,
+                timeout,
+                method,
+                username,
+                password,
+                headers,
+            )
+        except (PushGatewayError, InvalidArgumentError) as error:
+            with self._push_lock:
+                self._push_failures += 1
+                self._last_push_error = str(error)
+            _log.warning("%s", error)
+            if raise_on_error:
+                raise
+            return False
+        return True
+
+    def delete_from_gateway(
+        self,
+        gateway_url: str | None = None,
+        job: str = "truthound",
+        grouping_key: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        **options: Any,
+    ) -> bool:
+        """Deletes the grouping key's metrics from the Pushgateway (as ``push_to_gateway``)."""
+        return self.push_to_gateway(
+            gateway_url, job, grouping_key, timeout, method="delete", **options
+        )
+
+    @property
+    def push_failures(self) -> int:
+        """Pushes that failed (each also logged; the last message is ``last_push_error``)."""
+        return self._push_failures
+
+    @property
+    def last_push_error(self) -> str | None:
+        """The message of the most recent failed push, or ``None``."""
+        return self._last_push_error
+
+    def start_pushing(
+        self,
+        interval_seconds: float | None = None,
+        job: str = "truthound",
+        grouping_key: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> None:
+        """Pushes every ``interval_seconds`` (default ``config.push_interval_seconds``) from a
+        daemon thread until ``stop_pushing()``/``close()``; failures are counted, not raised."""
+        interval = interval_seconds or self.config.push_interval_seconds
+        if not interval > 0:
+            raise InvalidArgumentError(f"interval_seconds={interval!r}: must be positive")
+        self.stop_pushing(final_push=False)
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                self.push_to_gateway(job=job, grouping_key=grouping_key, **options)
+
+        self._push_args: dict[str, Any] = {"job": job, "grouping_key": grouping_key, **options}
+        self._push_stop = stop
+        self._push_thread = threading.Thread(
+            target=loop, name="truthound-metrics-push", daemon=True
+        )
+        self._push_thread.start()
+
+    def stop_pushing(self, final_push: bool = True) -> None:
+        """Stops the periodic push; by default pushes once more so the last values are sent."""
+        stop, thread = self._push_stop, self._push_thread
+        self._push_stop = self._push_thread = None
+        if stop is None or thread is None:
+            return
+        stop.set()
+        thread.join(timeout=30.0)
+        if final_push:
+            self.push_to_gateway(**self._push_args)
+
+    def close(self) -> None:
+        """Stops the HTTP endpoint and the periodic push (after a final push)."""
+        self.stop_pushing()
+        self.stop_http_server()
+
+    def __enter__(self) -> PrometheusMetricsBackend:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
