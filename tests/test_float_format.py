@@ -20,6 +20,8 @@ from truthound.stores.observability import _core
         (0.005, "0.005"),
         (1e-05, "1e-05"),
         (1e16, "1e+16"),
+        # Two shortest candidates (.2 and .3) are equally close: ties go to the even digit.
+        (562949953421312.25, "562949953421312.2"),
         (float("inf"), "+Inf"),
         (float("-inf"), "-Inf"),
         (float("nan"), "NaN"),

@@ -40,33 +40,28 @@ pub fn format_float(value: f64) -> String {
 
 /// Python `repr()` layout of the shortest round-tripping digits: fixed notation when the decimal
 /// exponent is in [-4, 16), scientific with a signed, at-least-two-digit exponent otherwise.
+///
+/// The digits come from Ryu, which (like CPython's `repr`, and unlike Rust's `{:e}`) breaks ties
+/// between two equally short, equally close candidates towards an even last digit: for example
+/// `562949953421312.25` prints as `562949953421312.2`.
 fn write_shortest_repr(out: &mut String, value: f64) {
-    // `{:e}` yields the shortest round-tripping digits, e.g. "-1.2345e-7" or "5e3".
-    let mut scientific = String::with_capacity(32);
-    let _ = write!(scientific, "{value:e}");
-    let (mantissa, exponent) = scientific
-        .split_once('e')
-        .expect("LowerExp output always has an exponent");
-    let exponent: i32 = exponent.parse().expect("LowerExp exponent is an integer");
-    let (negative, mantissa) = match mantissa.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, mantissa),
-    };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    if negative {
+    let mut buffer = ryu::Buffer::new();
+    let (digits, exponent) = decimal_digits(buffer.format_finite(value.abs()));
+    if value.is_sign_negative() {
         out.push('-');
     }
+    let digits = digits.as_str();
     if (-4..16).contains(&exponent) {
         if exponent < 0 {
             out.push_str("0.");
             for _ in 0..(-exponent - 1) {
                 out.push('0');
             }
-            out.push_str(&digits);
+            out.push_str(digits);
         } else {
             let integer_len = exponent as usize + 1;
             if digits.len() <= integer_len {
-                out.push_str(&digits);
+                out.push_str(digits);
                 for _ in digits.len()..integer_len {
                     out.push('0');
                 }
@@ -90,6 +85,25 @@ fn write_shortest_repr(out: &mut String, value: f64) {
             exponent.abs()
         );
     }
+}
+
+/// Splits a positive decimal number (`"0.0123"`, `"1.5e-7"`, `"1e16"`) into its significant
+/// digits without leading or trailing zeros and the decimal exponent of the first digit.
+fn decimal_digits(text: &str) -> (String, i32) {
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse().expect("integer exponent")),
+        None => (text, 0),
+    };
+    // Ryu's output is at most 24 characters, so these lengths always fit in an i32.
+    let integer_len = i32::try_from(mantissa.find('.').unwrap_or(mantissa.len())).expect("short");
+    let all: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let leading_zeros = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    (
+        digits.to_owned(),
+        exponent + integer_len - 1 - i32::try_from(leading_zeros).expect("short"),
+    )
 }
 
 #[cfg(test)]
@@ -119,6 +133,9 @@ mod tests {
             (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
             (5e-324, "5e-324"),
             (0.1 + 0.2, "0.30000000000000004"),
+            (2f64.powi(49) + 0.25, "562949953421312.2"),
+            (123_456_789.0, "123456789.0"),
+            (0.000_123, "0.000123"),
             (f64::INFINITY, "+Inf"),
             (f64::NEG_INFINITY, "-Inf"),
             (f64::NAN, "NaN"),
