@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from truthound.stores.observability import _core
 
@@ -28,6 +28,12 @@ def core(request: pytest.FixtureRequest) -> Iterator[str]:
         yield name
 
 
-# CI machines have two busy cores: judge examples by behaviour, never by how long they took.
-settings.register_profile("default", deadline=None, print_blob=True)
+# CI machines have two busy cores: judge examples by behaviour, never by how long they took
+# (neither by a deadline nor by the "generation is slow" health check).
+settings.register_profile(
+    "default",
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile("default")
