@@ -124,6 +124,8 @@ class _CoreBackend:
         self._core_module = _core.core  # the core that created `_core` (helpers must match it)
         self._metrics: dict[str, Metric] = {}
         self._metrics_lock = threading.Lock()
+        self._collect_hooks: list[Callable[[], object]] = []
+        self._collect_hook_failures = 0
         # The hot paths are the core's own methods, bound on the instance: a documented call
         # such as `backend.increment(name, labels={...})` is then one native call, with no
         # Python frame in between (which would cost more than the native work itself).
@@ -283,7 +285,7 @@ class _CoreBackend:
         (default labels included)."""
         now = datetime.now()
         values: list[AnyValue] = []
-        for kind, name, _doc, series_list in self._core.collect():
+        for kind, name, _doc, series_list in self.collect():
             for labels, value, total, pairs, _created, _exemplars in series_list:
                 label_dict = dict(labels)
                 if kind == "counter":
@@ -303,12 +305,34 @@ class _CoreBackend:
 
     def collect(self) -> list[Any]:
         """The raw snapshot of every family (see ``PrometheusClientCollector``)."""
+        self._run_collect_hooks()
         return self._core.collect()
+
+    def add_collect_hook(self, hook: Callable[[], object]) -> None:
+        """Runs ``hook`` before every whole-registry read (export, scrape, push, ``collect``,
+        ``get_metrics``), to record values that are computed on demand, such as the library's
+        own loss counters. A failing hook is logged and counted in ``collect_hook_failures``;
+        the read goes on."""
+        self._collect_hooks.append(hook)
+
+    def _run_collect_hooks(self) -> None:
+        for hook in tuple(self._collect_hooks):
+            try:
+                hook()
+            except Exception:
+                self._collect_hook_failures += 1
+                _log.exception("metrics collect hook %r failed", hook)
+
+    @property
+    def collect_hook_failures(self) -> int:
+        """Collect hooks that raised (see ``add_collect_hook``)."""
+        return self._collect_hook_failures
 
     def export(self, format: MetricsExportFormat | str | None = None) -> str:
         """The exposition in ``format`` (default: ``config.export_format``): Prometheus text
         0.0.4, OpenMetrics 1.0 (with exemplars and ``_created``), JSON or StatsD lines."""
         chosen = MetricsExportFormat(format) if format is not None else self.config.export_format
+        self._run_collect_hooks()
         if chosen is MetricsExportFormat.PROMETHEUS:
             return self._core.encode(False)
         if chosen is MetricsExportFormat.OPENMETRICS:
@@ -387,6 +411,7 @@ class PrometheusMetricsBackend(_CoreBackend):
             self.start_pushing()
 
     def _render(self, openmetrics: bool) -> str:
+        self._run_collect_hooks()
         return self._core.encode(openmetrics)
 
     # ---- scrape endpoint ----------------------------------------------------------------------
@@ -467,7 +492,7 @@ class PrometheusMetricsBackend(_CoreBackend):
                     "no gateway_url given and config.push_gateway_url is not set"
                 )
             _http.push(
-                self._core.encode(False),
+                self._render(openmetrics=False),
                 url,
                 job,
                 grouping_key,
