@@ -1,5 +1,441 @@
-"""The existing truthound `store` API (see the compatibility notes)."""
+"""Observing a store: ``ObservabilityManager`` ties the three pillars to one store, and
+``ObservableStore`` wraps any ``BaseStore`` so every operation is traced, measured and audited
+exactly once.
+
+One operation = one span ``store.<operation>`` (kind CLIENT), one ``store_operations_total``
+sample and one ``store_operation_duration_seconds`` observation (plus ``store_errors_total`` on
+failure), and one audit event carrying the span's trace and span ids. Errors from the wrapped
+store propagate unchanged.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+from truthound.stores.base import BaseStore, StoreQuery
+
+from .audit import (
+    AsyncAuditBackend,
+    AuditEventType,
+    AuditLogger,
+    FileAuditBackend,
+    InMemoryAuditBackend,
+    JsonAuditBackend,
+)
+from .config import ObservabilityConfig
+from .errors import InvalidArgumentError
+from .metrics import PrometheusMetricsBackend, StoreMetrics
+from .protocols import ObservabilityContext
+from .tracing import INVALID_TRACE_ID, NoopTracer, SpanKind, Tracer
+
+__all__ = ["ObservabilityManager", "ObservableStore"]
+
+_log = logging.getLogger("truthound.stores.observability")
+
+T = TypeVar("T")
+
+#: Where the audit trail goes when the configuration names a file backend but no path.
+DEFAULT_AUDIT_DIRECTORY = Path(".truthound/audit")
+
+# The audit event and span of the operation being observed in this thread or task, so that
+# what is only known inside the block (the id a save assigned) reaches both.
+_current_observation: ContextVar[tuple[Any, Any] | None] = ContextVar(
+    "truthound_observability_observation", default=None
+)
+
+
+def _audit_backend_from_config(config: ObservabilityConfig) -> Any:
+    audit = config.audit
+    if audit.backend == "memory":
+        return InMemoryAuditBackend(audit)
+    if audit.backend == "file":
+        backend: Any = FileAuditBackend(
+            audit, file_path=audit.file_path or DEFAULT_AUDIT_DIRECTORY / "audit.log"
+        )
+    elif audit.file_path is not None:
+        backend = JsonAuditBackend(audit, file_path=audit.file_path)
+    else:
+        backend = JsonAuditBackend(audit, directory=DEFAULT_AUDIT_DIRECTORY, rotate_daily=True)
+    # File writes leave the caller's thread; flush() and close() wait for them.
+    return AsyncAuditBackend(backend, flush_interval_seconds=audit.flush_interval_seconds)
+
+
+class ObservabilityManager:
+    """The three pillars for one store, created from an ``ObservabilityConfig``.
+
+    Backends given explicitly are used as they are (and shared, never copied); the others are
+    built from the configuration. ``audit`` is ``None`` and ``metrics`` is ``None`` when that
+    pillar is disabled; ``tracer`` is a ``NoopTracer`` when tracing is. The manager never
+    installs its tracer as the process-wide OpenTelemetry provider.
+    """
+
+    def __init__(
+        self,
+        config: ObservabilityConfig | None = None,
+        store_type: str = "unknown",
+        store_id: str | None = None,
+        audit_backend: Any = None,
+        metrics_backend: Any = None,
+        tracer: Tracer | None = None,
+    ) -> None:
+        if config is not None and not isinstance(config, ObservabilityConfig):
+            raise InvalidArgumentError(f"config={config!r} must be an ObservabilityConfig")
+        self.config = config if config is not None else ObservabilityConfig()
+        self.store_type = store_type
+        self.store_id = store_id
+        self._owned: list[Any] = []  # what this manager created, and so must close
+
+        self.audit_backend: Any = None
+        self.audit: AuditLogger | None = None
+        if self.config.audit_enabled:
+            self.audit_backend = audit_backend
+            if audit_backend is None:
+                self.audit_backend = _audit_backend_from_config(self.config)
+                self._owned.append(self.audit_backend)
+            self.audit = AuditLogger(
+                self.audit_backend, store_type=store_type, store_id=store_id or ""
+            )
+
+        self.metrics_backend: Any = None
+        self.metrics: StoreMetrics | None = None
+        if self.config.metrics_enabled:
+            self.metrics_backend = metrics_backend
+            if metrics_backend is None:
+                self.metrics_backend = PrometheusMetricsBackend(self.config.metrics)
+                self._owned.append(self.metrics_backend)
+            self.metrics = StoreMetrics(self.metrics_backend, store_type, store_id)
+
+        if tracer is not None:
+            self.tracer: Tracer = tracer
+        elif self.config.tracing_enabled:
+            self.tracer = Tracer.create(config=self.config.tracing)
+            self._owned.append(self.tracer)
+        else:
+            self.tracer = NoopTracer(self.config.tracing)
+
+        self._closed = False
+
+    def create_context(self, correlation_id: str | None = None, **fields: Any) -> ObservabilityContext:
+        """A new context (a fresh correlation id unless one is given)."""
+        return ObservabilityContext(correlation_id=correlation_id or uuid.uuid4().hex, **fields)
+
+    @contextmanager
+    def observe(
+        self,
+        operation: str,
+        event_type: AuditEventType | str,
+        resource_type: str = "",
+        resource_id: str | None = None,
+        context: ObservabilityContext | None = None,
+        **attributes: Any,
+    ) -> Iterator[ObservabilityContext]:
+        """Observes the block as one store operation.
+
+        Opens span ``store.<operation>`` (the context's trace id is continued), yields the context
+        carrying the span's ids, and on exit records the operation's metrics (and the error type
+        on failure) and one audit event. Exceptions propagate unchanged.
+        """
+        context = context if context is not None else self.create_context()
+        span_attributes = {
+            "store.type": self.store_type,
+            "store.operation": operation,
+            **({"store.id": self.store_id} if self.store_id else {}),
+            **({"store.resource_id": resource_id} if resource_id is not None else {}),
+            **attributes,
+        }
+        started = time.perf_counter()
+        # The span records an escaping exception and sets its status itself.
+        with self.tracer.start_span(
+            f"store.{operation}", context, SpanKind.CLIENT, span_attributes
+        ) as span:
+            if span.trace_id != INVALID_TRACE_ID:
+                context = context.with_span(span.trace_id, span.span_id)
+            audit_block: AbstractContextManager[Any] = (
+                self.audit.operation(
+                    event_type, operation, resource_type, resource_id, context, **attributes
+                )
+                if self.audit is not None
+                else nullcontext()
+            )
+            try:
+                with audit_block as event:
+                    token = _current_observation.set((event, span))
+                    try:
+                        yield context
+                    finally:
+                        _current_observation.reset(token)
+            except BaseException as error:
+                self._record_metrics(operation, started, error)
+                raise
+            self._record_metrics(operation, started, None)
+
+    @staticmethod
+    def set_resource_id(resource_id: str) -> None:
+        """Names the item the operation being observed (in this thread or task) acted on, for
+        operations that learn it inside the block, such as a save that assigns the id."""
+        observation = _current_observation.get()
+        if observation is None:
+            return
+        event, span = observation
+        if event is not None:
+            event.resource_id = resource_id
+        span.set_attribute("store.resource_id", resource_id)
+
+    def _record_metrics(self, operation: str, started: float, error: BaseException | None) -> None:
+        if self.metrics is None:
+            return
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        self.metrics.record_operation(operation, duration_ms=duration_ms, success=error is None)
+        if error is not None:
+            self.metrics.record_error(type(error).__name__)
+
+    def flush(self) -> None:
+        """Persists pending audit events and exports pending spans."""
+        if self.audit is not None:
+            self.audit.flush()
+        self.tracer.flush()
+
+    def shutdown(self) -> None:
+        """Flushes, then closes what this manager created (shared backends stay open)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.flush()
+        for component in reversed(self._owned):
+            closer = getattr(component, "shutdown", None) or getattr(component, "close", None)
+            try:
+                if callable(closer):
+                    closer()
+            except Exception:
+                _log.exception("closing %r failed", component)
+
+
+class ObservableStore(BaseStore[T, Any], Generic[T]):
+    """A store that observes every operation of the store it wraps.
+
+    Each method takes an optional ``context=`` (an ``ObservabilityContext``); without one the
+    store's own context (see ``with_context``/``with_user``) or a fresh one is used.
+    ``with_context`` and ``with_user`` return views that share this store's manager: one
+    metrics endpoint, one audit writer, one tracer.
+    """
+
+    def __init__(
+        self,
+        store: BaseStore[T, Any],
+        config: ObservabilityConfig | None = None,
+        context: ObservabilityContext | None = None,
+        *,
+        manager: ObservabilityManager | None = None,
+    ) -> None:
+        if not isinstance(store, BaseStore):
+            raise InvalidArgumentError(f"store={store!r} is not a BaseStore")
+        self._store = store
+        self._context = context
+        self.observability = manager or ObservabilityManager(
+            config, store_type=type(store).__name__, store_id=store.config.namespace
+        )
+        # Deliberately not calling BaseStore.__init__: the configuration and the initialisation
+        # state are the wrapped store's.
+
+    # ---- the store's own state ----------------------------------------------------------------
+
+    @property
+    def config(self) -> Any:
+        return self._store.config
+
+    @property
+    def store(self) -> BaseStore[T, Any]:
+        """The wrapped store."""
+        return self._store
+
+    @property
+    def is_initialized(self) -> bool:
+        return self._store.is_initialized
+
+    @property
+    def context(self) -> ObservabilityContext | None:
+        """The context used by operations called without ``context=``."""
+        return self._context
+
+    def _observe(
+        self,
+        operation: str,
+        event_type: AuditEventType,
+        context: ObservabilityContext | None,
+        resource_id: str | None = None,
+        **attributes: Any,
+    ) -> AbstractContextManager[ObservabilityContext]:
+        return self.observability.observe(
+            operation,
+            event_type,
+            resource_type=type(self._store).__name__,
+            resource_id=resource_id,
+            context=context or self._context,
+            **attributes,
+        )
+
+    def initialize(self) -> None:
+        with self._observe("initialize", AuditEventType.INITIALIZE, None):
+            self._store.initialize()
+
+    def close(self) -> None:
+        """Closes the wrapped store and flushes the observability pipeline."""
+        with self._observe("close", AuditEventType.CLOSE, None):
+            self._store.close()
+        self.flush_observability()
+
+    def __enter__(self) -> Self:
+        self.initialize()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ---- observed operations ------------------------------------------------------------------
+
+    def save(self, item: T, *, context: ObservabilityContext | None = None) -> str:
+        with self._observe("save", AuditEventType.CREATE, context):
+            item_id = self._store.save(item)
+            self.observability.set_resource_id(item_id)
+            return item_id
+
+    def create(self, item: T, *, context: ObservabilityContext | None = None) -> str:
+        """Alias of ``save``."""
+        return self.save(item, context=context)
+
+    def get(self, item_id: str, *, context: ObservabilityContext | None = None) -> T:
+        with self._observe("get", AuditEventType.READ, context, item_id):
+            return self._store.get(item_id)
+
+    def read(self, item_id: str, *, context: ObservabilityContext | None = None) -> T:
+        """Alias of ``get``."""
+        return self.get(item_id, context=context)
+
+    def exists(self, item_id: str, *, context: ObservabilityContext | None = None) -> bool:
+        with self._observe("exists", AuditEventType.READ, context, item_id):
+            return self._store.exists(item_id)
+
+    def delete(self, item_id: str, *, context: ObservabilityContext | None = None) -> bool:
+        with self._observe("delete", AuditEventType.DELETE, context, item_id):
+            return self._store.delete(item_id)
+
+    def list_ids(
+        self, query: StoreQuery | None = None, *, context: ObservabilityContext | None = None
+    ) -> list[str]:
+        with self._observe("list_ids", AuditEventType.LIST, context, **_query_fields(query)):
+            return self._store.list_ids(query)
+
+    def list(
+        self, query: StoreQuery | None = None, *, context: ObservabilityContext | None = None
+    ) -> list[str]:
+        """Alias of ``list_ids``."""
+        return self.list_ids(query, context=context)
+
+    def query(self, query: StoreQuery, *, context: ObservabilityContext | None = None) -> list[T]:
+        with self._observe("query", AuditEventType.QUERY, context, **_query_fields(query)):
+            return self._store.query(query)
+
+    def iter_query(
+        self,
+        query: StoreQuery,
+        batch_size: int = 100,
+        *,
+        context: ObservabilityContext | None = None,
+    ) -> Iterator[T]:
+        """Observed as one operation spanning the whole iteration (it ends when the iterator is
+        exhausted or closed)."""
+        with self._observe("iter_query", AuditEventType.QUERY, context, **_query_fields(query)):
+            yield from self._store.iter_query(query, batch_size)
+
+    def get_latest(
+        self, data_asset: str, *, context: ObservabilityContext | None = None
+    ) -> T | None:
+        with self._observe("get_latest", AuditEventType.READ, context, data_asset=data_asset):
+            return self._store.get_latest(data_asset)
+
+    def count(
+        self, query: StoreQuery | None = None, *, context: ObservabilityContext | None = None
+    ) -> int:
+        with self._observe("count", AuditEventType.COUNT, context, **_query_fields(query)):
+            return self._store.count(query)
+
+    def clear(
+        self, query: StoreQuery | None = None, *, context: ObservabilityContext | None = None
+    ) -> int:
+        with self._observe("clear", AuditEventType.BATCH_DELETE, context, **_query_fields(query)):
+            return self._store.clear(query)
+
+    def save_batch(
+        self, items: Iterable[T], *, context: ObservabilityContext | None = None
+    ) -> list[str]:
+        """Saves every item as one observed batch operation; returns their ids."""
+        items = list(items)
+        with self._observe(
+            "save_batch", AuditEventType.BATCH_CREATE, context, batch_size=len(items)
+        ):
+            return [self._store.save(item) for item in items]
+
+    def delete_batch(
+        self, item_ids: Iterable[str], *, context: ObservabilityContext | None = None
+    ) -> int:
+        """Deletes every id as one observed batch operation; returns how many existed."""
+        item_ids = list(item_ids)
+        with self._observe(
+            "delete_batch", AuditEventType.BATCH_DELETE, context, batch_size=len(item_ids)
+        ):
+            return sum(1 for item_id in item_ids if self._store.delete(item_id))
+
+    # ---- views and observability access -------------------------------------------------------
+
+    def with_context(self, context: ObservabilityContext) -> ObservableStore[T]:
+        """A view of this store whose operations use ``context``; shares every backend."""
+        return ObservableStore(self._store, context=context, manager=self.observability)
+
+    def with_user(self, user_id: str, tenant_id: str | None = None) -> ObservableStore[T]:
+        """A view of this store whose operations are attributed to ``user_id``."""
+        base = self._context or self.observability.create_context()
+        return self.with_context(replace(base, user_id=user_id, tenant_id=tenant_id))
+
+    def get_metrics(self) -> str:
+        """The metrics exposition text ("" when metrics are disabled)."""
+        backend = self.observability.metrics_backend
+        return str(backend.export()) if backend is not None else ""
+
+    def get_audit_events(self, **filters: Any) -> list[Any]:
+        """Audit events matching ``filters`` (the audit backends' ``query`` arguments), newest
+        first; pending asynchronous events are flushed first."""
+        backend = self.observability.audit_backend
+        if backend is None:
+            return []
+        self.observability.flush()
+        return list(backend.query(**filters))
+
+    def flush_observability(self) -> None:
+        """Persists pending audit events and exports pending spans."""
+        self.observability.flush()
+
+
+def _query_fields(query: StoreQuery | None) -> dict[str, Any]:
+    if query is None:
+        return {}
+    fields: Mapping[str, Any] = {
+        "query.data_asset": query.data_asset,
+        "query.status": query.status,
+        "query.limit": query.limit,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
+
