@@ -11,6 +11,10 @@ use std::fmt;
 pub enum ErrorKind {
     /// Bad caller input that fits no narrower kind (`ValueError`).
     InvalidArgument,
+    /// An audit file could not be created, written, synced or rotated (`OSError`); names the path.
+    AuditIo,
+    /// An audit backend or queue was used after `close()` (`RuntimeError`).
+    AuditClosed,
 }
 
 /// A rejected operation: what kind of failure, which item, and why.

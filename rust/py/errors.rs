@@ -5,6 +5,8 @@ use pyo3::PyErr;
 use crate::error::{Error, ErrorKind};
 
 pyo3::import_exception!(truthound.stores.observability.errors, InvalidArgumentError);
+pyo3::import_exception!(truthound.stores.observability.errors, AuditIOError);
+pyo3::import_exception!(truthound.stores.observability.errors, AuditClosedError);
 
 impl From<Error> for PyErr {
     #[cold]
@@ -12,6 +14,8 @@ impl From<Error> for PyErr {
         let message = error.to_string();
         match error.kind {
             ErrorKind::InvalidArgument => InvalidArgumentError::new_err(message),
+            ErrorKind::AuditIo => AuditIOError::new_err(message),
+            ErrorKind::AuditClosed => AuditClosedError::new_err(message),
         }
     }
 }

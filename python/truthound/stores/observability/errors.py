@@ -6,7 +6,12 @@ Every message names the offending item.
 
 from __future__ import annotations
 
-__all__ = ["InvalidArgumentError", "ObservabilityError"]
+__all__ = [
+    "AuditClosedError",
+    "AuditIOError",
+    "InvalidArgumentError",
+    "ObservabilityError",
+]
 
 
 class ObservabilityError(Exception):
@@ -15,3 +20,14 @@ class ObservabilityError(Exception):
 
 class InvalidArgumentError(ObservabilityError, ValueError):
     """A caller-supplied value was rejected; the message names it and says why."""
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+class AuditIOError(ObservabilityError, OSError):
+    """An audit file could not be created, written, synced or rotated; the message names the path."""
+
+
+class AuditClosedError(ObservabilityError, RuntimeError):
+    """An audit backend or queue was used after ``close()``."""
