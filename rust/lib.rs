@@ -37,4 +37,13 @@ mod _native {
     use crate::py::tracing::parse_traceparent;
 
     // ---- Audit pillar --------------------------------------------------------------------
+
+    #[pymodule_export]
+    use crate::py::audit::AsyncWriter;
+    #[pymodule_export]
+    use crate::py::audit::FileSink;
+    #[pymodule_export]
+    use crate::py::audit::Redactor;
+    #[pymodule_export]
+    use crate::py::audit::normalize_value;
 }
