@@ -387,6 +387,7 @@ fn fields_event<'a>(
     status: &'a str,
     store_type: &'a str,
     store_id: &'a str,
+    operation: &'a str,
     item_id: Option<&'a Bound<'_, PyAny>>,
     user_id: Option<&'a Bound<'_, PyAny>>,
     duration_ms: Option<f64>,
@@ -397,6 +398,7 @@ fn fields_event<'a>(
     let mut event = Event::new(Cow::Borrowed(event_type), Cow::Borrowed(status));
     event.text[0] = Some(Cow::Borrowed(store_type));
     event.text[1] = Some(Cow::Borrowed(store_id));
+    event.text[2] = Some(Cow::Borrowed(operation));
     event.text[4] = text_arg(item_id);
     event.text[5] = text_arg(user_id);
     event.text[16] = text_arg(error_message);
@@ -478,8 +480,8 @@ impl FileSink {
 
     /// Builds, redacts, encodes and writes an event from its fields (fresh id, current UTC
     /// time); `extra` holds any other text fields by name.
-    #[pyo3(signature = (redactor, event_type, status, store_type, store_id, item_id, user_id,
-        duration_ms, metadata, error_message, extra))]
+    #[pyo3(signature = (redactor, event_type, status, store_type, store_id, operation, item_id,
+        user_id, duration_ms, metadata, error_message, extra))]
     #[allow(clippy::too_many_arguments)]
     fn log_fields(
         &self,
@@ -489,6 +491,7 @@ impl FileSink {
         status: &str,
         store_type: &str,
         store_id: &str,
+        operation: &str,
         item_id: Option<&Bound<'_, PyAny>>,
         user_id: Option<&Bound<'_, PyAny>>,
         duration_ms: Option<f64>,
@@ -496,7 +499,7 @@ impl FileSink {
         error_message: Option<&Bound<'_, PyAny>>,
         extra: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let mut record = fields_event(event_type, status, store_type, store_id, item_id, user_id, duration_ms, metadata, error_message, extra)?;
+        let mut record = fields_event(event_type, status, store_type, store_id, operation, item_id, user_id, duration_ms, metadata, error_message, extra)?;
         apply_redactors(&mut record, redactor, self.redactor.as_deref());
         let mut out = Vec::with_capacity(512);
         self.encode(&record, &mut out);
@@ -768,8 +771,8 @@ impl AsyncWriter {
 
     /// The fast path of `AuditLogger`: builds, redacts and encodes the event natively and queues
     /// the line (only for a `FileSink` target).
-    #[pyo3(signature = (redactor, event_type, status, store_type, store_id, item_id, user_id,
-        duration_ms, metadata, error_message, extra))]
+    #[pyo3(signature = (redactor, event_type, status, store_type, store_id, operation, item_id,
+        user_id, duration_ms, metadata, error_message, extra))]
     #[allow(clippy::too_many_arguments)]
     fn log_fields(
         &self,
@@ -779,6 +782,7 @@ impl AsyncWriter {
         status: &str,
         store_type: &str,
         store_id: &str,
+        operation: &str,
         item_id: Option<&Bound<'_, PyAny>>,
         user_id: Option<&Bound<'_, PyAny>>,
         duration_ms: Option<f64>,
@@ -790,7 +794,7 @@ impl AsyncWriter {
             return Err(PyTypeError::new_err("log_fields needs a FileSink target"));
         };
         let sink = sink.get();
-        let mut record = fields_event(event_type, status, store_type, store_id, item_id, user_id, duration_ms, metadata, error_message, extra)?;
+        let mut record = fields_event(event_type, status, store_type, store_id, operation, item_id, user_id, duration_ms, metadata, error_message, extra)?;
         apply_redactors(&mut record, redactor, sink.redactor.as_deref());
         let mut out = Vec::with_capacity(512);
         sink.encode(&record, &mut out);
