@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import threading
-import weakref
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
@@ -442,7 +441,9 @@ class CompositeAuditBackend(_Backend):
                 self._fail(index, error)
 
 
-_OPEN_ASYNC: weakref.WeakSet[AsyncAuditBackend] = weakref.WeakSet()
+# Strong references: an async backend that was never closed must still be drained at exit, even
+# when the program dropped its last reference to it.
+_OPEN_ASYNC: set[AsyncAuditBackend] = set()
 _EXIT_TIMEOUT = 30.0
 
 
