@@ -328,6 +328,31 @@ impl Redactor {
         redact_py(&self.inner, data, 0)
     }
 
+    /// Redacts an event's `event_id` and text fields (see the record format) from `source`
+    /// into `target` (normally a copy): `None` stays `None`, non-strings are converted with
+    /// `str()`, fields named sensitive are replaced whole (`event_id` is only pattern-redacted),
+    /// and unchanged strings are left as they are.
+    fn redact_attributes(&self, source: &Bound<'_, PyAny>, target: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = source.py();
+        let names = std::iter::once("event_id").chain(TEXT_FIELDS.iter().copied());
+        for (i, name) in names.enumerate() {
+            let name = PyString::intern(py, name);
+            let value = source.getattr(&name)?;
+            if value.is_none() {
+                continue;
+            }
+            let text = text_arg(Some(&value)).map(Cow::into_owned).unwrap_or_default();
+            if i > 0 && !text.is_empty() && self.inner.is_sensitive_key(TEXT_FIELDS[i - 1]) {
+                target.setattr(&name, self.inner.replacement())?;
+            } else if let Some(red) = self.inner.redact_text(&text) {
+                target.setattr(&name, red)?;
+            } else if !value.is_exact_instance_of::<PyString>() {
+                target.setattr(&name, text)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The replacement text.
     #[getter]
     fn replacement(&self) -> &str {
@@ -904,4 +929,10 @@ pub fn normalize_value(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<
         })
     }
     back(py, &to_value(value, 0))
+}
+
+/// A fresh random (version 4) UUID, hyphenated, lower case: the default `event_id`.
+#[pyfunction]
+pub fn new_event_id() -> String {
+    crate::audit::event::new_event_id()
 }

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import AuditClosedError, AuditIOError, InvalidArgumentError
 
-__all__ = ["AsyncWriter", "FileSink", "Redactor", "normalize_value"]
+__all__ = ["AsyncWriter", "FileSink", "Redactor", "new_event_id", "normalize_value"]
 
 TEXT_FIELDS = (
     "store_type",
@@ -157,6 +157,11 @@ def _metadata_value(obj: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     return {"value": value}
+
+
+def new_event_id() -> str:
+    """A fresh random (version 4) UUID, hyphenated, lower case: the default ``event_id``."""
+    return str(uuid.uuid4())
 
 
 def normalize_value(value: object) -> Any:
@@ -328,6 +333,25 @@ class Redactor:
         if isinstance(obj, frozenset):
             return frozenset(self._redact_py(v, depth + 1) for v in obj)
         return obj
+
+    def redact_attributes(self, source: Any, target: Any) -> None:
+        """Redacts an event's ``event_id`` and text fields from ``source`` into ``target``
+        (normally a copy): ``None`` stays ``None``, non-strings are converted with ``str()``,
+        fields named sensitive are replaced whole (``event_id`` is only pattern-redacted), and
+        unchanged strings are left as they are."""
+        for i, name in enumerate(("event_id", *TEXT_FIELDS)):
+            value = getattr(source, name)
+            if value is None:
+                continue
+            text = _text_arg(value) or ""
+            if i > 0 and text and self.is_sensitive(name):
+                setattr(target, name, self._replacement)
+                continue
+            redacted = self._redact(text)
+            if redacted is not None:
+                setattr(target, name, redacted)
+            elif type(value) is not str:
+                setattr(target, name, text)
 
     @property
     def replacement(self) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
-import uuid
 from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from .. import _core
 from ..errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class AuditStatus(str, Enum):
 
 def coerce_event_type(value: AuditEventType | str) -> AuditEventType:
     """The member for an enum member or its string value; rejects anything else by name."""
-    if isinstance(value, AuditEventType):
+    if type(value) is AuditEventType:
         return value
     try:
         return AuditEventType(value)
@@ -74,7 +74,7 @@ def coerce_event_type(value: AuditEventType | str) -> AuditEventType:
 
 def coerce_status(value: AuditStatus | str) -> AuditStatus:
     """The member for an enum member or its string value; rejects anything else by name."""
-    if isinstance(value, AuditStatus):
+    if type(value) is AuditStatus:
         return value
     try:
         return AuditStatus(value)
@@ -147,32 +147,6 @@ class AuditEvent:
     ``event_type`` and ``status`` accept the enum members or their string values.
     """
 
-    __slots__ = (
-        "_event_type",
-        "_status",
-        "_timestamp",
-        "correlation_id",
-        "duration_ms",
-        "error_message",
-        "error_type",
-        "event_id",
-        "input_summary",
-        "ip_address",
-        "item_id",
-        "metadata",
-        "operation",
-        "output_summary",
-        "resource_type",
-        "session_id",
-        "span_id",
-        "store_id",
-        "store_type",
-        "tenant_id",
-        "trace_id",
-        "user_agent",
-        "user_id",
-    )
-
     def __init__(  # noqa: PLR0913
         self,
         event_id: str | None = None,
@@ -202,7 +176,7 @@ class AuditEvent:
         session_id: str | None = None,
         ip_address: str | None = None,
     ) -> None:
-        self.event_id = str(uuid.uuid4()) if event_id is None else event_id
+        self.event_id = _core.core.new_event_id() if event_id is None else event_id
         self.event_type = event_type  # type: ignore[assignment]
         self.timestamp = timestamp  # type: ignore[assignment]
         self.status = status  # type: ignore[assignment]
@@ -352,15 +326,16 @@ class AuditEvent:
         fields.update(kwargs)
         return cls(event_type=event_type, operation=operation, **fields)
 
+    def _shallow_copy(self) -> AuditEvent:
+        """A copy sharing the metadata object."""
+        clone = _new_event(AuditEvent)
+        clone.__dict__.update(self.__dict__)
+        return clone
+
     def copy(self) -> AuditEvent:
         """An independent copy (metadata deep-copied where possible)."""
-        clone = AuditEvent.__new__(AuditEvent)
-        for name in self.__slots__:
-            object.__setattr__(clone, name, getattr(self, name))
-        try:
-            clone.metadata = copy.deepcopy(self.metadata)
-        except Exception:  # noqa: BLE001 - uncopyable metadata is shared rather than lost
-            clone.metadata = dict(self.metadata) if isinstance(self.metadata, dict) else self.metadata
+        clone = self._shallow_copy()
+        clone.metadata = _copy_metadata(self.metadata)
         return clone
 
     def _key(self) -> tuple[Any, ...]:
@@ -380,6 +355,19 @@ class AuditEvent:
             if getattr(self, name) not in (None, "", {}) or name in ("event_id", "event_type")
         )
         return f"AuditEvent({shown})"
+
+
+_new_event = object.__new__
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _copy_metadata(metadata: Any) -> Any:
+    if type(metadata) is dict and all(type(v) in _SCALARS for v in metadata.values()):
+        return dict(metadata)
+    try:
+        return copy.deepcopy(metadata)
+    except Exception:  # noqa: BLE001 - uncopyable metadata is shared rather than lost
+        return dict(metadata) if isinstance(metadata, dict) else metadata
 
 
 def _alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:

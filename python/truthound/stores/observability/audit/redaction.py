@@ -25,25 +25,6 @@ DEFAULT_REPLACEMENT = "[REDACTED]"
 # Inline flags the linear-time engine and Python's `re` spell the same way.
 _FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"))
 
-_TEXT_FIELDS = (
-    "store_type",
-    "store_id",
-    "operation",
-    "resource_type",
-    "item_id",
-    "user_id",
-    "session_id",
-    "tenant_id",
-    "correlation_id",
-    "trace_id",
-    "span_id",
-    "ip_address",
-    "user_agent",
-    "input_summary",
-    "output_summary",
-    "error_type",
-    "error_message",
-)
 
 
 def _pattern_text(pattern: str | re.Pattern[str]) -> str:
@@ -126,19 +107,9 @@ class DataRedactor:
     def redact_event(self, event: AuditEvent) -> AuditEvent:
         """A redacted copy of ``event``; the original is untouched. ``event_type``, ``status``
         and ``timestamp`` are not free text and are kept."""
-        core = self._core
-        clone = event.copy()
-        clone.event_id = core.redact_text(str(event.event_id))
-        for name in _TEXT_FIELDS:
-            value = getattr(event, name)
-            if value is None:
-                continue
-            text = value if isinstance(value, str) else str(value)
-            if text and core.is_sensitive(name):
-                setattr(clone, name, self._replacement)
-            else:
-                setattr(clone, name, core.redact_text(text))
-        clone.metadata = core.redact(event.metadata)
+        clone = event._shallow_copy()
+        self._core.redact_attributes(event, clone)
+        clone.metadata = self._core.redact(event.metadata)
         return clone
 
     def __repr__(self) -> str:
