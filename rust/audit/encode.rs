@@ -46,11 +46,62 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Appends a finite float as Python's `repr()` would print it.
+/// Appends a finite float as Python's `repr()` prints it: the shortest digit string that
+/// round-trips and, among those, the one closest to the exact value (ties to even), laid out in
+/// fixed notation for decimal exponents in [-4, 16) and scientific notation otherwise.
+///
+/// `{:e}` gives the shortest digit *count*, but when two strings of that length round-trip it may
+/// pick the farther one (e.g. `70368744177664.13` for 2**46 + 0.125, where Python prints `.12`),
+/// so the digits are re-derived by exact, correctly rounded formatting at that precision.
 pub fn write_f64(out: &mut Vec<u8>, value: f64) {
-    let mut text = String::with_capacity(24);
-    crate::metrics::float::write_float(&mut text, value);
-    out.extend_from_slice(text.as_bytes());
+    use std::fmt::Write;
+    let mut text = String::with_capacity(32);
+    let _ = write!(text, "{value:e}");
+    let (mantissa, _) = text.split_once('e').expect("LowerExp has an exponent");
+    let digit_count = mantissa.bytes().filter(u8::is_ascii_digit).count();
+    let mut rounded = String::with_capacity(32);
+    let _ = write!(rounded, "{value:.prec$e}", prec = digit_count - 1);
+    // At a power of two the rounding interval is asymmetric: the nearest string may then fall
+    // outside it, and the shortest one that round-trips (which Python prints too) is kept.
+    if rounded.parse::<f64>() == Ok(value) {
+        text = rounded;
+    }
+    let (mantissa, exponent) = text.split_once('e').expect("LowerExp has an exponent");
+    let exponent: i32 = exponent.parse().expect("LowerExp exponent is an integer");
+    let negative = mantissa.starts_with('-');
+    let mut digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    while digits.len() > 1 && digits.last() == Some(&b'0') {
+        digits.pop();
+    }
+    if negative {
+        out.push(b'-');
+    }
+    if (-4..16).contains(&exponent) {
+        if exponent < 0 {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', (-exponent - 1) as usize));
+            out.extend_from_slice(&digits);
+        } else {
+            let integer_len = exponent as usize + 1;
+            if digits.len() <= integer_len {
+                out.extend_from_slice(&digits);
+                out.extend(std::iter::repeat_n(b'0', integer_len - digits.len()));
+                out.extend_from_slice(b".0");
+            } else {
+                out.extend_from_slice(&digits[..integer_len]);
+                out.push(b'.');
+                out.extend_from_slice(&digits[integer_len..]);
+            }
+        }
+    } else {
+        out.push(digits[0]);
+        if digits.len() > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        let sign = if exponent < 0 { '-' } else { '+' };
+        out.extend_from_slice(format!("e{sign}{:02}", exponent.abs()).as_bytes());
+    }
 }
 
 /// Appends a metadata value as JSON.
@@ -232,6 +283,30 @@ mod tests {
         );
         assert!(json.starts_with("{\"event_id\":\"evt-1\""));
         assert!(json.ends_with("}\n"));
+    }
+
+    #[test]
+    fn floats_match_python_repr_including_ties() {
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (45.2, "45.2"),
+            (1e-4, "0.0001"),
+            (1e-5, "1e-05"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (1e15, "1000000000000000.0"),
+            (70_368_744_177_664.125, "70368744177664.12"),
+            (5.960_464_477_539_062_5e-8, "5.960464477539063e-08"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+            (-2.5e-300, "-2.5e-300"),
+        ];
+        for (value, expected) in cases {
+            let mut out = Vec::new();
+            write_f64(&mut out, *value);
+            assert_eq!(String::from_utf8(out).unwrap(), *expected, "{value:?}");
+        }
     }
 
     #[test]

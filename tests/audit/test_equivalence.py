@@ -52,6 +52,7 @@ odd_values = st.one_of(
             Color.BLUE, (1, "a"), {1, 2}, frozenset({"x"}), b"bytes", Decimal("1.5"),
             datetime(2024, 1, 2, 3, 4, 5, 6), date(2024, 1, 2), time(1, 2, 3), Weird(),
             Broken(), {1: "int key", None: "none key", ("t",): "tuple key"}, 1e-7, -0.0, 1e16,
+            2.0**46 + 0.125, 5e-324, 1.7976931348623157e308,
         ]
     ),  # fmt: skip
 )
@@ -147,3 +148,11 @@ def test_a_catastrophic_pattern_runs_in_linear_time_natively() -> None:
     redactor = _native.Redactor([r"(a+)+b", r"(x|xx)+y"], "[R]", [])
     assert redactor.redact_text("a" * 100_000) == "a" * 100_000
     assert redactor.redact_text("x" * 100_000 + "y") == "[R]"
+
+
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_are_written_exactly_as_python_repr(sinks: dict[str, Any], value: float) -> None:
+    event = AuditEvent(event_id="e", timestamp=datetime(2024, 1, 1, tzinfo=UTC), duration_ms=value)
+    line = sinks["native", False].encode_event(event)
+    assert f'"duration_ms":{value!r}}}'.encode() in line
