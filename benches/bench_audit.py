@@ -24,10 +24,9 @@ import pytest
 
 # `pytest --import-mode=importlib` (the project default) does not put benches/ on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import label  # noqa: E402
-
-from truthound.stores.observability import _core  # noqa: E402
-from truthound.stores.observability.audit import (  # noqa: E402
+from support import label
+from truthound.stores.observability import _core
+from truthound.stores.observability.audit import (
     AsyncAuditBackend,
     AuditEvent,
     AuditEventType,
@@ -86,7 +85,7 @@ def _load_existing() -> types.ModuleType | None:
     module = types.ModuleType("truthound_existing_audit")
     module.__file__ = f"{wheels[0]}/truthound/stores/observability/audit.py"
     sys.modules[module.__name__] = module
-    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
     return module
 
 
@@ -118,9 +117,7 @@ def test_redact_event_existing(benchmark: Any, existing: Any) -> None:
     label(benchmark, "audit: redact a 15-string event", EXISTING)
     import re
 
-    redactor = existing.DataRedactor(
-        ["password", "ssn"], [re.compile(EMAIL), re.compile(SSN)]
-    )
+    redactor = existing.DataRedactor(["password", "ssn"], [re.compile(EMAIL), re.compile(SSN)])
     result = benchmark(redactor.redact, EVENT_DATA)
     assert result["error_message"] == "contact [REDACTED] for access"
 
@@ -150,14 +147,13 @@ def test_log_create_async_json(benchmark: Any, core: Any, folder: Path) -> None:
     logger = AuditLogger(backend, store_type="s3", store_id="my-bucket")
     benchmark(logger.log_create, "run-123", user_id="admin")
     assert backend.close(timeout=300)
-    assert backend.dropped_events == 0 and backend.failed_events == 0
+    assert backend.dropped_events == 0
+    assert backend.failed_events == 0
 
 
 def test_log_event_async_json_existing(benchmark: Any, existing: Any, folder: Path) -> None:
     label(benchmark, "audit: AuditLogger.log_create via Async->Json (caller)", EXISTING)
-    inner = existing.JsonAuditBackend(
-        existing.AuditConfig(), file_path=folder / "audit.jsonl"
-    )
+    inner = existing.JsonAuditBackend(existing.AuditConfig(), file_path=folder / "audit.jsonl")
     backend = existing.AsyncAuditBackend(inner, queue_size=1_000_000)
     logger = existing.AuditLogger(backend, store_type="s3", store_id="my-bucket")
     benchmark(logger.log_event, existing.AuditEventType.CREATE, "create", resource_id="run-123",
@@ -168,8 +164,14 @@ def test_log_event_async_json_existing(benchmark: Any, existing: Any, folder: Pa
 def test_json_backend_log(benchmark: Any, core: Any, folder: Path) -> None:
     label(benchmark, "audit: JsonAuditBackend.log(event), synchronous", core.CORE_NAME)
     backend = JsonAuditBackend(directory=folder, durability="none")
-    event = AuditEvent(event_type=AuditEventType.CREATE, store_type="s3", store_id="b",
-                       item_id="run-1", user_id="admin", metadata={"region": "us-east-1"})  # fmt: skip
+    event = AuditEvent(
+        event_type=AuditEventType.CREATE,
+        store_type="s3",
+        store_id="b",
+        item_id="run-1",
+        user_id="admin",
+        metadata={"region": "us-east-1"},
+    )
     benchmark(backend.log, event)
     backend.close()
 

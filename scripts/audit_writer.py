@@ -48,7 +48,7 @@ class LineBackend:
         self._handle.close()
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0912 - one branch per mode
     mode, directory, tag, count = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     size = float(sys.argv[5]) if len(sys.argv) > 5 else None
     numbers = itertools.count() if count == 0 else range(count)

@@ -256,7 +256,10 @@ mod tests {
         e.text[0] = Some(Cow::Borrowed(""));
         e.text[5] = Some(Cow::Borrowed(""));
         e.duration_ms = Some(45.2);
-        e.metadata.push((Cow::Borrowed("n"), Value::List(vec![Value::Int(-3), Value::Float(1e-5), Value::Null])));
+        e.metadata.push((
+            Cow::Borrowed("n"),
+            Value::List(vec![Value::Int(-3), Value::Float(1e-5), Value::Null]),
+        ));
         let mut out = Vec::new();
         write_json_line(&mut out, &e);
         assert_eq!(
@@ -296,8 +299,8 @@ mod tests {
             (1e16, "1e+16"),
             (1.5e16, "1.5e+16"),
             (1e15, "1000000000000000.0"),
-            (70_368_744_177_664.125, "70368744177664.12"),
-            (5.960_464_477_539_062_5e-8, "5.960464477539063e-08"),
+            (70_368_744_177_664.13, "70368744177664.12"),
+            (5.960_464_477_539_063e-8, "5.960464477539063e-08"),
             (f64::MAX, "1.7976931348623157e+308"),
             (5e-324, "5e-324"),
             (-2.5e-300, "-2.5e-300"),

@@ -86,6 +86,8 @@ pub struct QueueStats {
     pub failed: AtomicU64,
 }
 
+// Four independent flags guarded by one mutex; a state machine would not make them clearer.
+#[allow(clippy::struct_excessive_bools)]
 struct State<B> {
     batch: B,
     closing: bool,
@@ -111,7 +113,9 @@ struct Shared<B> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A bounded queue with its writer thread.
@@ -152,7 +156,10 @@ impl<B: Batch> AsyncQueue<B> {
         let handle = std::thread::Builder::new()
             .name("truthound-audit-writer".to_owned())
             .spawn(move || writer_loop(&thread_shared, sink, flush_interval))?;
-        Ok(Self { shared, writer: Mutex::new(Some(handle)) })
+        Ok(Self {
+            shared,
+            writer: Mutex::new(Some(handle)),
+        })
     }
 
     #[must_use]
@@ -170,7 +177,8 @@ impl<B: Batch> AsyncQueue<B> {
     pub fn pending(&self) -> u64 {
         let s = &self.shared.stats;
         let accepted = s.accepted.load(Ordering::Acquire);
-        accepted.saturating_sub(s.persisted.load(Ordering::Acquire) + s.failed.load(Ordering::Acquire))
+        accepted
+            .saturating_sub(s.persisted.load(Ordering::Acquire) + s.failed.load(Ordering::Acquire))
     }
 
     /// Offers a record without ever waiting: `add` appends it to the batch when there is room.
@@ -256,7 +264,7 @@ impl<B: Batch> AsyncQueue<B> {
         }
         shared.writer_wake.notify_one();
         let deadline = Instant::now() + timeout;
-        while !(state.done >= target && state.flushed >= generation) && !state.stopped {
+        while !(state.stopped || (state.done >= target && state.flushed >= generation)) {
             let now = Instant::now();
             if now >= deadline {
                 return false;
@@ -317,7 +325,11 @@ impl<B: Batch> Drop for AsyncQueue<B> {
 }
 
 fn writer_loop<B: Batch>(shared: &Shared<B>, mut sink: impl BatchSink<B>, interval: Duration) {
-    let interval = if interval.is_zero() { Duration::from_secs(3600) } else { interval };
+    let interval = if interval.is_zero() {
+        Duration::from_secs(3600)
+    } else {
+        interval
+    };
     let mut spare = B::default();
     let mut next_tick = Instant::now() + interval;
     loop {
@@ -325,7 +337,8 @@ fn writer_loop<B: Batch>(shared: &Shared<B>, mut sink: impl BatchSink<B>, interv
         {
             let mut state = lock(&shared.state);
             loop {
-                if state.batch.count() > 0 || state.closing || state.flush_requested > state.flushed {
+                if state.batch.count() > 0 || state.closing || state.flush_requested > state.flushed
+                {
                     break;
                 }
                 let now = Instant::now();
@@ -354,7 +367,10 @@ fn writer_loop<B: Batch>(shared: &Shared<B>, mut sink: impl BatchSink<B>, interv
             let failed = sink.write_batch(&mut spare).min(count);
             spare.clear();
             shared.stats.failed.fetch_add(failed, Ordering::Release);
-            shared.stats.persisted.fetch_add(count - failed, Ordering::Release);
+            shared
+                .stats
+                .persisted
+                .fetch_add(count - failed, Ordering::Release);
         }
         let mut state = lock(&shared.state);
         let flush_due = generation > state.flushed || tick || (closing && state.batch.count() == 0);
@@ -412,8 +428,14 @@ mod tests {
         }
         assert!(queue.flush(Duration::from_secs(10)));
         let s = queue.stats();
-        let (accepted, dropped) = (s.accepted.load(Ordering::Relaxed), s.dropped.load(Ordering::Relaxed));
-        let (persisted, failed) = (s.persisted.load(Ordering::Relaxed), s.failed.load(Ordering::Relaxed));
+        let (accepted, dropped) = (
+            s.accepted.load(Ordering::Relaxed),
+            s.dropped.load(Ordering::Relaxed),
+        );
+        let (persisted, failed) = (
+            s.persisted.load(Ordering::Relaxed),
+            s.failed.load(Ordering::Relaxed),
+        );
         assert_eq!(accepted + dropped, offered);
         assert_eq!(persisted + failed, accepted);
         assert_eq!(lock(&seen).len() as u64, persisted);
@@ -438,7 +460,10 @@ mod tests {
                 let q = Arc::clone(&queue);
                 std::thread::spawn(move || {
                     for i in 0..5_000u32 {
-                        assert_eq!(q.offer(|b: &mut Vec<u32>| b.push(t * 10_000 + i)), Offer::Accepted);
+                        assert_eq!(
+                            q.offer(|b: &mut Vec<u32>| b.push(t * 10_000 + i)),
+                            Offer::Accepted
+                        );
                     }
                 })
             })

@@ -241,8 +241,14 @@ mod tests {
         let r = redactor(&[r"secret\d"], &["token"]);
         let mut members = vec![
             (Cow::Borrowed("secret1"), Value::Int(1)),
-            (Cow::Borrowed("k"), Value::List(vec![Value::Str(Cow::Borrowed("x secret2"))])),
-            (Cow::Borrowed("api_token"), Value::Map(vec![(Cow::Borrowed("a"), Value::Int(1))])),
+            (
+                Cow::Borrowed("k"),
+                Value::List(vec![Value::Str(Cow::Borrowed("x secret2"))]),
+            ),
+            (
+                Cow::Borrowed("api_token"),
+                Value::Map(vec![(Cow::Borrowed("a"), Value::Int(1))]),
+            ),
             (Cow::Borrowed("secret3"), Value::Int(3)),
         ];
         r.redact_map(&mut members);
@@ -250,8 +256,14 @@ mod tests {
             members,
             vec![
                 (Cow::Borrowed("[REDACTED]"), Value::Int(3)),
-                (Cow::Borrowed("k"), Value::List(vec![Value::Str(Cow::Borrowed("x [REDACTED]"))])),
-                (Cow::Borrowed("api_token"), Value::Str(Cow::Borrowed("[REDACTED]"))),
+                (
+                    Cow::Borrowed("k"),
+                    Value::List(vec![Value::Str(Cow::Borrowed("x [REDACTED]"))])
+                ),
+                (
+                    Cow::Borrowed("api_token"),
+                    Value::Str(Cow::Borrowed("[REDACTED]"))
+                ),
             ]
         );
     }

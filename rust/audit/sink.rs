@@ -19,8 +19,8 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,7 +38,10 @@ pub enum Durability {
     None,
     /// After every `every_events` records or `interval` (whichever comes first; 0 disables one),
     /// and on `flush()`/`close()`. A power loss can lose at most that window.
-    Periodic { every_events: u64, interval: Duration },
+    Periodic {
+        every_events: u64,
+        interval: Duration,
+    },
     /// Before a write is acknowledged (every batch; every event for synchronous logging).
     Always,
 }
@@ -103,7 +106,9 @@ fn io_error(path: &Path, action: &str, error: &io::Error) -> Error {
 }
 
 fn lock_guard<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn identity(meta: &fs::Metadata) -> (u64, u64) {
@@ -129,7 +134,11 @@ pub struct Segment {
 
 impl Segment {
     fn sort_key(&self) -> (String, String) {
-        let stamp = if self.stamp.is_empty() { "~".to_owned() } else { self.stamp.clone() };
+        let stamp = if self.stamp.is_empty() {
+            "~".to_owned()
+        } else {
+            self.stamp.clone()
+        };
         (self.date.clone(), stamp)
     }
 }
@@ -139,7 +148,9 @@ fn is_date(s: &str) -> bool {
     b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 fn is_stamp(s: &str) -> bool {
@@ -147,7 +158,9 @@ fn is_stamp(s: &str) -> bool {
     b.len() == 22
         && b[8] == b'T'
         && b[21] == b'Z'
-        && b.iter().enumerate().all(|(i, c)| i == 8 || i == 21 || c.is_ascii_digit())
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 8 || i == 21 || c.is_ascii_digit())
 }
 
 /// Parses a directory entry name as a segment of `stem`/`suffix`.
@@ -164,7 +177,7 @@ pub fn parse_segment_name(name: &str, stem: &str, suffix: &str) -> Option<(Strin
         if d.len() < 10 || !is_date(&d[..10]) {
             return None;
         }
-        date = d[..10].to_owned();
+        d[..10].clone_into(&mut date);
         middle = &d[10..];
     }
     let mut stamp = String::new();
@@ -172,7 +185,7 @@ pub fn parse_segment_name(name: &str, stem: &str, suffix: &str) -> Option<(Strin
         if !is_stamp(s) {
             return None;
         }
-        stamp = s.to_owned();
+        s.clone_into(&mut stamp);
         middle = "";
     }
     if !middle.is_empty() {
@@ -186,12 +199,23 @@ pub fn list_segments(directory: &Path, stem: &str, suffix: &str) -> io::Result<V
     let mut segments = Vec::new();
     for entry in fs::read_dir(directory)? {
         let entry = entry?;
-        let Ok(name) = entry.file_name().into_string() else { continue };
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
         if let Some((date, stamp, compressed)) = parse_segment_name(&name, stem, suffix) {
-            segments.push(Segment { path: entry.path(), date, stamp, compressed });
+            segments.push(Segment {
+                path: entry.path(),
+                date,
+                stamp,
+                compressed,
+            });
         }
     }
-    segments.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()).then(a.compressed.cmp(&b.compressed)));
+    segments.sort_by(|a, b| {
+        a.sort_key()
+            .cmp(&b.sort_key())
+            .then(a.compressed.cmp(&b.compressed))
+    });
     Ok(segments)
 }
 
@@ -201,7 +225,9 @@ impl FileSink {
     pub fn open(config: SinkConfig) -> Result<Self> {
         fs::create_dir_all(&config.directory)
             .map_err(|e| io_error(&config.directory, "create the audit directory", &e))?;
-        let lock_path = config.directory.join(format!(".{}{}.lock", config.stem, config.suffix));
+        let lock_path = config
+            .directory
+            .join(format!(".{}{}.lock", config.stem, config.suffix));
         let lock = OpenOptions::new()
             .read(true)
             .write(true)
@@ -278,13 +304,20 @@ impl FileSink {
 
     /// Every segment on disk, oldest first.
     pub fn segments(&self) -> Result<Vec<Segment>> {
-        list_segments(&self.config.directory, &self.config.stem, &self.config.suffix)
-            .map_err(|e| io_error(&self.config.directory, "list audit segments", &e))
+        list_segments(
+            &self.config.directory,
+            &self.config.stem,
+            &self.config.suffix,
+        )
+        .map_err(|e| io_error(&self.config.directory, "list audit segments", &e))
     }
 
     /// Opens `target` under the exclusive lock, repairing a torn tail. The caller holds no flock.
     fn reopen_exclusive(&self, state: &mut State, target: &Path) -> Result<()> {
-        state.lock.lock().map_err(|e| io_error(target, "lock the audit file", &e))?;
+        state
+            .lock
+            .lock()
+            .map_err(|e| io_error(target, "lock the audit file", &e))?;
         let result = self.reopen_locked(state, target);
         let _ = state.lock.unlock();
         result
@@ -299,7 +332,9 @@ impl FileSink {
             .mode(0o640)
             .open(target)
             .map_err(|e| io_error(target, "open the audit file", &e))?;
-        let meta = file.metadata().map_err(|e| io_error(target, "stat the audit file", &e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| io_error(target, "stat the audit file", &e))?;
         let mut size = meta.len();
         if size > 0 && last_byte(&file, size) != Some(b'\n') {
             (&file)
@@ -337,11 +372,17 @@ impl FileSink {
         let result = self.write_lines_inner(buf, events);
         match &result {
             Ok(()) => {
-                self.stats.written_events.fetch_add(events, Ordering::Relaxed);
-                self.stats.written_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .written_events
+                    .fetch_add(events, Ordering::Relaxed);
+                self.stats
+                    .written_bytes
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
-                self.stats.failed_events.fetch_add(events, Ordering::Relaxed);
+                self.stats
+                    .failed_events
+                    .fetch_add(events, Ordering::Relaxed);
                 self.record_error(e);
             }
         }
@@ -368,7 +409,7 @@ impl FileSink {
             let needs_reopen = if Self::is_current(&state, &target) {
                 // Someone else appended since our last write: make sure they left a whole line.
                 let file = state.file.as_ref().expect("current file");
-                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                let size = file.metadata().map_or(0, |m| m.len());
                 size != state.known_end && size > 0 && last_byte(file, size) != Some(b'\n')
             } else {
                 true
@@ -380,7 +421,7 @@ impl FileSink {
             }
             let file = state.file.as_ref().expect("open file");
             let outcome = (&*file).write_all(buf);
-            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let size = file.metadata().map_or(0, |m| m.len());
             let _ = state.lock.unlock();
             if let Err(e) = outcome {
                 // A partial write may have left a fragment: force a check before the next write.
@@ -394,7 +435,10 @@ impl FileSink {
         let sync_now = match self.config.durability {
             Durability::None => false,
             Durability::Always => true,
-            Durability::Periodic { every_events, interval } => {
+            Durability::Periodic {
+                every_events,
+                interval,
+            } => {
                 (every_events > 0 && state.unsynced_events >= every_events)
                     || (!interval.is_zero() && state.last_sync.elapsed() >= interval)
             }
@@ -402,19 +446,18 @@ impl FileSink {
         if sync_now {
             Self::sync_locked(&mut state, &self.stats)?;
         }
-        if rotate {
-            if let Err(e) = self.rotate(&mut state) {
-                // The records are written; only the rotation failed. Count and keep going.
-                self.record_error(&e);
-            }
+        if rotate && let Err(e) = self.rotate(&mut state) {
+            // The records are written; only the rotation failed. Count and keep going.
+            self.record_error(&e);
         }
         Ok(())
     }
 
-    fn sync_locked(state: &mut State, stats: &SinkStats) -> Result<()> {
+    fn sync_locked(state: &mut State, counters: &SinkStats) -> Result<()> {
         if let Some(file) = state.file.as_ref() {
-            file.sync_data().map_err(|e| io_error(&state.path, "fdatasync the audit file", &e))?;
-            stats.syncs.fetch_add(1, Ordering::Relaxed);
+            file.sync_data()
+                .map_err(|e| io_error(&state.path, "fdatasync the audit file", &e))?;
+            counters.syncs.fetch_add(1, Ordering::Relaxed);
         }
         state.unsynced_events = 0;
         state.last_sync = Instant::now();
@@ -462,27 +505,37 @@ impl FileSink {
 
     fn rotate(&self, state: &mut State) -> Result<()> {
         let target = state.path.clone();
-        state.lock.lock().map_err(|e| io_error(&target, "lock the audit file", &e))?;
+        state
+            .lock
+            .lock()
+            .map_err(|e| io_error(&target, "lock the audit file", &e))?;
         let result = self.rotate_locked(state, &target);
         let _ = state.lock.unlock();
         let rotated = result?;
-        if let Some(rotated) = rotated {
-            if self.config.compress {
-                self.schedule_compression(rotated);
-            }
+        if let Some(rotated) = rotated
+            && self.config.compress
+        {
+            self.schedule_compression(rotated);
         }
         Ok(())
     }
 
     fn rotate_locked(&self, state: &mut State, target: &Path) -> Result<Option<PathBuf>> {
         let max = self.config.max_bytes.unwrap_or(u64::MAX);
-        let Ok(meta) = fs::metadata(target) else { return Ok(None) };
+        let Ok(meta) = fs::metadata(target) else {
+            return Ok(None);
+        };
         if identity(&meta) != state.identity || meta.len() < max {
             // Another writer rotated first; the next write reopens.
             return Ok(None);
         }
-        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let base = name.strip_suffix(self.config.suffix.as_str()).unwrap_or(name);
+        let name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let base = name
+            .strip_suffix(self.config.suffix.as_str())
+            .unwrap_or(name);
         let mut micros = now_micros();
         let rotated = loop {
             let candidate = self.config.directory.join(format!(
@@ -505,8 +558,12 @@ impl FileSink {
 
     /// Deletes the oldest closed segments beyond `max_files` (caller holds the exclusive lock).
     fn prune_locked(&self) {
-        let Some(max_files) = self.config.max_files else { return };
-        let Ok(segments) = self.segments() else { return };
+        let Some(max_files) = self.config.max_files else {
+            return;
+        };
+        let Ok(segments) = self.segments() else {
+            return;
+        };
         let active = self.active_path();
         let mut excess = segments.len().saturating_sub(max_files.max(1));
         for segment in &segments {
@@ -522,7 +579,9 @@ impl FileSink {
 
     /// Queues compression of closed, uncompressed segments left by earlier runs.
     fn compress_leftovers(&self) {
-        let Ok(segments) = self.segments() else { return };
+        let Ok(segments) = self.segments() else {
+            return;
+        };
         let active = self.active_path();
         for segment in segments {
             if !segment.compressed && segment.path != active {
@@ -544,15 +603,13 @@ impl FileSink {
         let durable = self.config.durability != Durability::None;
         let handle = std::thread::Builder::new()
             .name("truthound-audit-gzip".to_owned())
-            .spawn(move || {
-                match compress_segment(&path, &lock_path, durable) {
-                    Ok(()) => {
-                        stats.compressed_segments.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        stats.compression_failures.fetch_add(1, Ordering::Relaxed);
-                        *lock_guard(&last_error) = Some(e.to_string());
-                    }
+            .spawn(move || match compress_segment(&path, &lock_path, durable) {
+                Ok(()) => {
+                    stats.compressed_segments.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.compression_failures.fetch_add(1, Ordering::Relaxed);
+                    *lock_guard(&last_error) = Some(e.to_string());
                 }
             });
         match handle {
@@ -562,7 +619,9 @@ impl FileSink {
                 handles.push(handle);
             }
             Err(e) => {
-                self.stats.compression_failures.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .compression_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 self.record_error(&io_error(&self.config.directory, "start compression", &e));
             }
         }
@@ -599,7 +658,11 @@ fn compress_segment(path: &Path, lock_path: &Path, durable: bool) -> Result<()> 
     ));
     let run = || -> io::Result<()> {
         let mut input = File::open(path)?;
-        let output = OpenOptions::new().write(true).create_new(true).mode(0o640).open(&tmp_path)?;
+        let output = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .open(&tmp_path)?;
         let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::default());
         let mut buf = vec![0u8; 1 << 16];
         loop {
@@ -616,15 +679,20 @@ fn compress_segment(path: &Path, lock_path: &Path, durable: bool) -> Result<()> 
         fs::rename(&tmp_path, &gz_path)?;
         fs::remove_file(path)
     };
-    run().map_err(|e| {
-        let _ = fs::remove_file(&tmp_path);
-        if e.kind() == io::ErrorKind::NotFound {
-            // Another process compressed it first.
-            return Error::new(ErrorKind::AuditIo, path.display().to_string(), "already compressed");
-        }
-        io_error(path, "compress the closed audit segment", &e)
-    })
-    .or_else(|e| if gz_path.exists() { Ok(()) } else { Err(e) })
+    run()
+        .map_err(|e| {
+            let _ = fs::remove_file(&tmp_path);
+            if e.kind() == io::ErrorKind::NotFound {
+                // Another process compressed it first.
+                return Error::new(
+                    ErrorKind::AuditIo,
+                    path.display().to_string(),
+                    "already compressed",
+                );
+            }
+            io_error(path, "compress the closed audit segment", &e)
+        })
+        .or_else(|e| if gz_path.exists() { Ok(()) } else { Err(e) })
 }
 
 #[cfg(test)]
@@ -657,7 +725,10 @@ mod tests {
     #[test]
     fn parses_segment_names() {
         let p = |n: &str| parse_segment_name(n, "audit", ".jsonl");
-        assert_eq!(p("audit.jsonl"), Some((String::new(), String::new(), false)));
+        assert_eq!(
+            p("audit.jsonl"),
+            Some((String::new(), String::new(), false))
+        );
         assert_eq!(
             p("audit-2024-05-01.20240501T120000000001Z.jsonl.gz"),
             Some(("2024-05-01".into(), "20240501T120000000001Z".into(), true))
@@ -688,7 +759,8 @@ mod tests {
         cfg.compress = true;
         let sink = FileSink::open(cfg).unwrap();
         for i in 0..50 {
-            sink.write_lines(format!("{{\"i\":{i:040}}}\n").as_bytes(), 1).unwrap();
+            sink.write_lines(format!("{{\"i\":{i:040}}}\n").as_bytes(), 1)
+                .unwrap();
         }
         sink.close().unwrap();
         let segments = list_segments(&dir, "audit", ".log").unwrap();
@@ -700,7 +772,9 @@ mod tests {
 
     #[test]
     fn unwritable_directory_is_a_named_error() {
-        let err = FileSink::open(config(Path::new("/proc/truthound-no-such-dir"))).err().unwrap();
+        let err = FileSink::open(config(Path::new("/proc/truthound-no-such-dir")))
+            .err()
+            .unwrap();
         assert_eq!(err.kind, ErrorKind::AuditIo);
         assert!(err.item.contains("truthound-no-such-dir"));
     }

@@ -61,9 +61,12 @@ pub fn write_timestamp(out: &mut Vec<u8>, micros: i64) {
     let text = {
         use std::io::Write;
         let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        let _ = write!(cursor, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{frac:06}+00:00");
-        let n = cursor.position() as usize;
-        n
+        let _ = write!(
+            cursor,
+            "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{frac:06}+00:00"
+        );
+
+        cursor.position() as usize
     };
     out.extend_from_slice(&buf[..text]);
 }

@@ -43,16 +43,14 @@ fn py_str_owned(s: &Bound<'_, PyString>) -> String {
 }
 
 fn fallback_text(obj: &Bound<'_, PyAny>) -> String {
-    match obj.str() {
-        Ok(s) => py_str_owned(&s),
-        Err(_) => {
-            let name = obj
-                .get_type()
-                .qualname()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|_| "object".to_owned());
-            format!("<unserialisable {name}>")
-        }
+    if let Ok(s) = obj.str() {
+        py_str_owned(&s)
+    } else {
+        let name = obj
+            .get_type()
+            .qualname()
+            .map_or_else(|_| "object".to_owned(), |n| n.to_string());
+        format!("<unserialisable {name}>")
     }
 }
 
@@ -129,13 +127,13 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> Value<'static> {
         return Value::List(l.iter().map(|v| to_value(&v, depth + 1)).collect());
     }
     let py = obj.py();
-    if let Ok(enum_type) = ENUM_TYPE.import(py, "enum", "Enum") {
-        if obj.is_instance(enum_type).unwrap_or(false) {
-            return match obj.getattr(intern!(py, "value")) {
-                Ok(v) => to_value(&v, depth + 1),
-                Err(_) => Value::Str(Cow::Owned(fallback_text(obj))),
-            };
-        }
+    if let Ok(enum_type) = ENUM_TYPE.import(py, "enum", "Enum")
+        && obj.is_instance(enum_type).unwrap_or(false)
+    {
+        return match obj.getattr(intern!(py, "value")) {
+            Ok(v) => to_value(&v, depth + 1),
+            Err(_) => Value::Str(Cow::Owned(fallback_text(obj))),
+        };
     }
     if let Ok(s) = obj.cast::<PyString>() {
         return Value::Str(Cow::Owned(py_str_owned(s)));
@@ -161,12 +159,11 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> Value<'static> {
     if let Ok(s) = obj.cast::<PyFrozenSet>() {
         return Value::List(s.iter().map(|v| to_value(&v, depth + 1)).collect());
     }
-    if obj.cast::<PyDate>().is_ok() || obj.cast::<PyTime>().is_ok() {
-        if let Ok(iso) = obj.call_method0(intern!(py, "isoformat")) {
-            if let Ok(s) = iso.cast::<PyString>() {
-                return Value::Str(Cow::Owned(py_str_owned(s)));
-            }
-        }
+    if (obj.cast::<PyDate>().is_ok() || obj.cast::<PyTime>().is_ok())
+        && let Ok(iso) = obj.call_method0(intern!(py, "isoformat"))
+        && let Ok(s) = iso.cast::<PyString>()
+    {
+        return Value::Str(Cow::Owned(py_str_owned(s)));
     }
     Value::Str(Cow::Owned(fallback_text(obj)))
 }
@@ -206,7 +203,11 @@ fn enum_text(obj: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 fn datetime_micros(dt: &Bound<'_, PyDateTime>) -> i64 {
-    let days = days_from_civil(i64::from(dt.get_year()), u32::from(dt.get_month()), u32::from(dt.get_day()));
+    let days = days_from_civil(
+        i64::from(dt.get_year()),
+        u32::from(dt.get_month()),
+        u32::from(dt.get_day()),
+    );
     let secs = days * 86_400
         + i64::from(dt.get_hour()) * 3600
         + i64::from(dt.get_minute()) * 60
@@ -253,13 +254,17 @@ pub struct Redactor {
     inner: Arc<CoreRedactor>,
 }
 
-fn redact_py<'py>(r: &CoreRedactor, obj: &Bound<'py, PyAny>, depth: usize) -> PyResult<Bound<'py, PyAny>> {
+fn redact_py<'py>(
+    r: &CoreRedactor,
+    obj: &Bound<'py, PyAny>,
+    depth: usize,
+) -> PyResult<Bound<'py, PyAny>> {
     let py = obj.py();
     if depth > MAX_DEPTH {
         return Ok(obj.clone());
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        let text = s.to_cow().map_or_else(|_| Cow::Owned(py_str_owned(s)), |c| c);
+        let text = s.to_cow().unwrap_or_else(|_| Cow::Owned(py_str_owned(s)));
         return Ok(match r.redact_text(&text) {
             Some(red) => PyString::new(py, &red).into_any(),
             None => obj.clone(),
@@ -268,31 +273,49 @@ fn redact_py<'py>(r: &CoreRedactor, obj: &Bound<'py, PyAny>, depth: usize) -> Py
     if let Ok(d) = obj.cast::<PyDict>() {
         let out = PyDict::new(py);
         for (k, v) in d.iter() {
-            let sensitive = k.cast::<PyString>().is_ok_and(|s| r.is_sensitive_key(&py_str_owned(s)));
+            let sensitive = k
+                .cast::<PyString>()
+                .is_ok_and(|s| r.is_sensitive_key(&py_str_owned(s)));
             let value = if sensitive {
                 PyString::new(py, r.replacement()).into_any()
             } else {
                 redact_py(r, &v, depth + 1)?
             };
-            let key = if k.is_instance_of::<PyString>() { redact_py(r, &k, depth + 1)? } else { k };
+            let key = if k.is_instance_of::<PyString>() {
+                redact_py(r, &k, depth + 1)?
+            } else {
+                k
+            };
             out.set_item(key, value)?;
         }
         return Ok(out.into_any());
     }
     if let Ok(l) = obj.cast::<PyList>() {
-        let items = l.iter().map(|v| redact_py(r, &v, depth + 1)).collect::<PyResult<Vec<_>>>()?;
+        let items = l
+            .iter()
+            .map(|v| redact_py(r, &v, depth + 1))
+            .collect::<PyResult<Vec<_>>>()?;
         return Ok(PyList::new(py, items)?.into_any());
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
-        let items = t.iter().map(|v| redact_py(r, &v, depth + 1)).collect::<PyResult<Vec<_>>>()?;
+        let items = t
+            .iter()
+            .map(|v| redact_py(r, &v, depth + 1))
+            .collect::<PyResult<Vec<_>>>()?;
         return Ok(PyTuple::new(py, items)?.into_any());
     }
     if let Ok(s) = obj.cast::<PySet>() {
-        let items = s.iter().map(|v| redact_py(r, &v, depth + 1)).collect::<PyResult<Vec<_>>>()?;
+        let items = s
+            .iter()
+            .map(|v| redact_py(r, &v, depth + 1))
+            .collect::<PyResult<Vec<_>>>()?;
         return Ok(PySet::new(py, &items)?.into_any());
     }
     if let Ok(s) = obj.cast::<PyFrozenSet>() {
-        let items = s.iter().map(|v| redact_py(r, &v, depth + 1)).collect::<PyResult<Vec<_>>>()?;
+        let items = s
+            .iter()
+            .map(|v| redact_py(r, &v, depth + 1))
+            .collect::<PyResult<Vec<_>>>()?;
         return Ok(PyFrozenSet::new(py, &items)?.into_any());
     }
     Ok(obj.clone())
@@ -305,9 +328,16 @@ impl Redactor {
     /// event field names: as substrings, or whole keys with `exact_fields`.
     #[new]
     #[pyo3(signature = (patterns, replacement, fields, exact_fields=false))]
-    fn new(patterns: Vec<String>, replacement: String, fields: Vec<String>, exact_fields: bool) -> PyResult<Self> {
+    fn new(
+        patterns: Vec<String>,
+        replacement: String,
+        fields: Vec<String>,
+        exact_fields: bool,
+    ) -> PyResult<Self> {
         let inner = CoreRedactor::new(&patterns, &replacement, &fields, exact_fields)?;
-        Ok(Self { inner: Arc::new(inner) })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// `text` with every pattern match replaced, in one pass.
@@ -332,7 +362,11 @@ impl Redactor {
     /// into `target` (normally a copy): `None` stays `None`, non-strings are converted with
     /// `str()`, fields named sensitive are replaced whole (`event_id` is only pattern-redacted),
     /// and unchanged strings are left as they are.
-    fn redact_attributes(&self, source: &Bound<'_, PyAny>, target: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn redact_attributes(
+        &self,
+        source: &Bound<'_, PyAny>,
+        target: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let py = source.py();
         let names = std::iter::once("event_id").chain(TEXT_FIELDS.iter().copied());
         for (i, name) in names.enumerate() {
@@ -341,7 +375,9 @@ impl Redactor {
             if value.is_none() {
                 continue;
             }
-            let text = text_arg(Some(&value)).map(Cow::into_owned).unwrap_or_default();
+            let text = text_arg(Some(&value))
+                .map(Cow::into_owned)
+                .unwrap_or_default();
             if i > 0 && !text.is_empty() && self.inner.is_sensitive_key(TEXT_FIELDS[i - 1]) {
                 target.setattr(&name, self.inner.replacement())?;
             } else if let Some(red) = self.inner.redact_text(&text) {
@@ -378,7 +414,10 @@ fn parse_durability(name: &str, every_events: u64, interval_ms: u64) -> PyResult
             interval: Duration::from_millis(interval_ms),
         },
         other => {
-            return Err(invalid(other, "durability must be 'none', 'periodic' or 'always'"));
+            return Err(invalid(
+                other,
+                "durability must be 'none', 'periodic' or 'always'",
+            ));
         }
     })
 }
@@ -485,7 +524,12 @@ impl FileSink {
 
     /// The line this sink would write for `event` (after `redactor`, then its own redactor).
     #[pyo3(signature = (event, redactor=None))]
-    fn encode_event<'py>(&self, py: Python<'py>, event: &Bound<'py, PyAny>, redactor: Option<&Redactor>) -> PyResult<Bound<'py, PyBytes>> {
+    fn encode_event<'py>(
+        &self,
+        py: Python<'py>,
+        event: &Bound<'py, PyAny>,
+        redactor: Option<&Redactor>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let mut record = event_from_py(event)?;
         apply_redactors(&mut record, redactor, self.redactor.as_deref());
         let mut out = Vec::with_capacity(512);
@@ -495,7 +539,12 @@ impl FileSink {
 
     /// Writes one `AuditEvent` (synchronously, interpreter released during I/O).
     #[pyo3(signature = (event, redactor=None))]
-    fn log_event(&self, py: Python<'_>, event: &Bound<'_, PyAny>, redactor: Option<&Redactor>) -> PyResult<()> {
+    fn log_event(
+        &self,
+        py: Python<'_>,
+        event: &Bound<'_, PyAny>,
+        redactor: Option<&Redactor>,
+    ) -> PyResult<()> {
         let mut record = event_from_py(event)?;
         apply_redactors(&mut record, redactor, self.redactor.as_deref());
         let mut out = Vec::with_capacity(512);
@@ -524,7 +573,19 @@ impl FileSink {
         error_message: Option<&Bound<'_, PyAny>>,
         extra: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let mut record = fields_event(event_type, status, store_type, store_id, operation, item_id, user_id, duration_ms, metadata, error_message, extra)?;
+        let mut record = fields_event(
+            event_type,
+            status,
+            store_type,
+            store_id,
+            operation,
+            item_id,
+            user_id,
+            duration_ms,
+            metadata,
+            error_message,
+            extra,
+        )?;
         apply_redactors(&mut record, redactor, self.redactor.as_deref());
         let mut out = Vec::with_capacity(512);
         self.encode(&record, &mut out);
@@ -534,7 +595,8 @@ impl FileSink {
     /// Appends pre-encoded whole lines (`events` records) with one write.
     fn write_lines(&self, py: Python<'_>, data: &[u8], events: u64) -> PyResult<()> {
         let sink = &self.inner;
-        py.detach(|| sink.write_lines(data, events)).map_err(PyErr::from)
+        py.detach(|| sink.write_lines(data, events))
+            .map_err(PyErr::from)
     }
 
     /// Syncs per the durability policy.
@@ -588,37 +650,58 @@ impl FileSink {
 
     #[getter]
     fn written_events(&self) -> u64 {
-        self.inner.stats().written_events.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .stats()
+            .written_events
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     #[getter]
     fn failed_events(&self) -> u64 {
-        self.inner.stats().failed_events.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .stats()
+            .failed_events
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     #[getter]
     fn rotations(&self) -> u64 {
-        self.inner.stats().rotations.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .stats()
+            .rotations
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     #[getter]
     fn repaired_lines(&self) -> u64 {
-        self.inner.stats().repaired_lines.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .stats()
+            .repaired_lines
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     #[getter]
     fn compressed_segments(&self) -> u64 {
-        self.inner.stats().compressed_segments.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .stats()
+            .compressed_segments
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     #[getter]
     fn compression_failures(&self) -> u64 {
-        self.inner.stats().compression_failures.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .stats()
+            .compression_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     #[getter]
     fn syncs(&self) -> u64 {
-        self.inner.stats().syncs.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .stats()
+            .syncs
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     #[getter]
@@ -660,7 +743,9 @@ impl BatchSink<Vec<Py<PyAny>>> for ObjectSink {
             for event in batch.drain(..) {
                 if let Err(e) = target.call_method1(intern!(py, "log"), (event,)) {
                     failed += 1;
-                    *last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+                    *last_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
                 }
             }
             failed
@@ -673,10 +758,12 @@ impl BatchSink<Vec<Py<PyAny>>> for ObjectSink {
         let last_error = &self.last_error;
         Python::try_attach(|py| {
             let target = target.bind(py);
-            if target.hasattr(intern!(py, "flush")).unwrap_or(false) {
-                if let Err(e) = target.call_method0(intern!(py, "flush")) {
-                    *last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
-                }
+            if target.hasattr(intern!(py, "flush")).unwrap_or(false)
+                && let Err(e) = target.call_method0(intern!(py, "flush"))
+            {
+                *last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
             }
         });
     }
@@ -686,8 +773,14 @@ impl BatchSink<Vec<Py<PyAny>>> for ObjectSink {
 }
 
 enum Mode {
-    Lines { queue: AsyncQueue<Lines>, sink: Py<FileSink> },
-    Objects { queue: AsyncQueue<Vec<Py<PyAny>>>, last_error: Arc<Mutex<Option<String>>> },
+    Lines {
+        queue: AsyncQueue<Lines>,
+        sink: Py<FileSink>,
+    },
+    Objects {
+        queue: AsyncQueue<Vec<Py<PyAny>>>,
+        last_error: Arc<Mutex<Option<String>>>,
+    },
 }
 
 /// A bounded queue drained by a native writer thread into a `FileSink` (encoded on the caller's
@@ -702,14 +795,21 @@ fn offer_result(offer: Offer) -> PyResult<bool> {
     match offer {
         Offer::Accepted => Ok(true),
         Offer::Dropped => Ok(false),
-        Offer::Closed => Err(Error::new(ErrorKind::AuditClosed, "AsyncAuditBackend", "the async audit queue is closed").into()),
+        Offer::Closed => Err(Error::new(
+            ErrorKind::AuditClosed,
+            "AsyncAuditBackend",
+            "the async audit queue is closed",
+        )
+        .into()),
     }
 }
 
 impl AsyncWriter {
     fn push_line(&self, py: Python<'_>, line: Vec<u8>) -> PyResult<bool> {
         let Mode::Lines { queue, .. } = &self.mode else {
-            return Err(PyTypeError::new_err("this writer delivers AuditEvent objects"));
+            return Err(PyTypeError::new_err(
+                "this writer delivers AuditEvent objects",
+            ));
         };
         let add = |b: &mut Lines| {
             b.bytes.extend_from_slice(&line);
@@ -735,7 +835,13 @@ impl AsyncWriter {
     /// room, then drop and count) or `"drop_newest"` (drop and count at once).
     #[new]
     #[pyo3(signature = (target, capacity, flush_interval, overflow="block", block_timeout=5.0))]
-    fn new(target: &Bound<'_, PyAny>, capacity: usize, flush_interval: f64, overflow: &str, block_timeout: f64) -> PyResult<Self> {
+    fn new(
+        target: &Bound<'_, PyAny>,
+        capacity: usize,
+        flush_interval: f64,
+        overflow: &str,
+        block_timeout: f64,
+    ) -> PyResult<Self> {
         let overflow = match overflow {
             "block" => Overflow::Block(Duration::from_secs_f64(block_timeout.max(0.0))),
             "drop_newest" => Overflow::DropNewest,
@@ -745,21 +851,40 @@ impl AsyncWriter {
             return Err(invalid("queue_size=0", "must be at least 1"));
         }
         if !(flush_interval.is_finite() && flush_interval > 0.0) {
-            return Err(invalid(format!("flush_interval_seconds={flush_interval}"), "must be positive"));
+            return Err(invalid(
+                format!("flush_interval_seconds={flush_interval}"),
+                "must be positive",
+            ));
         }
         let interval = Duration::from_secs_f64(flush_interval);
-        let spawn_error = |e: std::io::Error| Error::new(ErrorKind::AuditIo, "truthound-audit-writer", format!("cannot start the writer thread: {e}"));
+        let spawn_error = |e: std::io::Error| {
+            Error::new(
+                ErrorKind::AuditIo,
+                "truthound-audit-writer",
+                format!("cannot start the writer thread: {e}"),
+            )
+        };
         let mode = if let Ok(sink) = target.cast::<FileSink>() {
             let core = Arc::clone(&sink.get().inner);
-            let queue = AsyncQueue::start(LineSink(core), capacity, overflow, interval).map_err(spawn_error)?;
-            Mode::Lines { queue, sink: sink.clone().unbind() }
+            let queue = AsyncQueue::start(LineSink(core), capacity, overflow, interval)
+                .map_err(spawn_error)?;
+            Mode::Lines {
+                queue,
+                sink: sink.clone().unbind(),
+            }
         } else {
             if !target.hasattr(intern!(target.py(), "log"))? {
-                return Err(PyTypeError::new_err("AsyncAuditBackend needs a backend with a log(event) method"));
+                return Err(PyTypeError::new_err(
+                    "AsyncAuditBackend needs a backend with a log(event) method",
+                ));
             }
             let last_error = Arc::new(Mutex::new(None));
-            let sink = ObjectSink { target: target.clone().unbind(), last_error: Arc::clone(&last_error) };
-            let queue = AsyncQueue::start(sink, capacity, overflow, interval).map_err(spawn_error)?;
+            let sink = ObjectSink {
+                target: target.clone().unbind(),
+                last_error: Arc::clone(&last_error),
+            };
+            let queue =
+                AsyncQueue::start(sink, capacity, overflow, interval).map_err(spawn_error)?;
             Mode::Objects { queue, last_error }
         };
         Ok(Self { mode })
@@ -774,7 +899,12 @@ impl AsyncWriter {
     /// Queues an `AuditEvent`: encoded now for a `FileSink` target, or the object itself for a
     /// Python target. Returns `False` when it was dropped (counted) because the queue was full.
     #[pyo3(signature = (event, redactor=None))]
-    fn log_event(&self, py: Python<'_>, event: &Bound<'_, PyAny>, redactor: Option<&Redactor>) -> PyResult<bool> {
+    fn log_event(
+        &self,
+        py: Python<'_>,
+        event: &Bound<'_, PyAny>,
+        redactor: Option<&Redactor>,
+    ) -> PyResult<bool> {
         match &self.mode {
             Mode::Lines { sink, .. } => {
                 let sink = sink.get();
@@ -819,7 +949,19 @@ impl AsyncWriter {
             return Err(PyTypeError::new_err("log_fields needs a FileSink target"));
         };
         let sink = sink.get();
-        let mut record = fields_event(event_type, status, store_type, store_id, operation, item_id, user_id, duration_ms, metadata, error_message, extra)?;
+        let mut record = fields_event(
+            event_type,
+            status,
+            store_type,
+            store_id,
+            operation,
+            item_id,
+            user_id,
+            duration_ms,
+            metadata,
+            error_message,
+            extra,
+        )?;
         apply_redactors(&mut record, redactor, sink.redactor.as_deref());
         let mut out = Vec::with_capacity(512);
         sink.encode(&record, &mut out);
@@ -864,25 +1006,33 @@ impl AsyncWriter {
     /// Events accepted into the queue.
     #[getter]
     fn accepted(&self) -> u64 {
-        self.stats().accepted.load(std::sync::atomic::Ordering::Acquire)
+        self.stats()
+            .accepted
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Events refused because the queue was full (exact).
     #[getter]
     fn dropped(&self) -> u64 {
-        self.stats().dropped.load(std::sync::atomic::Ordering::Acquire)
+        self.stats()
+            .dropped
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Events the target accepted.
     #[getter]
     fn persisted(&self) -> u64 {
-        self.stats().persisted.load(std::sync::atomic::Ordering::Acquire)
+        self.stats()
+            .persisted
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Events the target failed to write.
     #[getter]
     fn failed(&self) -> u64 {
-        self.stats().failed.load(std::sync::atomic::Ordering::Acquire)
+        self.stats()
+            .failed
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Events accepted and not yet written.
@@ -899,7 +1049,10 @@ impl AsyncWriter {
     fn last_error(&self) -> Option<String> {
         match &self.mode {
             Mode::Lines { sink, .. } => sink.get().inner.last_error(),
-            Mode::Objects { last_error, .. } => last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+            Mode::Objects { last_error, .. } => last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }
 }
@@ -912,11 +1065,18 @@ pub fn normalize_value(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<
             Value::Null => py.None(),
             Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any().unbind(),
             Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
-            Value::BigInt(d) => py.import("builtins")?.getattr("int")?.call1((d.as_str(),))?.unbind(),
+            Value::BigInt(d) => py
+                .import("builtins")?
+                .getattr("int")?
+                .call1((d.as_str(),))?
+                .unbind(),
             Value::Float(f) => PyFloat::new(py, *f).into_any().unbind(),
             Value::Str(s) => PyString::new(py, s).into_any().unbind(),
             Value::List(items) => {
-                let items = items.iter().map(|i| back(py, i)).collect::<PyResult<Vec<_>>>()?;
+                let items = items
+                    .iter()
+                    .map(|i| back(py, i))
+                    .collect::<PyResult<Vec<_>>>()?;
                 PyList::new(py, items)?.into_any().unbind()
             }
             Value::Map(members) => {

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC
+
 from hypothesis import strategies as st
 
 from truthound.stores.observability.audit import AuditEvent, AuditEventType, AuditStatus
 
 # Printable and control characters, quotes and backslashes, non-ASCII and astral characters.
-text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40
-)
+text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 json_scalars = st.one_of(
     st.none(),

@@ -137,7 +137,9 @@ def test_file_backend_spec_example_readable_lines(tmp_path: Path) -> None:
 
 
 def test_file_backend_rotates_by_size_and_keeps_max_files(tmp_path: Path) -> None:
-    backend = FileAuditBackend(file_path=tmp_path / "audit.log", max_file_size_mb=0.002, max_files=3)
+    backend = FileAuditBackend(
+        file_path=tmp_path / "audit.log", max_file_size_mb=0.002, max_files=3
+    )
     for i in range(100):
         backend.log(AuditEvent(event_id=f"e{i:03d}", timestamp=at(1) + timedelta(seconds=i)))
     backend.close()
@@ -266,7 +268,9 @@ def test_async_drop_newest_counts_exactly_and_reports_a_metric() -> None:
         def __init__(self) -> None:
             self.calls: list[tuple[str, float, dict[str, str]]] = []
 
-        def increment(self, name: str, value: float = 1, labels: dict[str, str] | None = None) -> None:
+        def increment(
+            self, name: str, value: float = 1, labels: dict[str, str] | None = None
+        ) -> None:
             self.calls.append((name, value, labels or {}))
 
     metrics = Metrics()

@@ -54,10 +54,15 @@ def test_unserialisable_metadata_is_encoded_with_the_documented_fallback(tmp_pat
     assert first["bytes"] == "b'\\x00raw'"
     assert (first["nan"], first["inf"]) == ("NaN", "Infinity")
     assert first["when"] == "2024-01-02T00:00:00+00:00"
-    assert (first["set"], first["tuple"], first["7"], first["big"]) == ([3], [1, "x"], "int key", 10**30)
+    assert (first["set"], first["tuple"], first["7"], first["big"]) == (
+        [3],
+        [1, "x"],
+        "int key",
+        10**30,
+    )
     assert "<max depth exceeded>" in json.dumps(first["cycle"])
     assert strict_json(lines[1])["metadata"]["object"].startswith("<object object at")
-    assert [e.event_id for e in backend.query()][0] == "plain"  # the backend keeps working
+    assert next(e.event_id for e in backend.query()) == "plain"  # the backend keeps working
 
 
 def test_unknown_and_damaged_lines_never_abort_a_query(tmp_path: Path) -> None:
@@ -67,17 +72,20 @@ def test_unknown_and_damaged_lines_never_abort_a_query(tmp_path: Path) -> None:
         return json.dumps({**base, **extra})
 
     (tmp_path / "audit.jsonl").write_text(
-        "\n".join([
-            record("ok-1"),
-            "this is not json",
-            "[1, 2]",
-            record("bad-type", event_type="teleport"),
-            record("bad-time", timestamp="yesterday"),
-            json.dumps({"_type": "checkpoint", "count": 3, "mac": "00"}),
-            record("ok-2", seq=7, mac="abc", future_field={"x": 1}),
-            "",
-            '{"event_id": "cut',
-        ]) + "\n"  # fmt: skip
+        "\n".join(
+            [
+                record("ok-1"),
+                "this is not json",
+                "[1, 2]",
+                record("bad-type", event_type="teleport"),
+                record("bad-time", timestamp="yesterday"),
+                json.dumps({"_type": "checkpoint", "count": 3, "mac": "00"}),
+                record("ok-2", seq=7, mac="abc", future_field={"x": 1}),
+                "",
+                '{"event_id": "cut',
+            ]
+        )
+        + "\n"
     )
     (tmp_path / "audit.20240101T000000000000Z.jsonl.gz").write_bytes(b"not gzip at all")
     with gzip.open(tmp_path / "audit.20230101T000000000000Z.jsonl.gz", "wt") as handle:
@@ -174,7 +182,8 @@ def test_a_full_disk_is_a_clear_error_and_a_counter_never_a_hang(core: str, tmp_
         """,
     )
     assert outcome["error"] == "AuditIOError"
-    assert "File too large" in outcome["message"] and "sync" in outcome["message"]
+    assert "File too large" in outcome["message"]
+    assert "sync" in outcome["message"]
     assert outcome["sync_failed"] == 1
     assert outcome["closed"] is True
     stats = outcome["stats"]

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from truthound.stores.observability import _pure
-from truthound.stores.observability.audit import AuditEvent, DEFAULT_PATTERNS
+from truthound.stores.observability.audit import DEFAULT_PATTERNS, AuditEvent
 
 from .strategies import events, metadata_values, text
 
@@ -48,13 +48,33 @@ odd_values = st.one_of(
     metadata_values,
     st.sampled_from(
         [
-            float("nan"), float("inf"), -float("inf"), 2**80, -(2**64), True, Color.RED,
-            Color.BLUE, (1, "a"), {1, 2}, frozenset({"x"}), b"bytes", Decimal("1.5"),
-            datetime(2024, 1, 2, 3, 4, 5, 6), date(2024, 1, 2), time(1, 2, 3), Weird(),
-            Broken(), {1: "int key", None: "none key", ("t",): "tuple key"}, 1e-7, -0.0, 1e16,
-            2.0**46 + 0.125, 5e-324, 1.7976931348623157e308,
+            float("nan"),
+            float("inf"),
+            -float("inf"),
+            2**80,
+            -(2**64),
+            True,
+            Color.RED,
+            Color.BLUE,
+            (1, "a"),
+            {1, 2},
+            frozenset({"x"}),
+            b"bytes",
+            Decimal("1.5"),
+            datetime(2024, 1, 2, 3, 4, 5, 6),
+            date(2024, 1, 2),
+            time(1, 2, 3),
+            Weird(),
+            Broken(),
+            {1: "int key", None: "none key", ("t",): "tuple key"},
+            1e-7,
+            -0.0,
+            1e16,
+            2.0**46 + 0.125,
+            5e-324,
+            1.7976931348623157e308,
         ]
-    ),  # fmt: skip
+    ),
 )
 odd_metadata = st.dictionaries(text, st.one_of(odd_values, st.lists(odd_values, max_size=3)))
 
@@ -80,10 +100,13 @@ def test_records_are_byte_identical(
     sinks: dict[str, Any], event: AuditEvent, text_format: bool, redact: bool
 ) -> None:
     redactors = sinks["redactors"]
-    native = sinks["native", text_format].encode_event(event, redactors["native"] if redact else None)
+    native = sinks["native", text_format].encode_event(
+        event, redactors["native"] if redact else None
+    )
     pure = sinks["pure", text_format].encode_event(event, redactors["pure"] if redact else None)
     assert native == pure
-    assert native.endswith(b"\n") and native.count(b"\n") == 1
+    assert native.endswith(b"\n")
+    assert native.count(b"\n") == 1
     record = json.loads(native.split(b"\t", 1)[1] if text_format else native)
     if not redact:
         assert AuditEvent.from_dict(record) == event
@@ -110,7 +133,13 @@ def test_the_documented_fallbacks() -> None:
     for module in (_native, _pure):
         assert module.normalize_value(
             {"n": math.nan, "i": -math.inf, "e": Color.BLUE, "b": Broken(), "d": date(2024, 1, 2)}
-        ) == {"n": "NaN", "i": "-Infinity", "e": 2, "b": "<unserialisable Broken>", "d": "2024-01-02"}
+        ) == {
+            "n": "NaN",
+            "i": "-Infinity",
+            "e": 2,
+            "b": "<unserialisable Broken>",
+            "d": "2024-01-02",
+        }
         deep: dict[str, Any] = {}
         deep["self"] = deep
         flattened = json.dumps(module.normalize_value(deep))
@@ -120,7 +149,7 @@ def test_the_documented_fallbacks() -> None:
 @settings(max_examples=500)
 @given(
     data=st.text(
-        alphabet=st.sampled_from("ab@.-_ 0123456789Xx:=\n\tpasswordTOKENé€𝔘"), max_size=80
+        alphabet=st.sampled_from("ab@.-_ 0123456789Xx:=\n\tpasswordTOKENé€\U0001d518"), max_size=80
     )
 )
 def test_redaction_is_identical_on_both_cores(data: str) -> None:
@@ -136,7 +165,7 @@ def test_redaction_is_identical_on_both_cores(data: str) -> None:
 def test_both_cores_reject_the_same_patterns() -> None:
     for pattern in [r"a(?=b)", r"(?<=a)b", r"(a)\1", r"(?(1)a|b)", r"x?", r"a\Z", r"(?>a)"]:
         for module in (_native, _pure):
-            with pytest.raises(ValueError, match="rejected|empty"):
+            with pytest.raises(ValueError, match=r"rejected|empty"):
                 module.Redactor([pattern], "x", [])
 
 

@@ -80,7 +80,8 @@ def test_the_specification_example(backend: Any) -> None:
         "create", "read", "update", "delete", "query", "replicate", "create",
     ]  # fmt: skip
     assert all((e.store_type, e.store_id) == ("s3", "my-bucket") for e in events)
-    assert events[0].item_id == "run-123" and events[0].user_id == "admin"
+    assert events[0].item_id == "run-123"
+    assert events[0].user_id == "admin"
     assert events[4].metadata == {"filters": {"status": "failure"}}
     assert events[5].duration_ms == 150.0
     assert events[5].metadata == {"target_region": "eu-west-1"}
@@ -90,7 +91,9 @@ def test_the_specification_example(backend: Any) -> None:
 
 
 def test_the_redactor_applies_on_every_path(backend: Any) -> None:
-    logger = AuditLogger(backend, redactor=DataRedactor(fields_to_redact=["password"], patterns=[r"s3cr3t\w*"]))
+    logger = AuditLogger(
+        backend, redactor=DataRedactor(fields_to_redact=["password"], patterns=[r"s3cr3t\w*"])
+    )
     logger.log_create(
         "item-s3cr3tA", user_id="u",
         metadata={"password": 42, "note": ["s3cr3tB"], "s3cr3tC": 1},
@@ -123,12 +126,16 @@ def test_operation_context_manager_times_and_marks_the_outcome() -> None:
     backend = InMemoryAuditBackend()
     logger = AuditLogger(backend, store_type="fs", store_id="s1")
     context = ObservabilityContext(correlation_id="c1", user_id="u1", source_ip="1.1.1.1")
-    with logger.operation(AuditEventType.CREATE, "save", "run", "r1", context=context, size=3) as ev:
+    with logger.operation(
+        AuditEventType.CREATE, "save", "run", "r1", context=context, size=3
+    ) as ev:
         ev.metadata["extra"] = True
     with pytest.raises(KeyError), logger.operation(AuditEventType.DELETE, "delete", "run", "r2"):
         raise KeyError("r2")
     failed, ok = backend.query()
-    assert ok.status is AuditStatus.SUCCESS and ok.duration_ms is not None and ok.duration_ms > 0
+    assert ok.status is AuditStatus.SUCCESS
+    assert ok.duration_ms is not None
+    assert ok.duration_ms > 0
     assert (ok.correlation_id, ok.user_id, ok.source_ip) == ("c1", "u1", "1.1.1.1")
     assert ok.metadata == {"size": 3, "extra": True}
     assert (ok.resource_type, ok.resource_id, ok.operation) == ("run", "r1", "save")
@@ -139,8 +146,11 @@ def test_operation_context_manager_times_and_marks_the_outcome() -> None:
 def test_existing_log_event_signature_and_defaults() -> None:
     backend = InMemoryAuditBackend()
     logger = AuditLogger(backend)
-    assert logger.store_type == "unknown" and len(logger.store_id) == 8
-    logger.log_event(AuditEventType.SYNC, "sync", AuditStatus.PARTIAL, resource_id="r", tenant_id="t")
+    assert logger.store_type == "unknown"
+    assert len(logger.store_id) == 8
+    logger.log_event(
+        AuditEventType.SYNC, "sync", AuditStatus.PARTIAL, resource_id="r", tenant_id="t"
+    )
     [event] = backend.query()
     assert (event.operation, event.status, event.item_id, event.tenant_id) == (
         "sync", AuditStatus.PARTIAL, "r", "t",
@@ -162,7 +172,9 @@ def test_fast_path_writes_the_same_record_shape(tmp_path: Path) -> None:
 def test_level_filter_applies_on_the_fast_path(tmp_path: Path) -> None:
     from truthound.stores.observability.config import AuditConfig, AuditLogLevel
 
-    backend = JsonAuditBackend(AuditConfig(level=AuditLogLevel.MINIMAL), file_path=tmp_path / "a.jsonl")
+    backend = JsonAuditBackend(
+        AuditConfig(level=AuditLogLevel.MINIMAL), file_path=tmp_path / "a.jsonl"
+    )
     logger = AuditLogger(backend)
     logger.log_read("r")
     logger.log_create("c")

@@ -78,7 +78,11 @@ def test_field_names_match_substrings_unless_exact_matching_is_asked_for() -> No
     exact = DataRedactor(fields_to_redact=["token"], patterns=[], exact_field_match=True)
     data = {"token": "a", "refresh_token": "b", "TOKEN": "c"}
     assert substring.redact(data) == dict.fromkeys(data, "[REDACTED]")
-    assert exact.redact(data) == {"token": "[REDACTED]", "refresh_token": "b", "TOKEN": "[REDACTED]"}
+    assert exact.redact(data) == {
+        "token": "[REDACTED]",
+        "refresh_token": "b",
+        "TOKEN": "[REDACTED]",
+    }
 
 
 def test_sensitive_event_fields_are_replaced_whole() -> None:
@@ -93,7 +97,9 @@ def test_existing_signature_defaults_and_attributes() -> None:
     assert redactor.redacted_value == "[REDACTED]"
     assert redactor.sensitive_fields == {"password"}
     text = "ssn 123-45-6789, card 1234567812345678, mail a.b@c.org, token: abc123 done"
-    assert redactor.redact(text) == "ssn [REDACTED], card [REDACTED], mail [REDACTED], [REDACTED] done"
+    assert (
+        redactor.redact(text) == "ssn [REDACTED], card [REDACTED], mail [REDACTED], [REDACTED] done"
+    )
     compiled = DataRedactor(patterns=[re.compile("secret", re.IGNORECASE)])
     assert compiled.redact("A SECRET here") == "A [REDACTED] here"
 

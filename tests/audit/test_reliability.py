@@ -137,7 +137,8 @@ def test_a_torn_tail_is_skipped_reported_and_repaired(tmp_path: Path) -> None:
     assert backend.repaired_lines == 1
     backend.log(AuditEvent(event_id="b"))
     lines = path.read_text().split("\n")
-    assert lines[1] == good[:30] and json.loads(lines[2])["event_id"] == "b"
+    assert lines[1] == good[:30]
+    assert json.loads(lines[2])["event_id"] == "b"
     assert [e.event_id for e in backend.query()] == ["b", "a"]
     assert backend.last_query_report.torn_lines == 1
     assert backend.last_query_report.problems[0][1] == 2  # the line number
@@ -161,7 +162,7 @@ def test_eight_threads_across_many_rotations(tmp_path: Path) -> None:
             backend = backends[t % len(backends)]
             for i in range(per_thread):
                 backend.log(AuditEvent(event_id=f"t{t}-{i}", metadata={"pad": "z" * (i % 50)}))
-        except BaseException as error:  # noqa: BLE001
+        except BaseException as error:
             errors.append(error)
 
     workers = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
@@ -211,7 +212,8 @@ def async_accounting(tmp_path: Path, total: int) -> None:
     stats = backend.stats()
     assert stats["enqueued"] + stats["dropped"] == total
     assert stats["persisted"] + stats["failed"] == stats["enqueued"]
-    assert stats["failed"] == 0 and stats["pending"] == 0
+    assert stats["failed"] == 0
+    assert stats["pending"] == 0
     written = sum(read_segment(p).count(b"\n") for p in tmp_path.glob("audit*.jsonl*"))
     assert written == stats["persisted"] == inner.written_events
     print(f"{total} events: {stats}")

@@ -2,7 +2,7 @@
 # built module, and tests/test_core_selection.py checks that `_pure` mirrors the same names.
 # Each pillar keeps its own section and extends `__all__` there.
 from os import PathLike
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Self, final
 
 __all__ = ["CORE_NAME"]
 
@@ -25,14 +25,15 @@ def format_traceparent(trace_id: str, span_id: str, flags: int) -> str: ...
 
 __all__ += ["AsyncWriter", "FileSink", "Redactor", "new_event_id", "normalize_value"]
 
+@final
 class Redactor:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         patterns: list[str],
         replacement: str,
         fields: list[str],
         exact_fields: bool = False,
-    ) -> None: ...
+    ) -> Self: ...
     def redact_text(self, text: str) -> str: ...
     def is_sensitive(self, key: str) -> bool: ...
     def redact(self, data: Any) -> Any: ...
@@ -40,9 +41,10 @@ class Redactor:
     @property
     def replacement(self) -> str: ...
 
+@final
 class FileSink:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         directory: str | PathLike[str],
         stem: str,
         suffix: str,
@@ -56,7 +58,7 @@ class FileSink:
         sync_interval_ms: int = 1000,
         text_format: bool = False,
         redactor: Redactor | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     def encode_event(self, event: Any, redactor: Redactor | None = None) -> bytes: ...
     def log_event(self, event: Any, redactor: Redactor | None = None) -> None: ...
     def log_fields(
@@ -103,15 +105,16 @@ class FileSink:
     @property
     def last_error(self) -> str | None: ...
 
+@final
 class AsyncWriter:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         target: Any,
         capacity: int,
         flush_interval: float,
         overflow: str = "block",
         block_timeout: float = 5.0,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def native_target(self) -> bool: ...
     def log_event(self, event: Any, redactor: Redactor | None = None) -> bool: ...

@@ -26,7 +26,7 @@ class InvalidArgumentError(ObservabilityError, ValueError):
 
 
 class AuditIOError(ObservabilityError, OSError):
-    """An audit file could not be created, written, synced or rotated; the message names the path."""
+    """An audit file could not be created, written, synced or rotated (the message names it)."""
 
 
 class AuditClosedError(ObservabilityError, RuntimeError):

@@ -73,7 +73,7 @@ def _clean(text: str) -> str:
 def _fallback_text(obj: object) -> str:
     try:
         return _clean(str(obj))
-    except Exception:  # noqa: BLE001 - any failure of a user's __str__ gets the placeholder
+    except Exception:
         return f"<unserialisable {type(obj).__qualname__}>"
 
 
@@ -127,7 +127,7 @@ def _to_value(obj: Any, depth: int) -> Any:  # noqa: PLR0911, PLR0912 - one bran
     if isinstance(obj, enum.Enum):
         try:
             value = obj.value
-        except Exception:  # noqa: BLE001
+        except Exception:
             return _fallback_text(obj)
         return _to_value(value, depth + 1)
     if isinstance(obj, str):
@@ -143,7 +143,7 @@ def _to_value(obj: Any, depth: int) -> Any:  # noqa: PLR0911, PLR0912 - one bran
     if isinstance(obj, date | dtime):
         try:
             iso = obj.isoformat()
-        except Exception:  # noqa: BLE001
+        except Exception:
             iso = None
         if isinstance(iso, str):
             return _clean(iso)
@@ -272,9 +272,7 @@ class Redactor:
     ) -> None:
         for pattern in patterns:
             _check_pattern(pattern)
-        self._regex = (
-            re.compile("|".join(_scoped(p) for p in patterns)) if patterns else None
-        )
+        self._regex = re.compile("|".join(_scoped(p) for p in patterns)) if patterns else None
         self._replacement = replacement
         self._repl = replacement.replace("\\", "\\\\")
         self._fields = tuple(f.lower() for f in fields)
@@ -373,9 +371,7 @@ class Redactor:
     def _redact_map(self, members: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in members.items():
-            new_value = (
-                self._replacement if self.is_sensitive(key) else self._redact_value(value)
-            )
+            new_value = self._replacement if self.is_sensitive(key) else self._redact_value(value)
             redacted_key = self._redact(key)
             out[key if redacted_key is None else redacted_key] = new_value
         return out
@@ -432,9 +428,11 @@ def _duration(value: Any) -> float | None:
 
 def _record_from_event(event: Any) -> _Record:
     record = _Record.__new__(_Record)
-    record.event_id = _fallback_text(event.event_id) if not isinstance(
-        event.event_id, str
-    ) else _clean(str.__str__(event.event_id))
+    record.event_id = (
+        _fallback_text(event.event_id)
+        if not isinstance(event.event_id, str)
+        else _clean(str.__str__(event.event_id))
+    )
     record.event_type = _enum_text(event.event_type)
     record.status = _enum_text(event.status)
     timestamp = event.timestamp
@@ -447,7 +445,7 @@ def _record_from_event(event: Any) -> _Record:
     return record
 
 
-def _record_from_fields(
+def _record_from_fields(  # noqa: PLR0917 - mirrors the native signature
     event_type: str,
     status: str,
     store_type: str,
@@ -475,9 +473,7 @@ def _record_from_fields(
             name = _key_text(key)
             index = _FIELD_INDEX.get(name)
             if index is None:
-                raise InvalidArgumentError(
-                    f"{json.dumps(name)}: is not an audit event text field"
-                )
+                raise InvalidArgumentError(f"{json.dumps(name)}: is not an audit event text field")
             text[index] = _text_arg(value)
     return record
 
@@ -524,7 +520,9 @@ def _prefix_value(value: str | None) -> str:
 
 
 def _ascii_upper(text: str) -> str:
-    return text.upper() if text.isascii() else "".join(c.upper() if c.isascii() else c for c in text)
+    return (
+        text.upper() if text.isascii() else "".join(c.upper() if c.isascii() else c for c in text)
+    )
 
 
 def _text_line(record: _Record) -> str:
@@ -794,7 +792,7 @@ class FileSink:
             raise
         self.written_events += events
 
-    def _write_lines(self, data: bytes, events: int) -> None:  # noqa: PLR0912
+    def _write_lines(self, data: bytes, events: int) -> None:  # noqa: PLR0915, PLR0912
         with self._mutex:
             if self._closed:
                 raise AuditClosedError(f"{json.dumps(self.active_path)}: the audit sink is closed")
@@ -1005,7 +1003,7 @@ class FileSink:
         """Writes one ``AuditEvent`` synchronously."""
         self.write_lines(self._prepare(_record_from_event(event), redactor), 1)
 
-    def log_fields(
+    def log_fields(  # noqa: PLR0917 - mirrors the native signature
         self,
         redactor: Redactor | None,
         event_type: str,
@@ -1133,7 +1131,7 @@ class AsyncWriter:
             return self._offer(self._target._prepare(_record_from_event(event), redactor))
         return self._offer(event)
 
-    def log_fields(
+    def log_fields(  # noqa: PLR0917 - mirrors the native signature
         self,
         redactor: Redactor | None,
         event_type: str,
@@ -1172,7 +1170,7 @@ class AsyncWriter:
         for event in batch:
             try:
                 log(event)
-            except Exception as error:  # noqa: BLE001 - a failing backend is counted, not fatal
+            except Exception as error:
                 failed += 1
                 self._last_error = str(error)
         return failed
@@ -1183,16 +1181,14 @@ class AsyncWriter:
             return
         try:
             flush()
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             self._last_error = str(error)
 
     def _run(self) -> None:
         next_tick = time.monotonic() + self._interval
         while True:
             with self._cond:
-                while not (
-                    self._batch or self._closing or self._flush_requested > self._flushed
-                ):
+                while not (self._batch or self._closing or self._flush_requested > self._flushed):
                     remaining = next_tick - time.monotonic()
                     if remaining <= 0:
                         break
@@ -1306,4 +1302,3 @@ class AsyncWriter:
             self._closing = True
             self._writer_wake.notify()
             self._room.notify_all()
-

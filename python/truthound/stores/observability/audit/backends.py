@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -111,7 +112,7 @@ class InMemoryAuditBackend(_Backend):
             self._events.append(stored)
             self.logged_events += 1
 
-    def query(
+    def query(  # noqa: PLR0917 - the existing API passes these positionally
         self,
         start_time: datetime | str | None = None,
         end_time: datetime | str | None = None,
@@ -202,7 +203,7 @@ class _SegmentBackend(_Backend):
             return
         self._sink.log_event(event, None)
 
-    def query(
+    def query(  # noqa: PLR0917 - the existing API passes these positionally
         self,
         start_time: datetime | str | None = None,
         end_time: datetime | str | None = None,
@@ -414,7 +415,7 @@ class CompositeAuditBackend(_Backend):
         for index, backend in enumerate(self.backends):
             try:
                 backend.log(event.copy())
-            except Exception as error:  # noqa: BLE001 - one backend's failure must not stop the rest
+            except Exception as error:
                 self._fail(index, error)
 
     def query(self, *args: Any, **kwargs: Any) -> list[AuditEvent]:
@@ -422,7 +423,7 @@ class CompositeAuditBackend(_Backend):
         for index, backend in enumerate(self.backends):
             try:
                 return list(backend.query(*args, **kwargs))
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 self._fail(index, error)
         return []
 
@@ -430,14 +431,14 @@ class CompositeAuditBackend(_Backend):
         for index, backend in enumerate(self.backends):
             try:
                 backend.flush()
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 self._fail(index, error)
 
     def close(self) -> None:
         for index, backend in enumerate(self.backends):
             try:
                 backend.close()
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 self._fail(index, error)
 
 
@@ -449,10 +450,8 @@ _EXIT_TIMEOUT = 30.0
 
 def _close_at_exit() -> None:
     for backend in list(_OPEN_ASYNC):
-        try:
+        with contextlib.suppress(Exception):
             backend.close(timeout=_EXIT_TIMEOUT)
-        except Exception:  # noqa: BLE001, S110 - exit must go on; counters hold what failed
-            pass
 
 
 atexit.register(_close_at_exit)
@@ -547,14 +546,12 @@ class AsyncAuditBackend(_Backend):
                 delta = total - self._reported[kind]
                 if delta > 0:
                     self._reported[kind] = total
-                    try:
+                    with contextlib.suppress(Exception):
                         increment(
                             f"audit_events_{kind}_total",
                             value=delta,
                             labels={"backend": self._backend_name},
                         )
-                    except Exception:  # noqa: BLE001, S110 - the counters still hold the truth
-                        pass
 
     def log(self, event: AuditEvent) -> None:
         """Queues the event (never blocks longer than the overflow policy allows)."""
@@ -568,7 +565,7 @@ class AsyncAuditBackend(_Backend):
         if not accepted:
             self._report()
 
-    def _fast_log_fields(
+    def _fast_log_fields(  # noqa: PLR0917 - the core fast-path signature
         self,
         redactor: Any,
         event_type: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from .. import _core
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["AuditEvent", "AuditEventType", "AuditStatus"]
 
 
-class AuditEventType(str, Enum):
+class AuditEventType(StrEnum):
     """What happened (the value is what the files record)."""
 
     # Data operations
@@ -50,7 +50,7 @@ class AuditEventType(str, Enum):
         return self.value
 
 
-class AuditStatus(str, Enum):
+class AuditStatus(StrEnum):
     """How it ended."""
 
     SUCCESS = "success"
@@ -147,7 +147,28 @@ class AuditEvent:
     ``event_type`` and ``status`` accept the enum members or their string values.
     """
 
-    def __init__(  # noqa: PLR0913
+    event_id: str
+    store_type: str
+    store_id: str
+    operation: str
+    resource_type: str
+    item_id: str | None
+    user_id: str | None
+    session_id: str | None
+    tenant_id: str | None
+    correlation_id: str | None
+    trace_id: str | None
+    span_id: str | None
+    ip_address: str | None
+    user_agent: str | None
+    duration_ms: float | None
+    input_summary: str | None
+    output_summary: str | None
+    error_message: str | None
+    error_type: str | None
+    metadata: dict[str, Any]
+
+    def __init__(  # noqa: PLR0917 - the existing dataclass's positional order
         self,
         event_id: str | None = None,
         event_type: AuditEventType | str = AuditEventType.READ,
@@ -177,9 +198,9 @@ class AuditEvent:
         ip_address: str | None = None,
     ) -> None:
         self.event_id = _core.core.new_event_id() if event_id is None else event_id
-        self.event_type = event_type  # type: ignore[assignment]
-        self.timestamp = timestamp  # type: ignore[assignment]
-        self.status = status  # type: ignore[assignment]
+        self.event_type = event_type
+        self.timestamp = timestamp
+        self.status = status
         self.store_type = store_type
         self.store_id = store_id
         self.operation = operation
@@ -282,10 +303,7 @@ class AuditEvent:
     def from_dict(cls, data: dict[str, Any]) -> AuditEvent:
         """The inverse of ``to_dict``; also reads file records (absent fields take their
         defaults) and ignores keys it does not know (records written by newer versions)."""
-        known: dict[str, Any] = {}
-        for key, value in data.items():
-            if key in FIELDS or key in ("resource_id", "source_ip"):
-                known[key] = value
+        known = {k: v for k, v in data.items() if k in FIELDS or k in ALIASES}
         for alias, name in ALIASES.items():
             if alias in known:
                 value = known.pop(alias)
@@ -366,7 +384,7 @@ def _copy_metadata(metadata: Any) -> Any:
         return dict(metadata)
     try:
         return copy.deepcopy(metadata)
-    except Exception:  # noqa: BLE001 - uncopyable metadata is shared rather than lost
+    except Exception:
         return dict(metadata) if isinstance(metadata, dict) else metadata
 
 

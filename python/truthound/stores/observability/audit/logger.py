@@ -9,7 +9,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .. import _context
-from .events import ALIASES, AuditEvent, AuditEventType, AuditStatus, coerce_event_type, coerce_status
+from .events import (
+    ALIASES,
+    AuditEvent,
+    AuditEventType,
+    AuditStatus,
+    coerce_event_type,
+    coerce_status,
+)
 from .redaction import DataRedactor
 
 if TYPE_CHECKING:
@@ -60,7 +67,7 @@ class AuditLogger:
 
     # -- the one place events are emitted --
 
-    def _emit(
+    def _emit(  # noqa: PLR0917 - internal, hot path
         self,
         event_type: str,
         status: str,
@@ -77,7 +84,9 @@ class AuditLogger:
             backend.filtered_events += 1
             return
         span = _context.current_span.get()
-        if span is not None and (extra is None or ("trace_id" not in extra and "span_id" not in extra)):
+        if span is not None and (
+            extra is None or ("trace_id" not in extra and "span_id" not in extra)
+        ):
             extra = {} if extra is None else dict(extra)
             extra["trace_id"] = span.trace_id
             extra["span_id"] = span.span_id

@@ -58,7 +58,7 @@ class QueryFilter:
     limit: int | None = 100
 
     @classmethod
-    def build(
+    def build(  # noqa: PLR0917 - internal
         cls,
         start_time: datetime | str | None,
         end_time: datetime | str | None,
@@ -69,7 +69,9 @@ class QueryFilter:
         limit: int | None,
     ) -> QueryFilter:
         if item_id is not None and resource_id is not None and item_id != resource_id:
-            raise InvalidArgumentError(f"resource_id={resource_id!r} contradicts item_id={item_id!r}")
+            raise InvalidArgumentError(
+                f"resource_id={resource_id!r} contradicts item_id={item_id!r}"
+            )
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise InvalidArgumentError(f"limit={limit!r} must be a non-negative int or None")
         return cls(
@@ -104,7 +106,7 @@ class QueryFilter:
 
 
 def _open_segment(path: str, compressed: bool) -> Any:
-    return gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
+    return gzip.open(path, "rb") if compressed else open(path, "rb")
 
 
 def parse_line(raw: bytes, text_format: bool) -> tuple[str, Any]:
@@ -153,7 +155,7 @@ def iter_events(
         number = 0
         try:
             with handle:
-                for number, raw in enumerate(handle, 1):  # noqa: B007
+                for number, raw in enumerate(handle, 1):
                     if not raw.strip():
                         continue
                     report.lines += 1

@@ -26,7 +26,6 @@ DEFAULT_REPLACEMENT = "[REDACTED]"
 _FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"))
 
 
-
 def _pattern_text(pattern: str | re.Pattern[str]) -> str:
     if isinstance(pattern, str):
         return pattern
@@ -71,7 +70,9 @@ class DataRedactor:
         fields = list(dict.fromkeys([*(sensitive_fields or ()), *(fields_to_redact or ())]))
         for name in fields:
             if not isinstance(name, str) or not name:
-                raise InvalidArgumentError(f"fields_to_redact item {name!r} must be a non-empty str")
+                raise InvalidArgumentError(
+                    f"fields_to_redact item {name!r} must be a non-empty str"
+                )
         if not isinstance(replacement, str):
             raise InvalidArgumentError(f"replacement={replacement!r} must be a str")
         texts = list(DEFAULT_PATTERNS) if patterns is None else [_pattern_text(p) for p in patterns]
