@@ -414,8 +414,17 @@ impl FileSink {
             } else {
                 true
             };
-            if needs_reopen && attempts < 8 {
+            if needs_reopen {
                 let _ = state.lock.unlock();
+                if attempts >= 8 {
+                    // Never append to a descriptor that may have been rotated (and compressed)
+                    // away: fail, counted, rather than lose the records.
+                    return Err(Error::new(
+                        ErrorKind::AuditIo,
+                        target.display().to_string(),
+                        "cannot keep up with concurrent rotations of the audit file",
+                    ));
+                }
                 self.reopen_exclusive(&mut state, &target)?;
                 continue;
             }

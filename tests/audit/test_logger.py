@@ -180,3 +180,17 @@ def test_level_filter_applies_on_the_fast_path(tmp_path: Path) -> None:
     logger.log_create("c")
     assert [e.item_id for e in backend.query()] == ["c"]
     assert backend.filtered_events == 1
+
+
+def test_status_is_validated_and_explicit_ids_are_kept_on_every_path(backend: Any) -> None:
+    from datetime import UTC, datetime
+
+    from truthound.stores.observability.errors import InvalidArgumentError
+
+    logger = AuditLogger(backend)
+    with pytest.raises(InvalidArgumentError, match="'bogus'"):
+        logger.log_create("r", status="bogus")
+    when = datetime(2024, 3, 1, tzinfo=UTC)
+    logger.log_event(AuditEventType.MIGRATE, event_id="fixed-id", timestamp=when, item_id="r")
+    [event] = backend.query()
+    assert (event.event_id, event.timestamp, event.item_id) == ("fixed-id", when, "r")

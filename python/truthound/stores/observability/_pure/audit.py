@@ -673,6 +673,8 @@ class FileSink:
         self._text_format = text_format
         self._redactor = redactor
         self._mutex = threading.Lock()
+        # Counters are also updated by compression threads and outside `_mutex`.
+        self._stats_lock = threading.Lock()
         self._fd: int | None = None
         self._path = ""
         self._identity = (0, 0)
@@ -787,10 +789,12 @@ class FileSink:
         try:
             self._write_lines(data, events)
         except (AuditIOError, AuditClosedError) as error:
-            self.failed_events += events
-            self._last_error = str(error)
+            with self._stats_lock:
+                self.failed_events += events
+                self._last_error = str(error)
             raise
-        self.written_events += events
+        with self._stats_lock:
+            self.written_events += events
 
     def _write_lines(self, data: bytes, events: int) -> None:  # noqa: PLR0915, PLR0912
         with self._mutex:
@@ -812,8 +816,13 @@ class FileSink:
                     )
                 else:
                     needs_reopen = True
-                if needs_reopen and attempts < 8:
+                if needs_reopen:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    if attempts >= 8:
+                        raise AuditIOError(
+                            f"{json.dumps(target)}: cannot keep up with concurrent rotations of "
+                            "the audit file"
+                        )
                     self._reopen_exclusive(target)
                     continue
                 fd = self._fd
@@ -972,10 +981,12 @@ class FileSink:
             try:
                 _compress_segment(path, self._lock_path, durable)
             except AuditIOError as error:
-                self.compression_failures += 1
-                self._last_error = str(error)
+                with self._stats_lock:
+                    self.compression_failures += 1
+                    self._last_error = str(error)
             else:
-                self.compressed_segments += 1
+                with self._stats_lock:
+                    self.compressed_segments += 1
 
         thread = threading.Thread(target=run, name="truthound-audit-gzip", daemon=True)
         self._compressors = [t for t in self._compressors if t.is_alive()]

@@ -33,8 +33,18 @@ _SUCCESS = AuditStatus.SUCCESS.value
 _FAILURE = AuditStatus.FAILURE.value
 
 
-def _value(member: Any) -> str:
-    return member.value if isinstance(member, AuditEventType | AuditStatus) else str(member)
+def _status(status: AuditStatus | str) -> str:
+    return _SUCCESS if status is AuditStatus.SUCCESS else coerce_status(status).value
+
+
+#: Fields the core fast path takes in ``extra`` (the text fields of the record).
+_TEXT_KEYS = frozenset(
+    {
+        "store_type", "store_id", "operation", "resource_type", "item_id", "user_id",
+        "session_id", "tenant_id", "correlation_id", "trace_id", "span_id", "ip_address",
+        "user_agent", "input_summary", "output_summary", "error_type", "error_message",
+    }
+)  # fmt: skip
 
 
 class AuditLogger:
@@ -92,7 +102,9 @@ class AuditLogger:
             extra["span_id"] = span.span_id
         fast = getattr(backend, "_log_fields", None)
         redactor = self.redactor
-        if fast is not None:
+        # Fields the record format keeps elsewhere (an explicit event_id or timestamp) take the
+        # object path.
+        if fast is not None and (extra is None or _TEXT_KEYS.issuperset(extra)):
             fast(
                 None if redactor is None else redactor._core,
                 event_type, status, self.store_type, self.store_id, operation, item_id,
@@ -140,7 +152,7 @@ class AuditLogger:
     ) -> None:
         """Records the creation of ``item_id``."""
         self._emit(
-            _CREATE, _value(status) if status is not AuditStatus.SUCCESS else _SUCCESS, item_id,
+            _CREATE, _status(status), item_id,
             user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
             self._split(fields) if fields else None,
         )  # fmt: skip
@@ -158,7 +170,7 @@ class AuditLogger:
     ) -> None:
         """Records a read of ``item_id``."""
         self._emit(
-            _READ, _value(status) if status is not AuditStatus.SUCCESS else _SUCCESS, item_id,
+            _READ, _status(status), item_id,
             user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
             self._split(fields) if fields else None,
         )  # fmt: skip
@@ -176,7 +188,7 @@ class AuditLogger:
     ) -> None:
         """Records an update of ``item_id``."""
         self._emit(
-            _UPDATE, _value(status) if status is not AuditStatus.SUCCESS else _SUCCESS, item_id,
+            _UPDATE, _status(status), item_id,
             user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
             self._split(fields) if fields else None,
         )  # fmt: skip
@@ -194,7 +206,7 @@ class AuditLogger:
     ) -> None:
         """Records the deletion of ``item_id``."""
         self._emit(
-            _DELETE, _value(status) if status is not AuditStatus.SUCCESS else _SUCCESS, item_id,
+            _DELETE, _status(status), item_id,
             user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
             self._split(fields) if fields else None,
         )  # fmt: skip
@@ -215,7 +227,7 @@ class AuditLogger:
         if filters is not None:
             merged["filters"] = filters
         self._emit(
-            _QUERY, _value(status), fields.pop("item_id", None), user_id, duration_ms,
+            _QUERY, coerce_status(status).value, fields.pop("item_id", None), user_id, duration_ms,
             merged, fields.pop("error_message", None), operation,
             self._split(fields) if fields else None,
         )  # fmt: skip
