@@ -19,6 +19,10 @@ pub enum ErrorKind {
     MetricConflict,
     /// Metrics: a value the metric type forbids (negative or NaN counter increment...).
     InvalidMetricValue,
+    /// An audit file could not be created, written, synced or rotated (`OSError`); names the path.
+    AuditIo,
+    /// An audit backend or queue was used after `close()` (`RuntimeError`).
+    AuditClosed,
 }
 
 /// A rejected operation: what kind of failure, which item, and why.

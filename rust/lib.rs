@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod float;
 pub mod metrics;
 pub mod tracing;
 
@@ -43,4 +44,15 @@ mod _native {
     };
 
     // ---- Audit pillar --------------------------------------------------------------------
+
+    #[pymodule_export]
+    use crate::py::audit::AsyncWriter;
+    #[pymodule_export]
+    use crate::py::audit::FileSink;
+    #[pymodule_export]
+    use crate::py::audit::Redactor;
+    #[pymodule_export]
+    use crate::py::audit::new_event_id;
+    #[pymodule_export]
+    use crate::py::audit::normalize_value;
 }

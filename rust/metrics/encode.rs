@@ -19,9 +19,9 @@
 use std::fmt::Write;
 
 use super::exposition_text::{escape_help, escape_label_value};
-use super::float::write_float;
 use super::names::Kind;
 use super::registry::{Exemplar, Family, Registry, Series};
+use crate::float::write_float;
 
 fn write_count(out: &mut String, count: u64) {
     if count < 10_000_000_000_000_000 {

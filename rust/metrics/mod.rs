@@ -9,7 +9,6 @@
 pub mod cells;
 pub mod encode;
 pub mod exposition_text;
-pub mod float;
 pub mod names;
 pub mod registry;
 pub mod sketch;

@@ -24,10 +24,10 @@ use hashbrown::HashTable;
 
 use super::cells::Cells;
 use super::exposition_text::escape_label_value;
-use super::float::format_float;
 use super::names::{self, Kind};
 use super::sketch::{SketchParams, WindowedSketch};
 use crate::error::{Error, ErrorKind, Result};
+use crate::float::format_float;
 
 /// The label value of every label of a family's overflow series.
 pub const OVERFLOW_VALUE: &str = "__overflow__";

@@ -37,7 +37,7 @@ impl SketchParams {
         if !(relative_accuracy > 0.0 && relative_accuracy < 1.0) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                crate::metrics::float::format_float(relative_accuracy),
+                crate::float::format_float(relative_accuracy),
                 "summary relative accuracy must be strictly between 0 and 1",
             ));
         }

@@ -15,6 +15,8 @@ pyo3::import_exception!(
     truthound.stores.observability.errors,
     InvalidMetricValueError
 );
+pyo3::import_exception!(truthound.stores.observability.errors, AuditIOError);
+pyo3::import_exception!(truthound.stores.observability.errors, AuditClosedError);
 
 impl From<Error> for PyErr {
     #[cold]
@@ -26,6 +28,8 @@ impl From<Error> for PyErr {
             ErrorKind::InvalidLabel => InvalidLabelError::new_err(message),
             ErrorKind::MetricConflict => MetricConflictError::new_err(message),
             ErrorKind::InvalidMetricValue => InvalidMetricValueError::new_err(message),
+            ErrorKind::AuditIo => AuditIOError::new_err(message),
+            ErrorKind::AuditClosed => AuditClosedError::new_err(message),
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::metrics::registry::{
 /// Canonical exposition text of a float: `repr()` for finite values, `+Inf`, `-Inf`, `NaN`.
 #[pyfunction]
 pub fn format_float(value: f64) -> String {
-    crate::metrics::float::format_float(value)
+    crate::float::format_float(value)
 }
 
 /// A clock that asks a Python callable (tests freeze time this way in both cores).

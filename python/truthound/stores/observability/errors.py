@@ -6,7 +6,12 @@ Every message names the offending item.
 
 from __future__ import annotations
 
-__all__ = ["InvalidArgumentError", "ObservabilityError"]
+__all__ = [
+    "AuditClosedError",
+    "AuditIOError",
+    "InvalidArgumentError",
+    "ObservabilityError",
+]
 
 
 class ObservabilityError(Exception):
@@ -51,3 +56,14 @@ class MetricsServerError(ObservabilityError, OSError):
 
 class PushGatewayError(ObservabilityError, OSError):
     """A push to a Pushgateway failed (raised only with ``raise_on_error=True``)."""
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+class AuditIOError(ObservabilityError, OSError):
+    """An audit file could not be created, written, synced or rotated (the message names it)."""
+
+
+class AuditClosedError(ObservabilityError, RuntimeError):
+    """An audit backend or queue was used after ``close()``."""

@@ -55,7 +55,9 @@ def _boolean(variable: str, text: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise InvalidArgumentError(f"{variable}={text!r} is not a boolean (true/false/1/0/yes/no/on/off)")
+    raise InvalidArgumentError(
+        f"{variable}={text!r} is not a boolean (true/false/1/0/yes/no/on/off)"
+    )
 
 
 def _number(kind: Callable[[str], Any]) -> Callable[[str, str], Any]:
@@ -123,7 +125,9 @@ def get_default_observability_config(
     return ObservabilityConfig(**sections, **top)
 
 
-def _apply_overrides(config: ObservabilityConfig, overrides: Mapping[str, Any]) -> ObservabilityConfig:
+def _apply_overrides(
+    config: ObservabilityConfig, overrides: Mapping[str, Any]
+) -> ObservabilityConfig:
     """A copy of ``config`` with ``overrides`` applied.
 
     Keys are ``ObservabilityConfig`` fields and properties (``environment``, ``audit``,

@@ -78,7 +78,7 @@ class ObservabilityManager:
     installs its tracer as the process-wide OpenTelemetry provider.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - the existing API passes these positionally
         self,
         config: ObservabilityConfig | None = None,
         store_type: str = "unknown",
@@ -124,7 +124,9 @@ class ObservabilityManager:
 
         self._closed = False
 
-    def create_context(self, correlation_id: str | None = None, **fields: Any) -> ObservabilityContext:
+    def create_context(
+        self, correlation_id: str | None = None, **fields: Any
+    ) -> ObservabilityContext:
         """A new context (a fresh correlation id unless one is given)."""
         return ObservabilityContext(correlation_id=correlation_id or uuid.uuid4().hex, **fields)
 
@@ -313,17 +315,9 @@ class ObservableStore(BaseStore[T, Any], Generic[T]):
             self.observability.set_resource_id(item_id)
             return item_id
 
-    def create(self, item: T, *, context: ObservabilityContext | None = None) -> str:
-        """Alias of ``save``."""
-        return self.save(item, context=context)
-
     def get(self, item_id: str, *, context: ObservabilityContext | None = None) -> T:
         with self._observe("get", AuditEventType.READ, context, item_id):
             return self._store.get(item_id)
-
-    def read(self, item_id: str, *, context: ObservabilityContext | None = None) -> T:
-        """Alias of ``get``."""
-        return self.get(item_id, context=context)
 
     def exists(self, item_id: str, *, context: ObservabilityContext | None = None) -> bool:
         with self._observe("exists", AuditEventType.READ, context, item_id):
@@ -338,12 +332,6 @@ class ObservableStore(BaseStore[T, Any], Generic[T]):
     ) -> list[str]:
         with self._observe("list_ids", AuditEventType.LIST, context, **_query_fields(query)):
             return self._store.list_ids(query)
-
-    def list(
-        self, query: StoreQuery | None = None, *, context: ObservabilityContext | None = None
-    ) -> list[str]:
-        """Alias of ``list_ids``."""
-        return self.list_ids(query, context=context)
 
     def query(self, query: StoreQuery, *, context: ObservabilityContext | None = None) -> list[T]:
         with self._observe("query", AuditEventType.QUERY, context, **_query_fields(query)):
@@ -438,4 +426,3 @@ def _query_fields(query: StoreQuery | None) -> dict[str, Any]:
         "query.limit": query.limit,
     }
     return {key: value for key, value in fields.items() if value is not None}
-

@@ -1,5 +1,1315 @@
-"""Pure-Python mirror of the native audit core (``rust/audit/``)."""
+"""Pure-Python mirror of the native audit core (``rust/audit/`` and ``rust/py/audit.rs``).
+
+Same classes, signatures, counters and behaviour as the native core, and byte-identical output:
+the same record encoding (field order, omitted defaults, JSON escaping of
+``json.dumps(ensure_ascii=False)``, floats as ``repr()``), the same segment names, the same
+locking protocol (so native and pure writers can share a file), the same redaction semantics.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import contextlib
+import enum
+import fcntl
+import gzip
+import json
+import math
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import Any
+
+from ..errors import AuditClosedError, AuditIOError, InvalidArgumentError
+
+__all__ = ["AsyncWriter", "FileSink", "Redactor", "new_event_id", "normalize_value"]
+
+TEXT_FIELDS = (
+    "store_type",
+    "store_id",
+    "operation",
+    "resource_type",
+    "item_id",
+    "user_id",
+    "session_id",
+    "tenant_id",
+    "correlation_id",
+    "trace_id",
+    "span_id",
+    "ip_address",
+    "user_agent",
+    "input_summary",
+    "output_summary",
+    "error_type",
+    "error_message",
+)
+_EMPTY_DEFAULT_FIELDS = 4
+_FIELD_INDEX = {name: i for i, name in enumerate(TEXT_FIELDS)}
+_MAX_DEPTH = 64
+_STAMP = re.compile(r"\d{8}T\d{12}Z")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+# ---- values ----------------------------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    """``text`` as valid Unicode: lone surrogates become U+FFFD (as the native core does)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+def _fallback_text(obj: object) -> str:
+    try:
+        return _clean(str(obj))
+    except Exception:
+        return f"<unserialisable {type(obj).__qualname__}>"
+
+
+def _key_text(key: object) -> str:
+    if isinstance(key, str):
+        return _clean(str.__str__(key))
+    return _fallback_text(key)
+
+
+def _float_value(value: float) -> float | str:
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def _int_value(value: int) -> int | str:
+    exact = int.__index__(value)
+    if -(2**63) <= exact < 2**63:
+        return exact
+    try:
+        repr(value)
+    except ValueError:
+        return "<unserialisable int>"
+    return exact
+
+
+def _map_value(data: dict[Any, Any], depth: int) -> dict[str, Any]:
+    return {_key_text(k): _to_value(v, depth + 1) for k, v in data.items()}
+
+
+def _to_value(obj: Any, depth: int) -> Any:  # noqa: PLR0911, PLR0912 - one branch per type, in order
+    if depth > _MAX_DEPTH:
+        return "<max depth exceeded>"
+    kind = type(obj)
+    if obj is None:
+        return None
+    if kind is str:
+        return _clean(obj)
+    if kind is bool:
+        return obj
+    if kind is int:
+        return _int_value(obj)
+    if kind is float:
+        return _float_value(obj)
+    if kind is dict:
+        return _map_value(obj, depth)
+    if kind is list:
+        return [_to_value(v, depth + 1) for v in obj]
+    if isinstance(obj, enum.Enum):
+        try:
+            value = obj.value
+        except Exception:
+            return _fallback_text(obj)
+        return _to_value(value, depth + 1)
+    if isinstance(obj, str):
+        return _clean(str.__str__(obj))
+    if isinstance(obj, int):
+        return _int_value(obj)
+    if isinstance(obj, float):
+        return _float_value(float.__float__(obj))
+    if isinstance(obj, dict):
+        return _map_value(obj, depth)
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [_to_value(v, depth + 1) for v in obj]
+    if isinstance(obj, date | dtime):
+        try:
+            iso = obj.isoformat()
+        except Exception:
+            iso = None
+        if isinstance(iso, str):
+            return _clean(iso)
+    return _fallback_text(obj)
+
+
+def _metadata_value(obj: Any) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    value = _to_value(obj, 0)
+    if isinstance(value, dict):
+        return value
+    return {"value": value}
+
+
+def new_event_id() -> str:
+    """A fresh random (version 4) UUID, hyphenated, lower case: the default ``event_id``."""
+    return str(uuid.uuid4())
+
+
+def normalize_value(value: object) -> Any:
+    """The JSON-safe normal form of ``value`` that both cores encode (see the documentation)."""
+    return _to_value(value, 0)
+
+
+def _text_arg(obj: object) -> str | None:
+    if obj is None:
+        return None
+    if isinstance(obj, str):
+        return _clean(obj) if type(obj) is str else _clean(str.__str__(obj))
+    return _fallback_text(obj)
+
+
+# ---- redaction -------------------------------------------------------------------------------
+
+_UNSUPPORTED = {
+    sre_parse.ASSERT: "look-around (look-ahead/look-behind) is not supported",
+    sre_parse.ASSERT_NOT: "look-around (look-ahead/look-behind) is not supported",
+    sre_parse.GROUPREF: "backreferences are not supported",
+    sre_parse.GROUPREF_EXISTS: "conditional backreferences are not supported",
+}
+for _name, _reason in (
+    ("ATOMIC_GROUP", "atomic groups are not supported"),
+    ("POSSESSIVE_REPEAT", "possessive repetition is not supported"),
+    ("GROUPREF_IGNORE", "backreferences are not supported"),
+    ("GROUPREF_LOC_IGNORE", "backreferences are not supported"),
+    ("GROUPREF_UNI_IGNORE", "backreferences are not supported"),
+):
+    if hasattr(sre_parse, _name):
+        _UNSUPPORTED[getattr(sre_parse, _name)] = _reason
+# `\Z` has no spelling in the native engine (it writes `\z`); reject it on both cores.
+_UNSUPPORTED_AT = {sre_parse.AT_END_STRING: "\\Z is not supported"}
+
+
+def _walk(node: Any) -> str | None:
+    """The reason a parsed pattern needs a backtracking engine, or ``None``."""
+    for op, arg in node:
+        reason = _UNSUPPORTED.get(op)
+        if reason is not None:
+            return reason
+        if op is sre_parse.AT and arg in _UNSUPPORTED_AT:
+            return _UNSUPPORTED_AT[arg]
+        for child in arg if isinstance(arg, list | tuple) else ():
+            if isinstance(child, sre_parse.SubPattern):
+                found = _walk(child)
+                if found:
+                    return found
+            elif isinstance(child, list | tuple):
+                for sub in child:
+                    if isinstance(sub, sre_parse.SubPattern):
+                        found = _walk(sub)
+                        if found:
+                            return found
+        if isinstance(arg, sre_parse.SubPattern):
+            found = _walk(arg)
+            if found:
+                return found
+    return None
+
+
+_LEADING_FLAGS = re.compile(r"\A\(\?([a-zA-Z]+)\)")
+
+
+def _scoped(pattern: str) -> str:
+    """``pattern`` wrapped so its leading global flags apply to it alone (as in the native core)."""
+    match = _LEADING_FLAGS.match(pattern)
+    if match is None:
+        return f"(?:{pattern})"
+    flags = match.group(1).replace("u", "")
+    rest = pattern[match.end() :]
+    return f"(?{flags}:{rest})" if flags else f"(?:{rest})"
+
+
+def _check_pattern(pattern: str) -> None:
+    def reject(reason: str) -> InvalidArgumentError:
+        return InvalidArgumentError(
+            f"{json.dumps(pattern)}: redaction pattern rejected by the linear-time regex engine: "
+            f"{reason}"
+        )
+
+    try:
+        parsed = sre_parse.parse(pattern)
+        re.compile(_scoped(pattern))
+    except re.error as error:
+        raise reject(str(error)) from None
+    reason = _walk(parsed)
+    if reason is not None:
+        raise reject(reason)
+    if parsed.getwidth()[0] == 0:
+        raise InvalidArgumentError(
+            f"{json.dumps(pattern)}: redaction pattern can match the empty string"
+        )
+
+
+class Redactor:
+    """A compiled redaction policy: every pattern in one alternation, applied in one pass."""
+
+    __slots__ = ("_exact", "_fields", "_regex", "_repl", "_replacement")
+
+    def __init__(
+        self,
+        patterns: list[str],
+        replacement: str,
+        fields: list[str],
+        exact_fields: bool = False,
+    ) -> None:
+        for pattern in patterns:
+            _check_pattern(pattern)
+        self._regex = re.compile("|".join(_scoped(p) for p in patterns)) if patterns else None
+        self._replacement = replacement
+        self._repl = replacement.replace("\\", "\\\\")
+        self._fields = tuple(f.lower() for f in fields)
+        self._exact = exact_fields
+
+    def _redact(self, text: str) -> str | None:
+        regex = self._regex
+        if regex is None:
+            return None
+        result, count = regex.subn(self._repl, text)
+        return result if count else None
+
+    def redact_text(self, text: str) -> str:
+        """``text`` with every pattern match replaced, in one pass."""
+        text = _clean(text)
+        redacted = self._redact(text)
+        return text if redacted is None else redacted
+
+    def is_sensitive(self, key: str) -> bool:
+        """Whether a key or field name is sensitive."""
+        if not self._fields:
+            return False
+        lowered = key.lower()
+        if self._exact:
+            return lowered in self._fields
+        return any(f in lowered for f in self._fields)
+
+    def redact(self, data: Any) -> Any:
+        """A redacted copy of arbitrary data: strings (values, str keys, inside lists, tuples,
+        sets) are pattern-redacted, values under sensitive str keys are replaced whole, other
+        values are returned as they are."""
+        return self._redact_py(data, 0)
+
+    def _redact_py(self, obj: Any, depth: int) -> Any:  # noqa: PLR0911
+        if depth > _MAX_DEPTH:
+            return obj
+        if isinstance(obj, str):
+            redacted = self._redact(_clean(str.__str__(obj)))
+            return obj if redacted is None else redacted
+        if isinstance(obj, dict):
+            out: dict[Any, Any] = {}
+            for k, v in obj.items():
+                if isinstance(k, str) and self.is_sensitive(_clean(str.__str__(k))):
+                    value: Any = self._replacement
+                else:
+                    value = self._redact_py(v, depth + 1)
+                key = self._redact_py(k, depth + 1) if isinstance(k, str) else k
+                out[key] = value
+            return out
+        if isinstance(obj, list):
+            return [self._redact_py(v, depth + 1) for v in obj]
+        if isinstance(obj, tuple):
+            return tuple(self._redact_py(v, depth + 1) for v in obj)
+        if isinstance(obj, set):
+            return {self._redact_py(v, depth + 1) for v in obj}
+        if isinstance(obj, frozenset):
+            return frozenset(self._redact_py(v, depth + 1) for v in obj)
+        return obj
+
+    def redact_attributes(self, source: Any, target: Any) -> None:
+        """Redacts an event's ``event_id`` and text fields from ``source`` into ``target``
+        (normally a copy): ``None`` stays ``None``, non-strings are converted with ``str()``,
+        fields named sensitive are replaced whole (``event_id`` is only pattern-redacted), and
+        unchanged strings are left as they are."""
+        for i, name in enumerate(("event_id", *TEXT_FIELDS)):
+            value = getattr(source, name)
+            if value is None:
+                continue
+            text = _text_arg(value) or ""
+            if i > 0 and text and self.is_sensitive(name):
+                setattr(target, name, self._replacement)
+                continue
+            redacted = self._redact(text)
+            if redacted is not None:
+                setattr(target, name, redacted)
+            elif type(value) is not str:
+                setattr(target, name, text)
+
+    @property
+    def replacement(self) -> str:
+        """The replacement text."""
+        return self._replacement
+
+    # -- record redaction (normalised data) --
+
+    def _redact_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            redacted = self._redact(value)
+            return value if redacted is None else redacted
+        if isinstance(value, list):
+            return [self._redact_value(v) for v in value]
+        if isinstance(value, dict):
+            return self._redact_map(value)
+        return value
+
+    def _redact_map(self, members: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in members.items():
+            new_value = self._replacement if self.is_sensitive(key) else self._redact_value(value)
+            redacted_key = self._redact(key)
+            out[key if redacted_key is None else redacted_key] = new_value
+        return out
+
+    def _redact_record(self, record: _Record) -> None:
+        redacted = self._redact(record.event_id)
+        if redacted is not None:
+            record.event_id = redacted
+        text = record.text
+        for i, value in enumerate(text):
+            if value is None:
+                continue
+            if value and self.is_sensitive(TEXT_FIELDS[i]):
+                text[i] = self._replacement
+            else:
+                redacted = self._redact(value)
+                if redacted is not None:
+                    text[i] = redacted
+        if record.metadata:
+            record.metadata = self._redact_map(record.metadata)
+
+
+# ---- records ---------------------------------------------------------------------------------
+
+
+class _Record:
+    __slots__ = ("duration_ms", "event_id", "event_type", "metadata", "status", "text", "timestamp")
+
+    def __init__(self, event_type: str, status: str) -> None:
+        self.event_id = str(uuid.uuid4())
+        self.event_type = event_type
+        self.timestamp = datetime.now(UTC)
+        self.status = status
+        self.text: list[str | None] = [None] * len(TEXT_FIELDS)
+        self.duration_ms: float | None = None
+        self.metadata: dict[str, Any] = {}
+
+
+def _enum_text(obj: Any) -> str:
+    if isinstance(obj, str):
+        return _clean(str.__str__(obj))
+    value = obj.value
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string enum value, got {value!r}")
+    return _clean(str.__str__(value))
+
+
+def _duration(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _record_from_event(event: Any) -> _Record:
+    record = _Record.__new__(_Record)
+    record.event_id = (
+        _fallback_text(event.event_id)
+        if not isinstance(event.event_id, str)
+        else _clean(str.__str__(event.event_id))
+    )
+    record.event_type = _enum_text(event.event_type)
+    record.status = _enum_text(event.status)
+    timestamp = event.timestamp
+    if not isinstance(timestamp, datetime):
+        raise TypeError("AuditEvent.timestamp must be a datetime")
+    record.timestamp = timestamp
+    record.text = [_text_arg(getattr(event, name)) for name in TEXT_FIELDS]
+    record.duration_ms = _duration(event.duration_ms)
+    record.metadata = _metadata_value(event.metadata)
+    return record
+
+
+def _record_from_fields(  # noqa: PLR0917 - mirrors the native signature
+    event_type: str,
+    status: str,
+    store_type: str,
+    store_id: str,
+    operation: str,
+    item_id: Any,
+    user_id: Any,
+    duration_ms: float | None,
+    metadata: Any,
+    error_message: Any,
+    extra: dict[str, Any] | None,
+) -> _Record:
+    record = _Record(event_type, status)
+    text = record.text
+    text[0] = _clean(store_type)
+    text[1] = _clean(store_id)
+    text[2] = _clean(operation)
+    text[4] = _text_arg(item_id)
+    text[5] = _text_arg(user_id)
+    text[16] = _text_arg(error_message)
+    record.duration_ms = _duration(duration_ms)
+    record.metadata = _metadata_value(metadata)
+    if extra:
+        for key, value in extra.items():
+            name = _key_text(key)
+            index = _FIELD_INDEX.get(name)
+            if index is None:
+                raise InvalidArgumentError(f"{json.dumps(name)}: is not an audit event text field")
+            text[index] = _text_arg(value)
+    return record
+
+
+def _js(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _timestamp_text(ts: datetime) -> str:
+    return (
+        f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:"
+        f"{ts.second:02d}.{ts.microsecond:06d}+00:00"
+    )
+
+
+def _json_object(record: _Record) -> str:
+    parts = [
+        '{"event_id":',
+        _js(record.event_id),
+        ',"event_type":',
+        _js(record.event_type),
+        ',"timestamp":"',
+        _timestamp_text(record.timestamp),
+        '","status":',
+        _js(record.status),
+    ]
+    for i, value in enumerate(record.text):
+        if value is None or (i < _EMPTY_DEFAULT_FIELDS and not value):
+            continue
+        parts.append(f',"{TEXT_FIELDS[i]}":')
+        parts.append(_js(value))
+    if record.duration_ms is not None:
+        parts.append(',"duration_ms":')
+        parts.append(repr(record.duration_ms))
+    if record.metadata:
+        parts.append(',"metadata":')
+        parts.append(json.dumps(record.metadata, ensure_ascii=False, separators=(",", ":")))
+    parts.append("}")
+    return "".join(parts)
+
+
+def _prefix_value(value: str | None) -> str:
+    return _js(value)[1:-1] if value else "N/A"
+
+
+def _ascii_upper(text: str) -> str:
+    return (
+        text.upper() if text.isascii() else "".join(c.upper() if c.isascii() else c for c in text)
+    )
+
+
+def _text_line(record: _Record) -> str:
+    text = record.text
+    duration = "N/A" if record.duration_ms is None else f"{record.duration_ms:.2f}"
+    return (
+        f"{_timestamp_text(record.timestamp)} [{_prefix_value(_ascii_upper(record.event_type))}] "
+        f"[{_prefix_value(record.status)}] store={_prefix_value(text[0])} "
+        f"store_id={_prefix_value(text[1])} op={_prefix_value(text[2])} "
+        f"resource={_prefix_value(text[4])} user={_prefix_value(text[5])} "
+        f"correlation_id={_prefix_value(text[8])} duration_ms={duration}\t"
+        f"{_json_object(record)}\n"
+    )
+
+
+# ---- file sink -------------------------------------------------------------------------------
+
+
+def _io_error(path: Path | str, action: str, error: OSError) -> AuditIOError:
+    return AuditIOError(f"{json.dumps(str(path))}: cannot {action}: {error}")
+
+
+def _segment_stamp(ts: datetime) -> str:
+    return f"{ts:%Y%m%dT%H%M%S}{ts.microsecond:06d}Z"
+
+
+def _parse_segment_name(name: str, stem: str, suffix: str) -> tuple[str, str, bool] | None:
+    if not name.startswith(stem):
+        return None
+    rest = name[len(stem) :]
+    compressed = rest.endswith(".gz")
+    if compressed:
+        rest = rest[:-3]
+    if not rest.endswith(suffix):
+        return None
+    middle = rest[: len(rest) - len(suffix)]
+    day = ""
+    if middle.startswith("-"):
+        candidate = middle[1:11]
+        if len(candidate) < 10 or not _DATE.fullmatch(candidate):
+            return None
+        day = candidate
+        middle = middle[11:]
+    stamp = ""
+    if middle.startswith("."):
+        if not _STAMP.fullmatch(middle[1:]):
+            return None
+        stamp = middle[1:]
+        middle = ""
+    if middle:
+        return None
+    return day, stamp, compressed
+
+
+def _list_segments(directory: Path, stem: str, suffix: str) -> list[tuple[str, str, str, bool]]:
+    found = []
+    for entry in os.scandir(directory):
+        parsed = _parse_segment_name(entry.name, stem, suffix)
+        if parsed is not None:
+            found.append((str(Path(directory) / entry.name), *parsed))
+    found.sort(key=lambda s: (s[1], s[2] or "~", s[3]))
+    return found
+
+
+def _last_byte(fd: int, size: int) -> int | None:
+    try:
+        data = os.pread(fd, 1, size - 1)
+    except OSError:
+        return None
+    return data[0] if data else None
+
+
+def _sync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _compress_segment(path: str, lock_path: Path, durable: bool) -> None:
+    with contextlib.suppress(OSError):
+        lock_fd = os.open(lock_path, os.O_RDWR)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        finally:
+            os.close(lock_fd)
+    gz_path = f"{path}.gz"
+    tmp_path = f"{gz_path}.tmp-{os.getpid()}-{uuid.uuid4().hex}"
+    try:
+        with open(path, "rb") as source:
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            with os.fdopen(fd, "wb") as raw:
+                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as out:
+                    shutil.copyfileobj(source, out, 1 << 16)
+                if durable:
+                    raw.flush()
+                    os.fsync(raw.fileno())
+        os.replace(tmp_path, gz_path)
+        os.remove(path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.remove(tmp_path)
+        if os.path.exists(gz_path):
+            return
+        raise _io_error(path, "compress the closed audit segment", error) from None
+
+
+class FileSink:
+    """A rotating, append-only audit segment writer shared by threads and processes."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        stem: str,
+        suffix: str,
+        *,
+        daily: bool = False,
+        max_bytes: int | None = None,
+        max_files: int | None = None,
+        compress: bool = False,
+        durability: str = "periodic",
+        sync_every_events: int = 0,
+        sync_interval_ms: int = 1000,
+        text_format: bool = False,
+        redactor: Redactor | None = None,
+    ) -> None:
+        if durability not in ("none", "periodic", "always"):
+            raise InvalidArgumentError(
+                f"{json.dumps(durability)}: durability must be 'none', 'periodic' or 'always'"
+            )
+        self._directory = Path(directory)
+        self._stem = stem
+        self._suffix = suffix
+        self._daily = daily
+        self._max_bytes = max_bytes
+        self._max_files = max_files
+        self._compress = compress
+        self._durability = durability
+        self._sync_every = sync_every_events
+        self._sync_interval = sync_interval_ms / 1000.0
+        self._text_format = text_format
+        self._redactor = redactor
+        self._mutex = threading.Lock()
+        # Counters are also updated by compression threads and outside `_mutex`.
+        self._stats_lock = threading.Lock()
+        self._fd: int | None = None
+        self._path = ""
+        self._identity = (0, 0)
+        self._known_end = 0
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+        self._closed = False
+        self._clock_offset = 0.0
+        self._compressors: list[threading.Thread] = []
+        self._last_error: str | None = None
+        self.written_events = 0
+        self.failed_events = 0
+        self.rotations = 0
+        self.repaired_lines = 0
+        self.compressed_segments = 0
+        self.compression_failures = 0
+        self.syncs = 0
+        try:
+            self._directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise _io_error(self._directory, "create the audit directory", error) from None
+        self._lock_path = self._directory / f".{stem}{suffix}.lock"
+        try:
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as error:
+            raise _io_error(self._lock_path, "open the audit lock file", error) from None
+        with self._mutex:
+            self._reopen_exclusive(self.active_path)
+        if compress:
+            self._compress_leftovers()
+
+    # -- paths --
+
+    @property
+    def active_path(self) -> str:
+        """The file records are appended to now."""
+        if self._daily:
+            now = datetime.now(UTC).timestamp() + self._clock_offset
+            day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+            name = f"{self._stem}-{day}{self._suffix}"
+        else:
+            name = f"{self._stem}{self._suffix}"
+        return str(self._directory / name)
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Shifts the sink's clock for day rotation (tests only)."""
+        self._clock_offset = seconds
+
+    def segments(self) -> list[tuple[str, str, str, bool]]:
+        """Segments on disk, oldest first: ``(path, date, stamp, compressed)``."""
+        try:
+            return _list_segments(self._directory, self._stem, self._suffix)
+        except OSError as error:
+            raise _io_error(self._directory, "list audit segments", error) from None
+
+    # -- opening and repair --
+
+    def _reopen_exclusive(self, target: str) -> None:
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        except OSError as error:
+            raise _io_error(target, "lock the audit file", error) from None
+        try:
+            self._reopen_locked(target)
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _reopen_locked(self, target: str) -> None:
+        existed = os.path.exists(target)
+        try:
+            fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as error:
+            raise _io_error(target, "open the audit file", error) from None
+        try:
+            st = os.fstat(fd)
+            size = st.st_size
+            if size > 0 and _last_byte(fd, size) != 0x0A:
+                try:
+                    os.write(fd, b"\n")
+                except OSError as error:
+                    raise _io_error(target, "repair the torn last line of", error) from None
+                self.repaired_lines += 1
+                size += 1
+        except BaseException:
+            os.close(fd)
+            raise
+        if not existed and self._durability != "none":
+            _sync_dir(self._directory)
+        previous = self._path
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = fd
+        self._path = target
+        self._identity = (st.st_dev, st.st_ino)
+        self._known_end = size
+        if self._daily and self._compress and previous and previous != target:
+            self._schedule_compression(previous)
+
+    def _is_current(self, target: str) -> bool:
+        if self._fd is None or self._path != target:
+            return False
+        try:
+            st = os.stat(target)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._identity
+
+    # -- writing --
+
+    def write_lines(self, data: bytes, events: int) -> None:
+        """Appends pre-encoded whole lines (``events`` records) with one write."""
+        try:
+            self._write_lines(data, events)
+        except (AuditIOError, AuditClosedError) as error:
+            with self._stats_lock:
+                self.failed_events += events
+                self._last_error = str(error)
+            raise
+        with self._stats_lock:
+            self.written_events += events
+
+    def _write_lines(self, data: bytes, events: int) -> None:  # noqa: PLR0915, PLR0912
+        with self._mutex:
+            if self._closed:
+                raise AuditClosedError(f"{json.dumps(self.active_path)}: the audit sink is closed")
+            attempts = 0
+            while True:
+                attempts += 1
+                target = self.active_path
+                try:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+                except OSError as error:
+                    raise _io_error(target, "lock the audit file", error) from None
+                if self._is_current(target):
+                    assert self._fd is not None
+                    size = os.fstat(self._fd).st_size
+                    needs_reopen = (
+                        size != self._known_end and size > 0 and _last_byte(self._fd, size) != 0x0A
+                    )
+                else:
+                    needs_reopen = True
+                if needs_reopen:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    if attempts >= 8:
+                        raise AuditIOError(
+                            f"{json.dumps(target)}: cannot keep up with concurrent rotations of "
+                            "the audit file"
+                        )
+                    self._reopen_exclusive(target)
+                    continue
+                fd = self._fd
+                assert fd is not None
+                failure: OSError | None = None
+                try:
+                    view = memoryview(data)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                except OSError as error:
+                    failure = error
+                size = os.fstat(fd).st_size
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                if failure is not None:
+                    self._known_end = -1
+                    raise _io_error(target, "append to the audit file", failure)
+                self._known_end = size
+                rotate = self._max_bytes is not None and size >= self._max_bytes
+                break
+            self._unsynced += events
+            if self._durability == "always":
+                sync_now = True
+            elif self._durability == "periodic":
+                sync_now = (self._sync_every > 0 and self._unsynced >= self._sync_every) or (
+                    self._sync_interval > 0
+                    and time.monotonic() - self._last_sync >= self._sync_interval
+                )
+            else:
+                sync_now = False
+            if sync_now:
+                self._sync_locked()
+            if rotate:
+                try:
+                    self._rotate()
+                except AuditIOError as error:
+                    self._last_error = str(error)
+
+    def _sync_locked(self) -> None:
+        if self._fd is not None:
+            try:
+                os.fdatasync(self._fd)
+            except OSError as error:
+                raise _io_error(self._path, "fdatasync the audit file", error) from None
+            self.syncs += 1
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+
+    def flush(self) -> None:
+        """Syncs per the durability policy."""
+        with self._mutex:
+            if self._durability != "none" and self._unsynced > 0:
+                try:
+                    self._sync_locked()
+                except AuditIOError as error:
+                    self._last_error = str(error)
+                    raise
+
+    def sync(self) -> None:
+        """Forces ``fdatasync`` whatever the policy."""
+        with self._mutex:
+            self._sync_locked()
+
+    def close(self) -> None:
+        """Flushes, waits for background compression, and closes. Idempotent."""
+        error: AuditIOError | None = None
+        try:
+            self.flush()
+        except AuditIOError as caught:
+            error = caught
+        with self._mutex:
+            self._closed = True
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+        for thread in list(self._compressors):
+            thread.join()
+        self._compressors.clear()
+        if error is not None:
+            raise error
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- rotation and compression --
+
+    def _rotate(self) -> None:
+        target = self._path
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            rotated = self._rotate_locked(target)
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        if rotated is not None and self._compress:
+            self._schedule_compression(rotated)
+
+    def _rotate_locked(self, target: str) -> str | None:
+        maximum = self._max_bytes if self._max_bytes is not None else 2**64
+        try:
+            st = os.stat(target)
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino) != self._identity or st.st_size < maximum:
+            return None
+        name = os.path.basename(target)
+        base = name[: -len(self._suffix)] if self._suffix and name.endswith(self._suffix) else name
+        now = datetime.now(UTC)
+        micros = 0
+        while True:
+            stamp = _segment_stamp(now + timedelta(microseconds=micros))
+            candidate = str(self._directory / f"{base}.{stamp}{self._suffix}")
+            if not os.path.exists(candidate) and not os.path.exists(candidate + ".gz"):
+                break
+            micros += 1
+        try:
+            os.rename(target, candidate)
+        except OSError as error:
+            raise _io_error(target, "rotate the audit file", error) from None
+        self.rotations += 1
+        self._reopen_locked(target)
+        self._prune_locked()
+        return candidate
+
+    def _prune_locked(self) -> None:
+        if self._max_files is None:
+            return
+        try:
+            segments = self.segments()
+        except AuditIOError:
+            return
+        active = self.active_path
+        excess = len(segments) - max(self._max_files, 1)
+        for path, *_ in segments:
+            if excess <= 0:
+                break
+            if path != active:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+                excess -= 1
+
+    def _compress_leftovers(self) -> None:
+        try:
+            segments = self.segments()
+        except AuditIOError:
+            return
+        active = self.active_path
+        for path, _day, _stamp, compressed in segments:
+            if not compressed and path != active and not os.path.exists(path + ".gz"):
+                self._schedule_compression(path)
+
+    def _schedule_compression(self, path: str) -> None:
+        durable = self._durability != "none"
+
+        def run() -> None:
+            try:
+                _compress_segment(path, self._lock_path, durable)
+            except AuditIOError as error:
+                with self._stats_lock:
+                    self.compression_failures += 1
+                    self._last_error = str(error)
+            else:
+                with self._stats_lock:
+                    self.compressed_segments += 1
+
+        thread = threading.Thread(target=run, name="truthound-audit-gzip", daemon=True)
+        self._compressors = [t for t in self._compressors if t.is_alive()]
+        self._compressors.append(thread)
+        thread.start()
+
+    # -- encoding --
+
+    def _encode(self, record: _Record) -> bytes:
+        line = _text_line(record) if self._text_format else _json_object(record) + "\n"
+        return line.encode("utf-8")
+
+    def _prepare(self, record: _Record, redactor: Redactor | None) -> bytes:
+        if redactor is not None:
+            redactor._redact_record(record)
+        if self._redactor is not None:
+            self._redactor._redact_record(record)
+        return self._encode(record)
+
+    def encode_event(self, event: Any, redactor: Redactor | None = None) -> bytes:
+        """The line this sink would write for ``event`` (after ``redactor``, then its own)."""
+        return self._prepare(_record_from_event(event), redactor)
+
+    def log_event(self, event: Any, redactor: Redactor | None = None) -> None:
+        """Writes one ``AuditEvent`` synchronously."""
+        self.write_lines(self._prepare(_record_from_event(event), redactor), 1)
+
+    def log_fields(  # noqa: PLR0917 - mirrors the native signature
+        self,
+        redactor: Redactor | None,
+        event_type: str,
+        status: str,
+        store_type: str,
+        store_id: str,
+        operation: str,
+        item_id: Any,
+        user_id: Any,
+        duration_ms: float | None,
+        metadata: Any,
+        error_message: Any,
+        extra: dict[str, Any] | None,
+    ) -> None:
+        """Builds, redacts, encodes and writes an event from its fields."""
+        record = _record_from_fields(
+            event_type, status, store_type, store_id, operation, item_id, user_id, duration_ms,
+            metadata, error_message, extra,
+        )  # fmt: skip
+        self.write_lines(self._prepare(record, redactor), 1)
+
+    @property
+    def text_format(self) -> bool:
+        return self._text_format
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+        with contextlib.suppress(Exception):
+            os.close(self._lock_fd)
+
+
+# ---- async writer ----------------------------------------------------------------------------
+
+
+class AsyncWriter:
+    """A bounded queue drained by a writer thread into a ``FileSink`` or any object with
+    ``log(event)``; same accounting and handshakes as the native writer."""
+
+    def __init__(
+        self,
+        target: Any,
+        capacity: int,
+        flush_interval: float,
+        overflow: str = "block",
+        block_timeout: float = 5.0,
+    ) -> None:
+        if overflow not in ("block", "drop_newest"):
+            raise InvalidArgumentError(
+                f"{json.dumps(overflow)}: overflow must be 'block' or 'drop_newest'"
+            )
+        if capacity < 1:
+            raise InvalidArgumentError('"queue_size=0": must be at least 1')
+        if not (math.isfinite(flush_interval) and flush_interval > 0):
+            raise InvalidArgumentError(
+                f'"flush_interval_seconds={flush_interval}": must be positive'
+            )
+        self._native_target = isinstance(target, FileSink)
+        if not self._native_target and not hasattr(target, "log"):
+            raise TypeError("AsyncAuditBackend needs a backend with a log(event) method")
+        self._target = target
+        self._capacity = capacity
+        self._interval = flush_interval
+        self._drop = overflow == "drop_newest"
+        self._block_timeout = max(block_timeout, 0.0)
+        self._cond = threading.Condition(threading.Lock())
+        self._writer_wake = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
+        self._room = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
+        self._batch: list[Any] = []
+        self._closing = False
+        self._stopped = False
+        self._accepted_locked = 0
+        self._done = 0
+        self._flush_requested = 0
+        self._flushed = 0
+        self._accepted = 0
+        self._dropped = 0
+        self._persisted = 0
+        self._failed = 0
+        self._last_error: str | None = None
+        self._thread = threading.Thread(
+            target=self._run, name="truthound-audit-writer", daemon=True
+        )
+        self._thread.start()
+
+    # -- producers --
+
+    def _offer(self, item: Any) -> bool:
+        with self._cond:
+            if self._closing:
+                raise AuditClosedError('"AsyncAuditBackend": the async audit queue is closed')
+            if len(self._batch) >= self._capacity:
+                if self._drop:
+                    self._dropped += 1
+                    return False
+                deadline = time.monotonic() + self._block_timeout
+                while len(self._batch) >= self._capacity and not self._closing:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._room.wait(remaining)
+                if self._closing:
+                    raise AuditClosedError('"AsyncAuditBackend": the async audit queue is closed')
+                if len(self._batch) >= self._capacity:
+                    self._dropped += 1
+                    return False
+            self._batch.append(item)
+            self._accepted_locked += 1
+            self._accepted += 1
+            self._writer_wake.notify()
+            return True
+
+    @property
+    def native_target(self) -> bool:
+        """Whether events are encoded by the core (the target is a ``FileSink``)."""
+        return self._native_target
+
+    def log_event(self, event: Any, redactor: Redactor | None = None) -> bool:
+        """Queues an ``AuditEvent``; ``False`` when it was dropped (counted)."""
+        if self._native_target:
+            return self._offer(self._target._prepare(_record_from_event(event), redactor))
+        return self._offer(event)
+
+    def log_fields(  # noqa: PLR0917 - mirrors the native signature
+        self,
+        redactor: Redactor | None,
+        event_type: str,
+        status: str,
+        store_type: str,
+        store_id: str,
+        operation: str,
+        item_id: Any,
+        user_id: Any,
+        duration_ms: float | None,
+        metadata: Any,
+        error_message: Any,
+        extra: dict[str, Any] | None,
+    ) -> bool:
+        """The fast path of ``AuditLogger`` (only for a ``FileSink`` target)."""
+        if not self._native_target:
+            raise TypeError("log_fields needs a FileSink target")
+        record = _record_from_fields(
+            event_type, status, store_type, store_id, operation, item_id, user_id, duration_ms,
+            metadata, error_message, extra,
+        )  # fmt: skip
+        return self._offer(self._target._prepare(record, redactor))
+
+    # -- writer --
+
+    def _deliver(self, batch: list[Any]) -> int:
+        """Writes a batch; returns how many records failed."""
+        if self._native_target:
+            try:
+                self._target.write_lines(b"".join(batch), len(batch))
+            except (AuditIOError, AuditClosedError):
+                return len(batch)
+            return 0
+        failed = 0
+        log: Callable[[Any], Any] = self._target.log
+        for event in batch:
+            try:
+                log(event)
+            except Exception as error:
+                failed += 1
+                self._last_error = str(error)
+        return failed
+
+    def _flush_target(self) -> None:
+        flush = getattr(self._target, "flush", None)
+        if flush is None:
+            return
+        try:
+            flush()
+        except Exception as error:
+            self._last_error = str(error)
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + self._interval
+        while True:
+            with self._cond:
+                while not (self._batch or self._closing or self._flush_requested > self._flushed):
+                    remaining = next_tick - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._writer_wake.wait(remaining)
+                batch, self._batch = self._batch, []
+                generation = self._flush_requested
+                closing = self._closing
+                tick = time.monotonic() >= next_tick
+                self._room.notify_all()
+            count = len(batch)
+            if count:
+                failed = min(self._deliver(batch), count)
+                with self._cond:
+                    self._failed += failed
+                    self._persisted += count - failed
+            with self._cond:
+                flush_due = generation > self._flushed or tick or (closing and not self._batch)
+            if flush_due:
+                self._flush_target()
+                next_tick = time.monotonic() + self._interval
+            with self._cond:
+                if flush_due:
+                    self._flushed = max(self._flushed, generation)
+                self._done += count
+                self._cond.notify_all()
+                if closing and not self._batch:
+                    self._stopped = True
+                    self._cond.notify_all()
+                    return
+
+    # -- handshakes --
+
+    def flush(self, timeout: float) -> bool:
+        """Waits until everything queued before the call is written and the target flushed."""
+        with self._cond:
+            if self._stopped:
+                return self._done >= self._accepted_locked
+            target = self._accepted_locked
+            self._flush_requested += 1
+            generation = self._flush_requested
+            self._writer_wake.notify()
+            deadline = time.monotonic() + max(timeout, 0.0)
+            while not (self._done >= target and self._flushed >= generation) and not self._stopped:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return self._done >= target
+
+    def close(self, timeout: float) -> bool:
+        """Stops accepting, drains, flushes the target and joins the writer."""
+        with self._cond:
+            self._closing = True
+            self._writer_wake.notify()
+            self._room.notify_all()
+            deadline = time.monotonic() + max(timeout, 0.0)
+            while not self._stopped:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        return True
+
+    # -- counters --
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def accepted(self) -> int:
+        """Events accepted into the queue."""
+        return self._accepted
+
+    @property
+    def dropped(self) -> int:
+        """Events refused because the queue was full (exact)."""
+        return self._dropped
+
+    @property
+    def persisted(self) -> int:
+        """Events the target accepted."""
+        return self._persisted
+
+    @property
+    def failed(self) -> int:
+        """Events the target failed to write."""
+        return self._failed
+
+    @property
+    def pending(self) -> int:
+        """Events accepted and not yet written."""
+        with self._cond:
+            return max(self._accepted - self._persisted - self._failed, 0)
+
+    @property
+    def last_error(self) -> str | None:
+        if self._native_target:
+            error: str | None = self._target.last_error
+            return error
+        return self._last_error
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception), self._cond:
+            self._closing = True
+            self._writer_wake.notify()
+            self._room.notify_all()

@@ -1,5 +1,33 @@
-"""Audit pillar: audit events, redaction, and the memory, file, JSON, composite, async backends."""
+"""Audit pillar: audit events, redaction, and the memory, file, JSON, composite and async backends.
+
+See the README's "Audit logging" section for defaults, limits, counters and the file format.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .backends import (
+    AsyncAuditBackend,
+    CompositeAuditBackend,
+    FileAuditBackend,
+    InMemoryAuditBackend,
+    JsonAuditBackend,
+)
+from .events import AuditEvent, AuditEventType, AuditStatus
+from .logger import AuditLogger
+from .reader import QueryReport
+from .redaction import DEFAULT_PATTERNS, DataRedactor
+
+__all__ = [
+    "DEFAULT_PATTERNS",
+    "AsyncAuditBackend",
+    "AuditEvent",
+    "AuditEventType",
+    "AuditLogger",
+    "AuditStatus",
+    "CompositeAuditBackend",
+    "DataRedactor",
+    "FileAuditBackend",
+    "InMemoryAuditBackend",
+    "JsonAuditBackend",
+    "QueryReport",
+]

@@ -1,4 +1,5 @@
-//! Canonical text form of sample values and of `le`/`quantile` label values.
+//! Canonical text of a float, shared by the metrics exposition (sample values, `le`/`quantile`
+//! labels) and the audit JSON records.
 //!
 //! Both exposition formats accept any Go-parsable float; we emit exactly what Python's `repr()`
 //! emits for finite values (`42.0`, `0.005`, `1e-05`, `1.5e+16`), plus `+Inf`, `-Inf` and `NaN`.

@@ -1,0 +1,334 @@
+"""``AuditLogger``: the high-level audit interface of a store."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .. import _context
+from .events import (
+    ALIASES,
+    AuditEvent,
+    AuditEventType,
+    AuditStatus,
+    coerce_event_type,
+    coerce_status,
+)
+from .redaction import DataRedactor
+
+if TYPE_CHECKING:
+    from ..protocols import ObservabilityContext
+
+__all__ = ["AuditLogger"]
+
+_CREATE = AuditEventType.CREATE.value
+_READ = AuditEventType.READ.value
+_UPDATE = AuditEventType.UPDATE.value
+_DELETE = AuditEventType.DELETE.value
+_QUERY = AuditEventType.QUERY.value
+_SUCCESS = AuditStatus.SUCCESS.value
+_FAILURE = AuditStatus.FAILURE.value
+
+
+def _status(status: AuditStatus | str) -> str:
+    return _SUCCESS if status is AuditStatus.SUCCESS else coerce_status(status).value
+
+
+#: Fields the core fast path takes in ``extra`` (the text fields of the record).
+_TEXT_KEYS = frozenset(
+    {
+        "store_type", "store_id", "operation", "resource_type", "item_id", "user_id",
+        "session_id", "tenant_id", "correlation_id", "trace_id", "span_id", "ip_address",
+        "user_agent", "input_summary", "output_summary", "error_type", "error_message",
+    }
+)  # fmt: skip
+
+
+class AuditLogger:
+    """Builds and records audit events for one store.
+
+    When the backend is a ``JsonAuditBackend``/``FileAuditBackend`` (directly or behind an
+    ``AsyncAuditBackend``), the fields go straight to the core, which generates the id and the
+    UTC timestamp, redacts, encodes and writes or queues the line: no ``AuditEvent`` object is
+    built. For any other backend an ``AuditEvent`` is built, redacted and passed to ``log``.
+
+    Correlation: an event logged without an explicit ``trace_id``/``span_id`` inside a span
+    (``_context.current_span``) is stamped with that span's ids.
+    """
+
+    def __init__(
+        self,
+        backend: Any = None,
+        store_type: str = "unknown",
+        store_id: str | None = None,
+        redactor: DataRedactor | None = None,
+    ) -> None:
+        if backend is None:
+            from .backends import InMemoryAuditBackend
+
+            backend = InMemoryAuditBackend()
+        self.backend = backend
+        self.store_type = store_type
+        self.store_id = store_id if store_id is not None else uuid.uuid4().hex[:8]
+        self.redactor = redactor
+
+    # -- the one place events are emitted --
+
+    def _emit(  # noqa: PLR0917 - internal, hot path
+        self,
+        event_type: str,
+        status: str,
+        item_id: Any,
+        user_id: Any,
+        duration_ms: float | None,
+        metadata: Any,
+        error_message: Any,
+        operation: str,
+        extra: dict[str, Any] | None,
+    ) -> None:
+        backend = self.backend
+        if event_type in getattr(backend, "_level_excluded", ()):
+            backend.filtered_events += 1
+            return
+        span = _context.current_span.get()
+        if span is not None and (
+            extra is None or ("trace_id" not in extra and "span_id" not in extra)
+        ):
+            extra = {} if extra is None else dict(extra)
+            extra["trace_id"] = span.trace_id
+            extra["span_id"] = span.span_id
+        fast = getattr(backend, "_log_fields", None)
+        redactor = self.redactor
+        # Fields the record format keeps elsewhere (an explicit event_id or timestamp) take the
+        # object path.
+        if fast is not None and (extra is None or _TEXT_KEYS.issuperset(extra)):
+            fast(
+                None if redactor is None else redactor._core,
+                event_type, status, self.store_type, self.store_id, operation, item_id,
+                user_id, duration_ms, metadata, error_message, extra,
+            )  # fmt: skip
+            return
+        event = AuditEvent(
+            event_type=event_type,
+            status=status,
+            store_type=self.store_type,
+            store_id=self.store_id,
+            operation=operation,
+            item_id=item_id,
+            user_id=user_id,
+            duration_ms=duration_ms,
+            metadata=metadata,
+            error_message=error_message,
+            **(extra or {}),
+        )
+        if redactor is not None:
+            event = redactor.redact_event(event)
+        backend.log(event)
+
+    @staticmethod
+    def _split(fields: dict[str, Any]) -> dict[str, Any] | None:
+        for alias, name in ALIASES.items():
+            if alias in fields:
+                value = fields.pop(alias)
+                if fields.get(name) is None:
+                    fields[name] = value
+        return fields or None
+
+    # -- the documented operations --
+
+    def log_create(
+        self,
+        item_id: str | None,
+        user_id: str | None = None,
+        *,
+        status: AuditStatus | str = AuditStatus.SUCCESS,
+        duration_ms: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        operation: str = _CREATE,
+        **fields: Any,
+    ) -> None:
+        """Records the creation of ``item_id``."""
+        self._emit(
+            _CREATE, _status(status), item_id,
+            user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
+            self._split(fields) if fields else None,
+        )  # fmt: skip
+
+    def log_read(
+        self,
+        item_id: str | None,
+        user_id: str | None = None,
+        *,
+        status: AuditStatus | str = AuditStatus.SUCCESS,
+        duration_ms: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        operation: str = _READ,
+        **fields: Any,
+    ) -> None:
+        """Records a read of ``item_id``."""
+        self._emit(
+            _READ, _status(status), item_id,
+            user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
+            self._split(fields) if fields else None,
+        )  # fmt: skip
+
+    def log_update(
+        self,
+        item_id: str | None,
+        user_id: str | None = None,
+        *,
+        status: AuditStatus | str = AuditStatus.SUCCESS,
+        duration_ms: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        operation: str = _UPDATE,
+        **fields: Any,
+    ) -> None:
+        """Records an update of ``item_id``."""
+        self._emit(
+            _UPDATE, _status(status), item_id,
+            user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
+            self._split(fields) if fields else None,
+        )  # fmt: skip
+
+    def log_delete(
+        self,
+        item_id: str | None,
+        user_id: str | None = None,
+        *,
+        status: AuditStatus | str = AuditStatus.SUCCESS,
+        duration_ms: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        operation: str = _DELETE,
+        **fields: Any,
+    ) -> None:
+        """Records the deletion of ``item_id``."""
+        self._emit(
+            _DELETE, _status(status), item_id,
+            user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
+            self._split(fields) if fields else None,
+        )  # fmt: skip
+
+    def log_query(
+        self,
+        filters: dict[str, Any] | None = None,
+        user_id: str | None = None,
+        *,
+        status: AuditStatus | str = AuditStatus.SUCCESS,
+        duration_ms: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        operation: str = _QUERY,
+        **fields: Any,
+    ) -> None:
+        """Records a query; ``filters`` are kept in ``metadata["filters"]``."""
+        merged = dict(metadata or {})
+        if filters is not None:
+            merged["filters"] = filters
+        self._emit(
+            _QUERY, coerce_status(status).value, fields.pop("item_id", None), user_id, duration_ms,
+            merged, fields.pop("error_message", None), operation,
+            self._split(fields) if fields else None,
+        )  # fmt: skip
+
+    def log_event(
+        self,
+        event_type: AuditEventType | str,
+        operation: str = "",
+        status: AuditStatus | str = AuditStatus.SUCCESS,
+        **fields: Any,
+    ) -> None:
+        """Records any event; ``fields`` are ``AuditEvent`` fields (``item_id``, ``user_id``,
+        ``duration_ms``, ``metadata``, ``error_message``, ...)."""
+        event_value = coerce_event_type(event_type).value
+        status_value = coerce_status(status).value
+        item_id = fields.pop("item_id", None)
+        if item_id is None:
+            item_id = fields.pop("resource_id", None)
+        self._emit(
+            event_value, status_value, item_id, fields.pop("user_id", None),
+            fields.pop("duration_ms", None), fields.pop("metadata", None),
+            fields.pop("error_message", None), operation or event_value,
+            self._split(fields) if fields else None,
+        )  # fmt: skip
+
+    def log_error(
+        self,
+        event_type: AuditEventType | str,
+        error_message: str,
+        item_id: str | None = None,
+        user_id: str | None = None,
+        *,
+        error_type: str | None = None,
+        status: AuditStatus | str = AuditStatus.FAILURE,
+        **fields: Any,
+    ) -> None:
+        """Records a failed operation with its error message (status ``FAILURE``)."""
+        if error_type is not None:
+            fields["error_type"] = error_type
+        event_value = coerce_event_type(event_type).value
+        self._emit(
+            event_value, coerce_status(status).value, item_id, user_id,
+            fields.pop("duration_ms", None), fields.pop("metadata", None), error_message,
+            fields.pop("operation", event_value), self._split(fields) if fields else None,
+        )  # fmt: skip
+
+    @contextmanager
+    def operation(
+        self,
+        event_type: AuditEventType | str,
+        operation: str,
+        resource_type: str = "",
+        resource_id: str | None = None,
+        context: ObservabilityContext | None = None,
+        **metadata: Any,
+    ) -> Iterator[AuditEvent]:
+        """Times the block and logs one event on exit: ``SUCCESS``, or ``FAILURE`` with
+        ``error_type``/``error_message`` when the block raises (the exception propagates). The
+        yielded event may be modified inside the block."""
+        event = AuditEvent(
+            event_type=event_type,
+            store_type=self.store_type,
+            store_id=self.store_id,
+            operation=operation,
+            resource_type=resource_type,
+            item_id=resource_id,
+            metadata=metadata,
+        )
+        if context is not None:
+            event.correlation_id = context.correlation_id
+            event.trace_id = context.trace_id
+            event.span_id = context.span_id
+            event.user_id = context.user_id
+            event.tenant_id = context.tenant_id
+            event.ip_address = context.source_ip
+            event.user_agent = context.user_agent
+        span = _context.current_span.get()
+        if span is not None and event.trace_id is None and event.span_id is None:
+            event.trace_id = span.trace_id
+            event.span_id = span.span_id
+        started = time.perf_counter_ns()
+        try:
+            yield event
+            event.status = AuditStatus.SUCCESS
+        except BaseException as error:
+            event.status = AuditStatus.FAILURE
+            event.error_type = type(error).__name__
+            event.error_message = str(error)
+            raise
+        finally:
+            elapsed = (time.perf_counter_ns() - started) / 1e6
+            # Monotonic and strictly positive even for an empty block.
+            event.duration_ms = max(elapsed, 1e-6)
+            if event.event_type.value in getattr(self.backend, "_level_excluded", ()):
+                self.backend.filtered_events += 1
+            else:
+                logged = self.redactor.redact_event(event) if self.redactor else event
+                self.backend.log(logged)
+
+    def flush(self) -> None:
+        self.backend.flush()
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,790 @@
+//! Append-only, rotating audit segments that several threads and processes can share.
+//!
+//! Protocol (every writer of a path follows it, in any process):
+//! - Records are written whole with one `write(2)` on an `O_APPEND` descriptor, so concurrent
+//!   writers never interleave inside a line.
+//! - Each batch is written under a *shared* `flock` on `.<stem><suffix>.lock`; rotation, repair
+//!   and the barrier before compressing a closed segment take it *exclusively*. Under the shared
+//!   lock a writer re-checks that its descriptor is still the active file (same device and inode)
+//!   and reopens otherwise, so nobody appends to a segment after it was rotated away.
+//! - Torn tail repair: if the file does not end in `\n` when checked under the exclusive lock (a
+//!   writer was killed mid-line, or a write hit a full disk), a `\n` is appended so the fragment
+//!   stays on its own (unparseable, reported) line and the next record starts clean.
+//! - Segment names: active `<stem>[-YYYY-MM-DD]<suffix>`; rotated by size
+//!   `<stem>[-YYYY-MM-DD].<YYYYMMDDTHHMMSSffffffZ><suffix>` (a unique stamp, so no rename chains);
+//!   compressed `...<suffix>.gz`. Names sort chronologically.
+//! - Compression runs on a background thread, after an exclusive-lock barrier, into a temporary
+//!   file that is renamed over `<segment>.gz` before the plain segment is removed; a crash at any
+//!   point leaves the data readable, and the next start compresses leftovers.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::audit::time::{now_micros, segment_stamp, utc_date};
+use crate::error::{Error, ErrorKind, Result};
+
+/// When written records are forced to stable storage (`fdatasync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Never explicitly: the kernel writes back on its own schedule. A process crash loses
+    /// nothing that was written; a power loss can lose recent records.
+    None,
+    /// After every `every_events` records or `interval` (whichever comes first; 0 disables one),
+    /// and on `flush()`/`close()`. A power loss can lose at most that window.
+    Periodic {
+        every_events: u64,
+        interval: Duration,
+    },
+    /// Before a write is acknowledged (every batch; every event for synchronous logging).
+    Always,
+}
+
+/// Where and how a sink writes.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub directory: PathBuf,
+    pub stem: String,
+    pub suffix: String,
+    /// One active file per UTC day (`<stem>-YYYY-MM-DD<suffix>`).
+    pub daily: bool,
+    /// Rotate the active file once it reaches this size.
+    pub max_bytes: Option<u64>,
+    /// Keep at most this many segments (active included); the oldest are deleted at rotation.
+    pub max_files: Option<usize>,
+    /// Gzip closed segments in the background.
+    pub compress: bool,
+    pub durability: Durability,
+}
+
+/// Counters of a sink; every loss or failure is counted.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    pub written_events: AtomicU64,
+    pub written_bytes: AtomicU64,
+    pub failed_events: AtomicU64,
+    pub rotations: AtomicU64,
+    pub repaired_lines: AtomicU64,
+    pub compressed_segments: AtomicU64,
+    pub compression_failures: AtomicU64,
+    pub syncs: AtomicU64,
+}
+
+struct State {
+    file: Option<File>,
+    path: PathBuf,
+    identity: (u64, u64),
+    known_end: u64,
+    lock: File,
+    unsynced_events: u64,
+    last_sync: Instant,
+    closed: bool,
+}
+
+/// A rotating append-only segment writer. Thread-safe; share it with `Arc`.
+pub struct FileSink {
+    config: SinkConfig,
+    state: Mutex<State>,
+    stats: Arc<SinkStats>,
+    last_error: Arc<Mutex<Option<String>>>,
+    clock_offset_us: AtomicI64,
+    compressors: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn io_error(path: &Path, action: &str, error: &io::Error) -> Error {
+    Error::new(
+        ErrorKind::AuditIo,
+        path.display().to_string(),
+        format!("cannot {action}: {error}"),
+    )
+}
+
+fn lock_guard<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn identity(meta: &fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(handle) = File::open(dir) {
+        let _ = handle.sync_all();
+    }
+}
+
+/// One segment found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub path: PathBuf,
+    /// `YYYY-MM-DD` for daily segments, empty otherwise.
+    pub date: String,
+    /// The rotation stamp, empty for an active file.
+    pub stamp: String,
+    pub compressed: bool,
+}
+
+impl Segment {
+    fn sort_key(&self) -> (String, String) {
+        let stamp = if self.stamp.is_empty() {
+            "~".to_owned()
+        } else {
+            self.stamp.clone()
+        };
+        (self.date.clone(), stamp)
+    }
+}
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+fn is_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 22
+        && b[8] == b'T'
+        && b[21] == b'Z'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 8 || i == 21 || c.is_ascii_digit())
+}
+
+/// Parses a directory entry name as a segment of `stem`/`suffix`.
+#[must_use]
+pub fn parse_segment_name(name: &str, stem: &str, suffix: &str) -> Option<(String, String, bool)> {
+    let rest = name.strip_prefix(stem)?;
+    let (rest, compressed) = match rest.strip_suffix(".gz") {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
+    let mut middle = rest.strip_suffix(suffix)?;
+    let mut date = String::new();
+    if let Some(d) = middle.strip_prefix('-') {
+        if d.len() < 10 || !is_date(&d[..10]) {
+            return None;
+        }
+        d[..10].clone_into(&mut date);
+        middle = &d[10..];
+    }
+    let mut stamp = String::new();
+    if let Some(s) = middle.strip_prefix('.') {
+        if !is_stamp(s) {
+            return None;
+        }
+        s.clone_into(&mut stamp);
+        middle = "";
+    }
+    if !middle.is_empty() {
+        return None;
+    }
+    Some((date, stamp, compressed))
+}
+
+/// Every segment of `stem`/`suffix` in `directory`, oldest first.
+pub fn list_segments(directory: &Path, stem: &str, suffix: &str) -> io::Result<Vec<Segment>> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(directory)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if let Some((date, stamp, compressed)) = parse_segment_name(&name, stem, suffix) {
+            segments.push(Segment {
+                path: entry.path(),
+                date,
+                stamp,
+                compressed,
+            });
+        }
+    }
+    segments.sort_by(|a, b| {
+        a.sort_key()
+            .cmp(&b.sort_key())
+            .then(a.compressed.cmp(&b.compressed))
+    });
+    Ok(segments)
+}
+
+impl FileSink {
+    /// Creates the directory if needed and opens (or creates) the active segment, repairing a
+    /// torn tail left by a previous writer.
+    pub fn open(config: SinkConfig) -> Result<Self> {
+        fs::create_dir_all(&config.directory)
+            .map_err(|e| io_error(&config.directory, "create the audit directory", &e))?;
+        let lock_path = config
+            .directory
+            .join(format!(".{}{}.lock", config.stem, config.suffix));
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o640)
+            .open(&lock_path)
+            .map_err(|e| io_error(&lock_path, "open the audit lock file", &e))?;
+        let sink = Self {
+            state: Mutex::new(State {
+                file: None,
+                path: PathBuf::new(),
+                identity: (0, 0),
+                known_end: 0,
+                lock,
+                unsynced_events: 0,
+                last_sync: Instant::now(),
+                closed: false,
+            }),
+            config,
+            stats: Arc::new(SinkStats::default()),
+            last_error: Arc::new(Mutex::new(None)),
+            clock_offset_us: AtomicI64::new(0),
+            compressors: Mutex::new(Vec::new()),
+        };
+        {
+            let mut state = lock_guard(&sink.state);
+            let target = sink.active_path();
+            sink.reopen_exclusive(&mut state, &target)?;
+        }
+        if sink.config.compress {
+            sink.compress_leftovers();
+        }
+        Ok(sink)
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &SinkConfig {
+        &self.config
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> &SinkStats {
+        &self.stats
+    }
+
+    /// The last write, sync, rotation or compression error, if any.
+    #[must_use]
+    pub fn last_error(&self) -> Option<String> {
+        lock_guard(&self.last_error).clone()
+    }
+
+    /// Shifts this sink's notion of "now" (for day rotation only); for tests.
+    pub fn set_clock_offset_us(&self, offset: i64) {
+        self.clock_offset_us.store(offset, Ordering::Relaxed);
+    }
+
+    fn record_error(&self, error: &Error) {
+        *lock_guard(&self.last_error) = Some(error.to_string());
+    }
+
+    /// The path records are appended to right now.
+    #[must_use]
+    pub fn active_path(&self) -> PathBuf {
+        let c = &self.config;
+        let name = if c.daily {
+            let now = now_micros() + self.clock_offset_us.load(Ordering::Relaxed);
+            format!("{}-{}{}", c.stem, utc_date(now), c.suffix)
+        } else {
+            format!("{}{}", c.stem, c.suffix)
+        };
+        c.directory.join(name)
+    }
+
+    /// Every segment on disk, oldest first.
+    pub fn segments(&self) -> Result<Vec<Segment>> {
+        list_segments(
+            &self.config.directory,
+            &self.config.stem,
+            &self.config.suffix,
+        )
+        .map_err(|e| io_error(&self.config.directory, "list audit segments", &e))
+    }
+
+    /// Opens `target` under the exclusive lock, repairing a torn tail. The caller holds no flock.
+    fn reopen_exclusive(&self, state: &mut State, target: &Path) -> Result<()> {
+        state
+            .lock
+            .lock()
+            .map_err(|e| io_error(target, "lock the audit file", &e))?;
+        let result = self.reopen_locked(state, target);
+        let _ = state.lock.unlock();
+        result
+    }
+
+    fn reopen_locked(&self, state: &mut State, target: &Path) -> Result<()> {
+        let existed = target.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(target)
+            .map_err(|e| io_error(target, "open the audit file", &e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| io_error(target, "stat the audit file", &e))?;
+        let mut size = meta.len();
+        if size > 0 && last_byte(&file, size) != Some(b'\n') {
+            (&file)
+                .write_all(b"\n")
+                .map_err(|e| io_error(target, "repair the torn last line of", &e))?;
+            self.stats.repaired_lines.fetch_add(1, Ordering::Relaxed);
+            size += 1;
+        }
+        if !existed && self.config.durability != Durability::None {
+            sync_dir(&self.config.directory);
+        }
+        let previous = std::mem::replace(&mut state.path, target.to_path_buf());
+        state.file = Some(file);
+        state.identity = identity(&meta);
+        state.known_end = size;
+        if self.config.daily
+            && self.config.compress
+            && !previous.as_os_str().is_empty()
+            && previous != target
+        {
+            self.schedule_compression(previous);
+        }
+        Ok(())
+    }
+
+    /// Whether the open descriptor is still the active segment (checked under the shared lock).
+    fn is_current(state: &State, target: &Path) -> bool {
+        state.file.is_some()
+            && state.path == target
+            && fs::metadata(target).is_ok_and(|m| identity(&m) == state.identity)
+    }
+
+    /// Appends whole `\n`-terminated records (`events` of them) with one write.
+    pub fn write_lines(&self, buf: &[u8], events: u64) -> Result<()> {
+        let result = self.write_lines_inner(buf, events);
+        match &result {
+            Ok(()) => {
+                self.stats
+                    .written_events
+                    .fetch_add(events, Ordering::Relaxed);
+                self.stats
+                    .written_bytes
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats
+                    .failed_events
+                    .fetch_add(events, Ordering::Relaxed);
+                self.record_error(e);
+            }
+        }
+        result
+    }
+
+    fn write_lines_inner(&self, buf: &[u8], events: u64) -> Result<()> {
+        let mut state = lock_guard(&self.state);
+        if state.closed {
+            return Err(Error::new(
+                ErrorKind::AuditClosed,
+                self.active_path().display().to_string(),
+                "the audit sink is closed",
+            ));
+        }
+        let mut attempts = 0;
+        let rotate = loop {
+            attempts += 1;
+            let target = self.active_path();
+            state
+                .lock
+                .lock_shared()
+                .map_err(|e| io_error(&target, "lock the audit file", &e))?;
+            let needs_reopen = if Self::is_current(&state, &target) {
+                // Someone else appended since our last write: make sure they left a whole line.
+                let file = state.file.as_ref().expect("current file");
+                let size = file.metadata().map_or(0, |m| m.len());
+                size != state.known_end && size > 0 && last_byte(file, size) != Some(b'\n')
+            } else {
+                true
+            };
+            if needs_reopen {
+                let _ = state.lock.unlock();
+                if attempts >= 8 {
+                    // Never append to a descriptor that may have been rotated (and compressed)
+                    // away: fail, counted, rather than lose the records.
+                    return Err(Error::new(
+                        ErrorKind::AuditIo,
+                        target.display().to_string(),
+                        "cannot keep up with concurrent rotations of the audit file",
+                    ));
+                }
+                self.reopen_exclusive(&mut state, &target)?;
+                continue;
+            }
+            let file = state.file.as_ref().expect("open file");
+            let outcome = (&*file).write_all(buf);
+            let size = file.metadata().map_or(0, |m| m.len());
+            let _ = state.lock.unlock();
+            if let Err(e) = outcome {
+                // A partial write may have left a fragment: force a check before the next write.
+                state.known_end = u64::MAX;
+                return Err(io_error(&target, "append to the audit file", &e));
+            }
+            state.known_end = size;
+            break self.config.max_bytes.is_some_and(|max| size >= max);
+        };
+        state.unsynced_events += events;
+        let sync_now = match self.config.durability {
+            Durability::None => false,
+            Durability::Always => true,
+            Durability::Periodic {
+                every_events,
+                interval,
+            } => {
+                (every_events > 0 && state.unsynced_events >= every_events)
+                    || (!interval.is_zero() && state.last_sync.elapsed() >= interval)
+            }
+        };
+        if sync_now {
+            Self::sync_locked(&mut state, &self.stats)?;
+        }
+        if rotate && let Err(e) = self.rotate(&mut state) {
+            // The records are written; only the rotation failed. Count and keep going.
+            self.record_error(&e);
+        }
+        Ok(())
+    }
+
+    fn sync_locked(state: &mut State, counters: &SinkStats) -> Result<()> {
+        if let Some(file) = state.file.as_ref() {
+            file.sync_data()
+                .map_err(|e| io_error(&state.path, "fdatasync the audit file", &e))?;
+            counters.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        state.unsynced_events = 0;
+        state.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Makes written records durable according to the policy (no-op for `Durability::None`).
+    pub fn flush(&self) -> Result<()> {
+        let mut state = lock_guard(&self.state);
+        if self.config.durability != Durability::None && state.unsynced_events > 0 {
+            let result = Self::sync_locked(&mut state, &self.stats);
+            if let Err(e) = &result {
+                self.record_error(e);
+            }
+            return result;
+        }
+        Ok(())
+    }
+
+    /// Forces an `fdatasync` whatever the policy.
+    pub fn sync(&self) -> Result<()> {
+        let mut state = lock_guard(&self.state);
+        Self::sync_locked(&mut state, &self.stats)
+    }
+
+    /// Flushes per policy, waits for background compression, and closes. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        let result = self.flush();
+        {
+            let mut state = lock_guard(&self.state);
+            state.closed = true;
+            state.file = None;
+        }
+        let handles = std::mem::take(&mut *lock_guard(&self.compressors));
+        for handle in handles {
+            let _ = handle.join();
+        }
+        result
+    }
+
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        lock_guard(&self.state).closed
+    }
+
+    fn rotate(&self, state: &mut State) -> Result<()> {
+        let target = state.path.clone();
+        state
+            .lock
+            .lock()
+            .map_err(|e| io_error(&target, "lock the audit file", &e))?;
+        let result = self.rotate_locked(state, &target);
+        let _ = state.lock.unlock();
+        let rotated = result?;
+        if let Some(rotated) = rotated
+            && self.config.compress
+        {
+            self.schedule_compression(rotated);
+        }
+        Ok(())
+    }
+
+    fn rotate_locked(&self, state: &mut State, target: &Path) -> Result<Option<PathBuf>> {
+        let max = self.config.max_bytes.unwrap_or(u64::MAX);
+        let Ok(meta) = fs::metadata(target) else {
+            return Ok(None);
+        };
+        if identity(&meta) != state.identity || meta.len() < max {
+            // Another writer rotated first; the next write reopens.
+            return Ok(None);
+        }
+        let name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let base = name
+            .strip_suffix(self.config.suffix.as_str())
+            .unwrap_or(name);
+        let mut micros = now_micros();
+        let rotated = loop {
+            let candidate = self.config.directory.join(format!(
+                "{base}.{}{}",
+                segment_stamp(micros),
+                self.config.suffix
+            ));
+            let gz = PathBuf::from(format!("{}.gz", candidate.display()));
+            if !candidate.exists() && !gz.exists() {
+                break candidate;
+            }
+            micros += 1;
+        };
+        fs::rename(target, &rotated).map_err(|e| io_error(target, "rotate the audit file", &e))?;
+        self.stats.rotations.fetch_add(1, Ordering::Relaxed);
+        self.reopen_locked(state, target)?;
+        self.prune_locked();
+        Ok(Some(rotated))
+    }
+
+    /// Deletes the oldest closed segments beyond `max_files` (caller holds the exclusive lock).
+    fn prune_locked(&self) {
+        let Some(max_files) = self.config.max_files else {
+            return;
+        };
+        let Ok(segments) = self.segments() else {
+            return;
+        };
+        let active = self.active_path();
+        let mut excess = segments.len().saturating_sub(max_files.max(1));
+        for segment in &segments {
+            if excess == 0 {
+                break;
+            }
+            if segment.path != active {
+                let _ = fs::remove_file(&segment.path);
+                excess -= 1;
+            }
+        }
+    }
+
+    /// Queues compression of closed, uncompressed segments left by earlier runs.
+    fn compress_leftovers(&self) {
+        let Ok(segments) = self.segments() else {
+            return;
+        };
+        let active = self.active_path();
+        for segment in segments {
+            if !segment.compressed && segment.path != active {
+                let gz = PathBuf::from(format!("{}.gz", segment.path.display()));
+                if !gz.exists() {
+                    self.schedule_compression(segment.path);
+                }
+            }
+        }
+    }
+
+    fn schedule_compression(&self, path: PathBuf) {
+        let stats = Arc::clone(&self.stats);
+        let last_error = Arc::clone(&self.last_error);
+        let lock_path = self
+            .config
+            .directory
+            .join(format!(".{}{}.lock", self.config.stem, self.config.suffix));
+        let durable = self.config.durability != Durability::None;
+        let handle = std::thread::Builder::new()
+            .name("truthound-audit-gzip".to_owned())
+            .spawn(move || match compress_segment(&path, &lock_path, durable) {
+                Ok(()) => {
+                    stats.compressed_segments.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.compression_failures.fetch_add(1, Ordering::Relaxed);
+                    *lock_guard(&last_error) = Some(e.to_string());
+                }
+            });
+        match handle {
+            Ok(handle) => {
+                let mut handles = lock_guard(&self.compressors);
+                handles.retain(|h| !h.is_finished());
+                handles.push(handle);
+            }
+            Err(e) => {
+                self.stats
+                    .compression_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                self.record_error(&io_error(&self.config.directory, "start compression", &e));
+            }
+        }
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn last_byte(file: &File, size: u64) -> Option<u8> {
+    let mut byte = [0u8; 1];
+    match file.read_at(&mut byte, size - 1) {
+        Ok(1) => Some(byte[0]),
+        _ => None,
+    }
+}
+
+/// Gzips a closed segment into `<segment>.gz` (via a private temporary name) and removes it.
+fn compress_segment(path: &Path, lock_path: &Path, durable: bool) -> Result<()> {
+    // Barrier: once we held the exclusive lock, no writer can still be appending to `path`.
+    if let Ok(lock) = OpenOptions::new().read(true).write(true).open(lock_path) {
+        let _ = lock.lock();
+        let _ = lock.unlock();
+    }
+    let gz_path = PathBuf::from(format!("{}.gz", path.display()));
+    let tmp_path = PathBuf::from(format!(
+        "{}.tmp-{}-{}",
+        gz_path.display(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let run = || -> io::Result<()> {
+        let mut input = File::open(path)?;
+        let output = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .open(&tmp_path)?;
+        let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::default());
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            encoder.write_all(&buf[..n])?;
+        }
+        let output = encoder.finish()?;
+        if durable {
+            output.sync_all()?;
+        }
+        fs::rename(&tmp_path, &gz_path)?;
+        fs::remove_file(path)
+    };
+    run()
+        .map_err(|e| {
+            let _ = fs::remove_file(&tmp_path);
+            if e.kind() == io::ErrorKind::NotFound {
+                // Another process compressed it first.
+                return Error::new(
+                    ErrorKind::AuditIo,
+                    path.display().to_string(),
+                    "already compressed",
+                );
+            }
+            io_error(path, "compress the closed audit segment", &e)
+        })
+        .or_else(|e| if gz_path.exists() { Ok(()) } else { Err(e) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "truthound-audit-{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn config(dir: &Path) -> SinkConfig {
+        SinkConfig {
+            directory: dir.to_path_buf(),
+            stem: "audit".into(),
+            suffix: ".log".into(),
+            daily: false,
+            max_bytes: None,
+            max_files: None,
+            compress: false,
+            durability: Durability::Always,
+        }
+    }
+
+    #[test]
+    fn parses_segment_names() {
+        let p = |n: &str| parse_segment_name(n, "audit", ".jsonl");
+        assert_eq!(
+            p("audit.jsonl"),
+            Some((String::new(), String::new(), false))
+        );
+        assert_eq!(
+            p("audit-2024-05-01.20240501T120000000001Z.jsonl.gz"),
+            Some(("2024-05-01".into(), "20240501T120000000001Z".into(), true))
+        );
+        assert_eq!(p("audit-extra.jsonl"), None);
+        assert_eq!(p("audit.jsonl.gz.tmp-1-2"), None);
+        assert_eq!(p("other.jsonl"), None);
+    }
+
+    #[test]
+    fn repairs_a_torn_tail_before_appending() {
+        let dir = temp_dir("torn");
+        fs::write(dir.join("audit.log"), b"{\"a\":1}\n{\"torn").unwrap();
+        let sink = FileSink::open(config(&dir)).unwrap();
+        sink.write_lines(b"{\"b\":2}\n", 1).unwrap();
+        let text = fs::read_to_string(dir.join("audit.log")).unwrap();
+        assert_eq!(text, "{\"a\":1}\n{\"torn\n{\"b\":2}\n");
+        assert_eq!(sink.stats().repaired_lines.load(Ordering::Relaxed), 1);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn rotates_by_size_keeps_max_files_and_compresses() {
+        let dir = temp_dir("rotate");
+        let mut cfg = config(&dir);
+        cfg.max_bytes = Some(100);
+        cfg.max_files = Some(3);
+        cfg.compress = true;
+        let sink = FileSink::open(cfg).unwrap();
+        for i in 0..50 {
+            sink.write_lines(format!("{{\"i\":{i:040}}}\n").as_bytes(), 1)
+                .unwrap();
+        }
+        sink.close().unwrap();
+        let segments = list_segments(&dir, "audit", ".log").unwrap();
+        assert_eq!(segments.len(), 3, "{segments:?}");
+        assert!(segments[..2].iter().all(|s| s.compressed));
+        assert!(sink.stats().rotations.load(Ordering::Relaxed) >= 15);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unwritable_directory_is_a_named_error() {
+        let err = FileSink::open(config(Path::new("/proc/truthound-no-such-dir")))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, ErrorKind::AuditIo);
+        assert!(err.item.contains("truthound-no-such-dir"));
+    }
+}

@@ -1,0 +1,187 @@
+"""The two cores produce byte-identical records and identical redaction on generated inputs.
+
+Each test here compares the native core with the pure one directly, so it runs once (under the
+native fixture); the parsing is done by Python's own ``json`` module, independently of both.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from truthound.stores.observability import _pure
+from truthound.stores.observability.audit import DEFAULT_PATTERNS, AuditEvent
+
+from .strategies import events, metadata_values, text
+
+pytestmark = pytest.mark.only_core("native")
+
+_native: Any = pytest.importorskip("truthound.stores.observability._native")
+FIELDS = ["password", "Token", "e"]
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = 2
+
+
+class Weird:
+    def __str__(self) -> str:
+        return "weird\nobject"
+
+
+class Broken:
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+odd_values = st.one_of(
+    metadata_values,
+    st.sampled_from(
+        [
+            float("nan"),
+            float("inf"),
+            -float("inf"),
+            2**80,
+            -(2**64),
+            True,
+            Color.RED,
+            Color.BLUE,
+            (1, "a"),
+            {1, 2},
+            frozenset({"x"}),
+            b"bytes",
+            Decimal("1.5"),
+            datetime(2024, 1, 2, 3, 4, 5, 6),
+            date(2024, 1, 2),
+            time(1, 2, 3),
+            Weird(),
+            Broken(),
+            {1: "int key", None: "none key", ("t",): "tuple key"},
+            1e-7,
+            -0.0,
+            1e16,
+            2.0**46 + 0.125,
+            5e-324,
+            1.7976931348623157e308,
+        ]
+    ),
+)
+odd_metadata = st.dictionaries(text, st.one_of(odd_values, st.lists(odd_values, max_size=3)))
+
+
+@pytest.fixture(scope="module")
+def sinks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder: Path = tmp_path_factory.mktemp("equivalence")
+    native_redactor = _native.Redactor(list(DEFAULT_PATTERNS), "[X]", FIELDS)
+    pure_redactor = _pure.Redactor(list(DEFAULT_PATTERNS), "[X]", FIELDS)
+    made = {}
+    for text_format in (False, True):
+        for name, module in (("native", _native), ("pure", _pure)):
+            made[name, text_format] = module.FileSink(
+                folder / name, "a", ".log", text_format=text_format, durability="none"
+            )
+    made["redactors"] = {"native": native_redactor, "pure": pure_redactor}
+    return made
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(event=events(), text_format=st.booleans(), redact=st.booleans())
+def test_records_are_byte_identical(
+    sinks: dict[str, Any], event: AuditEvent, text_format: bool, redact: bool
+) -> None:
+    redactors = sinks["redactors"]
+    native = sinks["native", text_format].encode_event(
+        event, redactors["native"] if redact else None
+    )
+    pure = sinks["pure", text_format].encode_event(event, redactors["pure"] if redact else None)
+    assert native == pure
+    assert native.endswith(b"\n")
+    assert native.count(b"\n") == 1
+    record = json.loads(native.split(b"\t", 1)[1] if text_format else native)
+    if not redact:
+        assert AuditEvent.from_dict(record) == event
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(metadata=odd_metadata)
+def test_unserialisable_metadata_is_normalised_identically(
+    sinks: dict[str, Any], metadata: dict[str, Any]
+) -> None:
+    event = AuditEvent(event_id="e", timestamp=datetime(2024, 1, 1, tzinfo=UTC), metadata=metadata)
+    native = sinks["native", False].encode_event(event)
+    assert native == sinks["pure", False].encode_event(event)
+    parsed = json.loads(native)
+    assert parsed.get("metadata", {}) == json.loads(
+        json.dumps(_pure.normalize_value(metadata) or {}, ensure_ascii=False)
+    )
+    for name in ("native", "pure"):
+        normalized = (_native if name == "native" else _pure).normalize_value(metadata)
+        assert json.dumps(normalized, allow_nan=False)  # always representable in strict JSON
+
+
+def test_the_documented_fallbacks() -> None:
+    for module in (_native, _pure):
+        assert module.normalize_value(
+            {"n": math.nan, "i": -math.inf, "e": Color.BLUE, "b": Broken(), "d": date(2024, 1, 2)}
+        ) == {
+            "n": "NaN",
+            "i": "-Infinity",
+            "e": 2,
+            "b": "<unserialisable Broken>",
+            "d": "2024-01-02",
+        }
+        deep: dict[str, Any] = {}
+        deep["self"] = deep
+        flattened = json.dumps(module.normalize_value(deep))
+        assert "<max depth exceeded>" in flattened
+
+
+@settings(max_examples=500)
+@given(
+    data=st.text(
+        alphabet=st.sampled_from("ab@.-_ 0123456789Xx:=\n\tpasswordTOKENé€\U0001d518"), max_size=80
+    )
+)
+def test_redaction_is_identical_on_both_cores(data: str) -> None:
+    patterns = [*DEFAULT_PATTERNS, r"(?i)x+\d", r"[0-9]{2}"]
+    native = _native.Redactor(patterns, "<R>", ["passw"])
+    pure = _pure.Redactor(patterns, "<R>", ["passw"])
+    assert native.redact_text(data) == pure.redact_text(data)
+    nested = {data: [data, {"password": data, "k": (data,)}]}
+    assert native.redact(nested) == pure.redact(nested)
+    assert native.is_sensitive(data) == pure.is_sensitive(data)
+
+
+def test_both_cores_reject_the_same_patterns() -> None:
+    for pattern in [r"a(?=b)", r"(?<=a)b", r"(a)\1", r"(?(1)a|b)", r"x?", r"a\Z", r"(?>a)"]:
+        for module in (_native, _pure):
+            with pytest.raises(ValueError, match=r"rejected|empty"):
+                module.Redactor([pattern], "x", [])
+
+
+@pytest.mark.timeout(60)
+def test_a_catastrophic_pattern_runs_in_linear_time_natively() -> None:
+    """Python's ``re`` needs about 2**n steps for ``(a+)+b`` on n ``a``s (seconds at n=25); the
+    native automaton scans 100,000 characters at once. Meaningless on the pure core (it would
+    hang), so only the native core runs it."""
+    redactor = _native.Redactor([r"(a+)+b", r"(x|xx)+y"], "[R]", [])
+    assert redactor.redact_text("a" * 100_000) == "a" * 100_000
+    assert redactor.redact_text("x" * 100_000 + "y") == "[R]"
+
+
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_are_written_exactly_as_python_repr(sinks: dict[str, Any], value: float) -> None:
+    event = AuditEvent(event_id="e", timestamp=datetime(2024, 1, 1, tzinfo=UTC), duration_ms=value)
+    line = sinks["native", False].encode_event(event)
+    assert f'"duration_ms":{value!r}}}'.encode() in line
