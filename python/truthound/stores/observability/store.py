@@ -11,6 +11,7 @@ store propagate unchanged.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -69,6 +70,113 @@ def _audit_backend_from_config(config: ObservabilityConfig) -> Any:
     return AsyncAuditBackend(backend, flush_interval_seconds=audit.flush_interval_seconds)
 
 
+# The library's own loss and delivery counters, exposed as metrics (outcome label -> attribute).
+_AUDIT_OUTCOMES = (
+    ("written", "written_events"),
+    ("written", "logged_events"),
+    ("persisted", "persisted_events"),
+    ("dropped", "dropped_events"),
+    ("failed", "failed_events"),
+    ("evicted", "evicted_events"),
+    ("filtered", "filtered_events"),
+)
+_SPAN_OUTCOMES = (
+    ("exported", "exported_spans"),
+    ("dropped", "dropped_spans"),
+    ("evicted", "evicted_spans"),
+)
+_METRICS_COUNTERS = (
+    ("observability_metric_series_overflows_total", "series_overflows"),
+    ("observability_exemplars_dropped_total", "dropped_exemplars"),
+    ("observability_push_failures_total", "push_failures"),
+)
+# name -> (label names, HELP text)
+_SELF_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
+    "observability_audit_events_total": (
+        ("backend", "outcome"),
+        "Audit events by backend and outcome (written, persisted, dropped, failed, evicted, "
+        "filtered by level)",
+    ),
+    "observability_audit_delivery_failures_total": (
+        ("backend",),
+        "Deliveries from a composite audit backend to one of its backends that failed",
+    ),
+    "observability_spans_total": (
+        ("outcome",),
+        "Finished spans by outcome (exported, dropped, evicted from memory)",
+    ),
+    "observability_metric_series_overflows_total": (
+        (),
+        "Samples folded into a metric's overflow series because it hit its cardinality limit",
+    ),
+    "observability_exemplars_dropped_total": (
+        (),
+        "Exemplars not attached because they exceeded the OpenMetrics size limit",
+    ),
+    "observability_push_failures_total": ((), "Pushes to a Pushgateway that failed"),
+}
+
+
+def _audit_backends(backend: Any) -> Iterator[Any]:
+    """``backend`` and every backend it wraps (async, composite), outermost first."""
+    yield backend
+    inner = getattr(backend, "backend", None)
+    if inner is not None:
+        yield from _audit_backends(inner)
+    for child in getattr(backend, "backends", None) or ():
+        yield from _audit_backends(child)
+
+
+class _SelfObservation:
+    """A metrics collect hook that publishes the library's own counters before each read.
+
+    Every component keeps its counters in plain attributes; at scrape time their growth since
+    the last scrape is added to counters named ``observability_*`` (the backend's prefix applies),
+    so a lost audit event, a dropped span or a failed push is visible where alerts are written.
+    """
+
+    def __init__(self, manager: ObservabilityManager) -> None:
+        self._manager = manager
+        self._published: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._lock = threading.Lock()
+        register = getattr(manager.metrics_backend, "register", None)
+        if callable(register):
+            for name, (label_names, documentation) in _SELF_METRICS.items():
+                register(name, "counter", documentation, label_names=label_names)
+
+    def _readings(self) -> Iterator[tuple[str, dict[str, str], float]]:
+        manager = self._manager
+        if manager.audit_backend is not None:
+            for backend in _audit_backends(manager.audit_backend):
+                name = type(backend).__name__
+                for outcome, attribute in _AUDIT_OUTCOMES:
+                    value = getattr(backend, attribute, None)
+                    if isinstance(value, int | float):
+                        labels = {"backend": name, "outcome": outcome}
+                        yield "observability_audit_events_total", labels, float(value)
+                failures = getattr(backend, "failed_deliveries", None)
+                if isinstance(failures, int | float):
+                    yield "observability_audit_delivery_failures_total", {"backend": name}, failures
+        for outcome, attribute in _SPAN_OUTCOMES:
+            value = getattr(manager.tracer, attribute, None)
+            if isinstance(value, int | float):
+                yield "observability_spans_total", {"outcome": outcome}, float(value)
+        for metric, attribute in _METRICS_COUNTERS:
+            value = getattr(manager.metrics_backend, attribute, None)
+            if isinstance(value, int | float):
+                yield metric, {}, float(value)
+
+    def __call__(self) -> None:
+        backend = self._manager.metrics_backend
+        with self._lock:
+            for name, labels, value in self._readings():
+                key = (name, tuple(sorted(labels.items())))
+                growth = value - self._published.get(key, 0.0)
+                if growth >= 0:  # a counter that was reset by its owner is not republished
+                    backend.increment(name, growth, labels)
+                    self._published[key] = value
+
+
 class ObservabilityManager:
     """The three pillars for one store, created from an ``ObservabilityConfig``.
 
@@ -121,6 +229,10 @@ class ObservabilityManager:
             self._owned.append(self.tracer)
         else:
             self.tracer = NoopTracer(self.config.tracing)
+
+        add_collect_hook = getattr(self.metrics_backend, "add_collect_hook", None)
+        if callable(add_collect_hook):
+            add_collect_hook(_SelfObservation(self))
 
         self._closed = False
 
