@@ -17,7 +17,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
         test-rust pytest bench
 
 demo: install
-	truthound-obs demo --require-native
+	truthound-obs demo --require-native --overwrite
 
 test: system-deps install-test lint test-rust pytest
 
@@ -29,7 +29,7 @@ $(BIN)/python:
 
 # One optimised (release) build of the native core, installed with the runtime dependencies.
 install: venv
-	$(BIN)/python -m pip install --quiet .
+	$(BIN)/python -m pip install --quiet '.[opentelemetry]'
 
 install-test: venv
 	$(BIN)/python -m pip install --quiet '.[test]'

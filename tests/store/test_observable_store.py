@@ -3,6 +3,7 @@ exactly once, with the three pillars correlated."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,3 +281,24 @@ def test_default_configuration_builds_without_network_or_server(
 def test_non_stores_are_rejected_by_name() -> None:
     with pytest.raises(ValueError, match="is not a BaseStore"):
         ObservableStore({"not": "a store"})  # type: ignore[arg-type]
+
+
+def test_data_previews_are_audited_redacted_and_kept_out_of_spans(tracer: InMemoryTracer) -> None:
+    config = ObservabilityConfig(
+        audit=AuditConfig(backend="memory", include_data_preview=True, max_data_preview_size=200),
+        metrics=MetricsConfig(prefix=""),
+    )
+    store = ObservableStore(
+        InMemoryStore(), manager=ObservabilityManager(config, "InMemoryStore", tracer=tracer)
+    )
+    store.save({"id": "u1", "owner": "bob@example.com", "password": "hunter2", "size": 3})
+    store.save({"id": "u2", "blob": "x" * 500})
+    small, large = reversed(_audit(store, "save"))
+    assert small.metadata["data_preview"]["id"] == "u1"
+    assert small.metadata["data_preview"]["password"] == "[REDACTED]"
+    assert "bob@example.com" not in json.dumps(small.to_dict())
+    assert "hunter2" not in json.dumps(small.to_dict())
+    assert large.metadata["data_preview"].endswith("...")
+    assert len(large.metadata["data_preview"]) == 203
+    for span in tracer.get_spans_by_name("store.save"):
+        assert not any("preview" in key for key in span.attributes)

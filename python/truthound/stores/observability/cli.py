@@ -1,4 +1,11 @@
-"""The ``truthound-obs`` command-line tool."""
+"""The ``truthound-obs`` command-line tool.
+
+truthound-obs demo                 an instrumented store workload showing all three pillars
+truthound-obs audit query PATH     audit events matching filters (table or JSON Lines)
+truthound-obs audit tail PATH      the last audit events, optionally following new ones
+truthound-obs bench                native vs pure (vs prometheus_client / OpenTelemetry SDK)
+truthound-obs core                 which core is active
+"""
 
 from __future__ import annotations
 
@@ -6,42 +13,63 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ._audit_cli import UsageError, add_audit_commands
 from ._core import active_core, native_available
+from ._demo import add_demo_command
 
 __all__ = ["main"]
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _core(args: argparse.Namespace) -> int:
+    print(active_core())
+    if args.require_native and active_core() != "native":
+        reason = "not importable" if not native_available() else "not selected"
+        print(f"error: the native core is required but {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ._bench import run
+
+    return run(seconds_per_case=args.seconds, out=sys.stdout, progress=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="truthound-obs",
         description="Audit logging, Prometheus metrics and tracing for storage systems.",
+        epilog="The native (Rust) core serves everything unless TRUTHOUND_OBSERVABILITY_CORE=pure.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser(
-        "demo", help="run an instrumented store workload that shows all three pillars"
+    add_demo_command(commands)
+    add_audit_commands(commands)
+    bench = commands.add_parser(
+        "bench",
+        help="compare the cores and the usual libraries on this machine (< 1 minute)",
+        description="Median time per call of common workloads: native core, pure-Python core, "
+        "and prometheus_client / the OpenTelemetry SDK when installed.",
     )
+    bench.add_argument(
+        "--seconds", type=float, default=0.15, help="measuring time per case (default 0.15)"
+    )
+    bench.set_defaults(handler=_bench)
     core = commands.add_parser("core", help="print which core (native or pure) is active")
-    for command in (demo, core):
-        command.add_argument(
-            "--require-native",
-            action="store_true",
-            help="exit with status 1 unless the native core is active",
-        )
+    core.add_argument(
+        "--require-native", action="store_true", help="exit with 1 unless the native core is active"
+    )
+    core.set_defaults(handler=_core)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``truthound-obs``; returns the process exit status."""
-    args = _build_parser().parse_args(argv)
-    core = active_core()
-    if args.command == "core":
-        print(core)
-    else:
-        print(
-            f"truthound-obs demo: the {core} core is active "
-            f"(native available: {native_available()})"
-        )
-    if args.require_native and core != "native":
-        print("error: the native core is required but not active", file=sys.stderr)
-        return 1
-    return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except UsageError as error:
+        parser.exit(2, f"truthound-obs: error: {error}\n")
+    except KeyboardInterrupt:
+        return 130
+    return status

@@ -10,6 +10,7 @@ store propagate unchanged.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -250,13 +251,17 @@ class ObservabilityManager:
         resource_type: str = "",
         resource_id: str | None = None,
         context: ObservabilityContext | None = None,
+        *,
+        audit_metadata: Mapping[str, Any] | None = None,
         **attributes: Any,
     ) -> Iterator[ObservabilityContext]:
         """Observes the block as one store operation.
 
         Opens span ``store.<operation>`` (the context's trace id is continued), yields the context
         carrying the span's ids, and on exit records the operation's metrics (and the error type
-        on failure) and one audit event. Exceptions propagate unchanged.
+        on failure) and one audit event. ``attributes`` go to the span and the audit event's
+        metadata; ``audit_metadata`` to the audit event only (where redaction applies).
+        Exceptions propagate unchanged.
         """
         context = context if context is not None else self.create_context()
         span_attributes = {
@@ -275,7 +280,13 @@ class ObservabilityManager:
                 context = context.with_span(span.trace_id, span.span_id)
             audit_block: AbstractContextManager[Any] = (
                 self.audit.operation(
-                    event_type, operation, resource_type, resource_id, context, **attributes
+                    event_type,
+                    operation,
+                    resource_type,
+                    resource_id,
+                    context,
+                    **attributes,
+                    **(audit_metadata or {}),
                 )
                 if self.audit is not None
                 else nullcontext()
@@ -386,6 +397,7 @@ class ObservableStore(BaseStore[T, Any], Generic[T]):
         event_type: AuditEventType,
         context: ObservabilityContext | None,
         resource_id: str | None = None,
+        audit_metadata: Mapping[str, Any] | None = None,
         **attributes: Any,
     ) -> AbstractContextManager[ObservabilityContext]:
         return self.observability.observe(
@@ -394,8 +406,27 @@ class ObservableStore(BaseStore[T, Any], Generic[T]):
             resource_type=type(self._store).__name__,
             resource_id=resource_id,
             context=context or self._context,
+            audit_metadata=audit_metadata,
             **attributes,
         )
+
+    def _data_preview(self, *items: Any) -> dict[str, Any] | None:
+        """``AuditConfig.include_data_preview``: the saved data, for the audit event only.
+
+        An item whose JSON fits in ``max_data_preview_size`` characters is kept as it is (so
+        redaction by field name applies to its keys); a larger one becomes truncated text.
+        """
+        audit = self.observability.config.audit
+        if not audit.include_data_preview or self.observability.audit is None:
+            return None
+        previews: list[Any] = []
+        for item in items:
+            text = json.dumps(item, default=str, ensure_ascii=False)
+            if len(text) <= audit.max_data_preview_size:
+                previews.append(item)
+            else:
+                previews.append(text[: audit.max_data_preview_size] + "...")
+        return {"data_preview": previews[0] if len(items) == 1 else previews}
 
     def initialize(self) -> None:
         with self._observe("initialize", AuditEventType.INITIALIZE, None):
@@ -422,7 +453,9 @@ class ObservableStore(BaseStore[T, Any], Generic[T]):
     # ---- observed operations ------------------------------------------------------------------
 
     def save(self, item: T, *, context: ObservabilityContext | None = None) -> str:
-        with self._observe("save", AuditEventType.CREATE, context):
+        with self._observe(
+            "save", AuditEventType.CREATE, context, audit_metadata=self._data_preview(item)
+        ):
             item_id = self._store.save(item)
             self.observability.set_resource_id(item_id)
             return item_id
@@ -485,7 +518,11 @@ class ObservableStore(BaseStore[T, Any], Generic[T]):
         """Saves every item as one observed batch operation; returns their ids."""
         items = list(items)
         with self._observe(
-            "save_batch", AuditEventType.BATCH_CREATE, context, batch_size=len(items)
+            "save_batch",
+            AuditEventType.BATCH_CREATE,
+            context,
+            audit_metadata=self._data_preview(*items),
+            batch_size=len(items),
         ):
             return [self._store.save(item) for item in items]
 
