@@ -216,7 +216,10 @@ def _measure(case: Case, seconds: float) -> float | None:
         except ImportError:
             return None
         timer = timeit.Timer(statement, globals=names)
-        number, elapsed = timer.autorange()
+        number, elapsed = 1, timer.timeit(1)
+        while elapsed < seconds / 20 and number < 10_000_000:  # calibrate: ~1/20 of the budget
+            number *= 4
+            elapsed = timer.timeit(number)
         per_run = max(1, int(number * (seconds / 5) / max(elapsed, 1e-9)))
         runs = timer.repeat(repeat=5, number=per_run)
     return statistics.median(runs) / per_run

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and prometheus_client / the OpenTelemetry SDK when installed.",
     )
     bench.add_argument(
-        "--seconds", type=float, default=0.15, help="measuring time per case (default 0.15)"
+        "--seconds", type=float, default=0.4, help="measuring time per case (default 0.4)"
     )
     bench.set_defaults(handler=_bench)
     core = commands.add_parser("core", help="print which core (native or pure) is active")
