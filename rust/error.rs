@@ -19,6 +19,8 @@ pub enum ErrorKind {
     MetricConflict,
     /// Metrics: a value the metric type forbids (negative or NaN counter increment...).
     InvalidMetricValue,
+    /// Metrics: the multiprocess directory or a file in it cannot be used (`OSError`).
+    Multiprocess,
 }
 
 /// A rejected operation: what kind of failure, which item, and why.

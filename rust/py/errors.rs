@@ -16,6 +16,8 @@ pyo3::import_exception!(
     InvalidMetricValueError
 );
 
+pyo3::import_exception!(truthound.stores.observability.errors, MultiprocessError);
+
 impl From<Error> for PyErr {
     #[cold]
     fn from(error: Error) -> Self {
@@ -26,6 +28,7 @@ impl From<Error> for PyErr {
             ErrorKind::InvalidLabel => InvalidLabelError::new_err(message),
             ErrorKind::MetricConflict => MetricConflictError::new_err(message),
             ErrorKind::InvalidMetricValue => InvalidMetricValueError::new_err(message),
+            ErrorKind::Multiprocess => MultiprocessError::new_err(message),
         }
     }
 }

@@ -51,3 +51,10 @@ class MetricsServerError(ObservabilityError, OSError):
 
 class PushGatewayError(ObservabilityError, OSError):
     """A push to a Pushgateway failed (raised only with ``raise_on_error=True``)."""
+
+
+__all__ += ["MultiprocessError"]
+
+
+class MultiprocessError(ObservabilityError, OSError):
+    """The multiprocess metrics directory (or a file in it) cannot be created or used."""
