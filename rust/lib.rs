@@ -27,7 +27,7 @@ mod _native {
     // ---- Metrics pillar ------------------------------------------------------------------
 
     #[pymodule_export]
-    use crate::py::metrics::format_float;
+    use crate::py::metrics::{compact_directory, encode_directory, format_float};
     #[pymodule_export]
     use crate::py::metrics::{
         CounterSeries, GaugeSeries, HistogramSeries, MetricSet, OperationRecorder, SummarySeries,
