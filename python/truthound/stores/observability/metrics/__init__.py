@@ -8,6 +8,7 @@ pure-Python core produces the same bytes when the native one is unavailable).
 from __future__ import annotations
 
 from ._backend import InMemoryMetricsBackend, Metric, PrometheusMetricsBackend
+from . import multiprocess
 from ._bridge import PrometheusClientCollector
 from ._exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, prefers_openmetrics
 from ._registry import MetricsRegistry
@@ -28,5 +29,6 @@ __all__ = [
     "PrometheusMetricsBackend",
     "StoreMetrics",
     "SummaryValue",
+    "multiprocess",
     "prefers_openmetrics",
 ]
