@@ -27,10 +27,10 @@ enum Owner {
 pub struct Cells {
     ptr: *const AtomicU64,
     len: usize,
-    _owner: Owner,
+    owner: Owner,
 }
 
-// SAFETY: `ptr` points into memory owned by `_owner` (a heap slice or a shared mapping that
+// SAFETY: `ptr` points into memory owned by `owner` (a heap slice or a shared mapping that
 // `Backing` keeps alive) and is only accessed through atomics.
 #[allow(unsafe_code)]
 unsafe impl Send for Cells {}
@@ -46,7 +46,7 @@ impl Cells {
         Self {
             ptr: cells.as_ptr(),
             len,
-            _owner: Owner::Heap(cells),
+            owner: Owner::Heap(cells),
         }
     }
 
@@ -61,7 +61,7 @@ impl Cells {
         Self {
             ptr,
             len,
-            _owner: Owner::Shared(backing),
+            owner: Owner::Shared(backing),
         }
     }
 
@@ -78,7 +78,7 @@ impl Cells {
     /// Whether the cells live in a shared mapping.
     #[must_use]
     pub fn is_shared(&self) -> bool {
-        matches!(self._owner, Owner::Shared(_))
+        matches!(self.owner, Owner::Shared(_))
     }
 
     #[inline]

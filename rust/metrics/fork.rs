@@ -167,7 +167,9 @@ pub fn lock<T>(mutex: &Mutex<T>) -> Gated<MutexGuard<'_, T>> {
 pub fn read<T>(lock: &RwLock<T>) -> Gated<RwLockReadGuard<'_, T>> {
     let token = enter();
     Gated {
-        guard: lock.read().unwrap_or_else(std::sync::PoisonError::into_inner),
+        guard: lock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
         _token: token,
     }
 }
@@ -177,7 +179,9 @@ pub fn read<T>(lock: &RwLock<T>) -> Gated<RwLockReadGuard<'_, T>> {
 pub fn write<T>(lock: &RwLock<T>) -> Gated<RwLockWriteGuard<'_, T>> {
     let token = enter();
     Gated {
-        guard: lock.write().unwrap_or_else(std::sync::PoisonError::into_inner),
+        guard: lock
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
         _token: token,
     }
 }
@@ -291,7 +295,11 @@ mod tests {
             })
         };
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(*mutex.try_lock().unwrap(), 1, "new sections wait for the fork");
+        assert_eq!(
+            *mutex.try_lock().unwrap(),
+            1,
+            "new sections wait for the fork"
+        );
         parent();
         blocked.join().unwrap();
         holder.join().unwrap();

@@ -23,13 +23,13 @@ use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
 
 use super::cells::Cells;
+use super::exposition_text::escape_label_value;
+use super::float::format_float;
 use super::fork;
 use super::multiprocess::format::{self as mpformat, SLOT_HEADER};
 use super::multiprocess::read::Aggregate;
 use super::multiprocess::slab::Slab;
 use super::multiprocess::{GaugeMode, MultiprocessCounters, wall_clock};
-use super::exposition_text::escape_label_value;
-use super::float::format_float;
 use super::names::{self, Kind};
 use super::sketch::{Sketch, SketchParams, WindowedSketch};
 use crate::error::{Error, ErrorKind, Result};
@@ -456,13 +456,7 @@ impl Series {
     #[must_use]
     pub fn exemplars(&self) -> Vec<Option<Exemplar>> {
         self.exemplars.get().map_or_else(Vec::new, |slots| {
-            slots
-                .iter()
-                .map(|slot| {
-                    fork::lock(&slot)
-                        .clone()
-                })
-                .collect()
+            slots.iter().map(|slot| fork::lock(slot).clone()).collect()
         })
     }
 
@@ -520,7 +514,9 @@ impl Series {
             cells.store_u64(base, seq + 2);
         }
         let seq = cells.load_u64(base);
-        cells.cell(base).store(seq + 1, std::sync::atomic::Ordering::Release);
+        cells
+            .cell(base)
+            .store(seq + 1, std::sync::atomic::Ordering::Release);
         let count = cells.load_u64(base + 2);
         if count == 0 {
             cells.store_f64(base + 4, value);
@@ -532,11 +528,18 @@ impl Series {
         cells.store_u64(base + 2, count + 1);
         if value > 0.0 {
             let key = layout.sketch.key(value);
-            insert_bin(cells, base, mpformat::slot_bins(layout.sketch.max_bins as u64), key);
+            insert_bin(
+                cells,
+                base,
+                mpformat::slot_bins(layout.sketch.max_bins as u64),
+                key,
+            );
         } else {
             cells.store_u64(base + 3, cells.load_u64(base + 3) + 1);
         }
-        cells.cell(base).store(seq + 2, std::sync::atomic::Ordering::Release);
+        cells
+            .cell(base)
+            .store(seq + 2, std::sync::atomic::Ordering::Release);
     }
 
     /// This process's window of a shared summary.
@@ -550,13 +553,21 @@ impl Series {
             let base = self.slot_base(slot);
             let tag = cells.load_u64(base + 1);
             let count = cells.load_u64(base + 2);
-            if tag == 0 || count == 0 || tag - 1 > current || tag - 1 + layout.age_buckets as u64 <= current {
+            if tag == 0
+                || count == 0
+                || tag - 1 > current
+                || tag - 1 + layout.age_buckets as u64 <= current
+            {
                 continue;
             }
-            let n = (cells.load_u64(base + 6) as usize).min(mpformat::slot_bins(layout.sketch.max_bins as u64));
+            let n = (cells.load_u64(base + 6) as usize)
+                .min(mpformat::slot_bins(layout.sketch.max_bins as u64));
             let bins = (0..n).map(|i| {
                 let word = cells.load_u64(base + SLOT_HEADER + i);
-                (mpformat::bin_key(word), u64::from(mpformat::bin_count(word)))
+                (
+                    mpformat::bin_key(word),
+                    u64::from(mpformat::bin_count(word)),
+                )
             });
             let part = Sketch::from_parts(
                 bins.collect(),
@@ -580,7 +591,7 @@ fn insert_bin(cells: &Cells, base: usize, cap: usize, key: i32) {
     // Binary search for the first bin whose key is >= `key`.
     let (mut lo, mut hi) = (0, n);
     while lo < hi {
-        let mid = (lo + hi) / 2;
+        let mid = usize::midpoint(lo, hi);
         if key_at(mid) < key {
             lo = mid + 1;
         } else {
@@ -591,7 +602,10 @@ fn insert_bin(cells: &Cells, base: usize, cap: usize, key: i32) {
     let bump = |i: usize, by: u32| {
         let word = cells.load_u64(first + i);
         let count = mpformat::bin_count(word).saturating_add(by);
-        cells.store_u64(first + i, mpformat::bin_word(mpformat::bin_key(word), count));
+        cells.store_u64(
+            first + i,
+            mpformat::bin_word(mpformat::bin_key(word), count),
+        );
     };
     if position < n && key_at(position) == key {
         bump(position, 1);
@@ -670,8 +684,7 @@ impl Family {
     /// The HELP text (generated when none was given).
     #[must_use]
     pub fn documentation(&self) -> String {
-        fork::read(&self.documentation)
-            .to_string()
+        fork::read(&self.documentation).to_string()
     }
 
     /// The label names of every series, sorted.
@@ -746,9 +759,7 @@ impl Family {
                 && s.values.len() == values.len()
                 && s.values.iter().zip(values).all(|(a, b)| **a == **b)
         };
-        if let Some(found) = fork::read(&shard)
-            .find(hash, eq)
-        {
+        if let Some(found) = fork::read(shard).find(hash, eq) {
             return Arc::clone(found);
         }
         self.insert(hash, values, clock)
@@ -767,14 +778,12 @@ impl Family {
         if self.len.load(Ordering::Relaxed) >= self.max_series {
             // At the limit (no write lock for every overflowing sample), unless another thread
             // inserted this very label set since our lookup.
-            if let Some(found) = fork::read(&shard)
-                .find(hash, eq)
-            {
+            if let Some(found) = fork::read(shard).find(hash, eq) {
                 return Arc::clone(found);
             }
             return self.overflow_series(now);
         }
-        let mut table = fork::write(&shard);
+        let mut table = fork::write(shard);
         if let Some(found) = table.find(hash, eq) {
             return Arc::clone(found);
         }
@@ -792,8 +801,7 @@ impl Family {
         let series = Arc::new(self.new_series(hash, values, false, now));
         table.insert_unique(hash, Arc::clone(&series), |s| s.hash);
         drop(table);
-        fork::write(&self.ordered)
-            .push(Arc::clone(&series));
+        fork::write(&self.ordered).push(Arc::clone(&series));
         series
     }
 
@@ -891,8 +899,7 @@ impl Family {
     /// Every series in creation order, the overflow series (if any) last.
     #[must_use]
     pub fn all_series(&self) -> Vec<Arc<Series>> {
-        let mut all = fork::read(&self.ordered)
-            .clone();
+        let mut all = fork::read(&self.ordered).clone();
         if let Some(overflow) = self.overflow.get() {
             all.push(Arc::clone(overflow));
         }
@@ -904,8 +911,7 @@ impl Family {
     /// series creation waits for one chunk at most, and recording never waits.
     pub fn for_each_series(&self, mut f: impl FnMut(&Series)) {
         const CHUNK: usize = 256;
-        let len = fork::read(&self.ordered)
-            .len();
+        let len = fork::read(&self.ordered).len();
         let mut start = 0;
         while start < len {
             let end = (start + CHUNK).min(len);
@@ -1086,11 +1092,9 @@ impl Registry {
     /// returning 0 outside multiprocess mode or when another process is compacting).
     pub fn compact(&self) -> Result<usize> {
         match &self.slab {
-            Some(slab) => super::multiprocess::read::compact(
-                slab.dir(),
-                self.clock.now(),
-                &self.mp_counters,
-            ),
+            Some(slab) => {
+                super::multiprocess::read::compact(slab.dir(), self.clock.now(), &self.mp_counters)
+            }
             None => Ok(0),
         }
     }
@@ -1109,6 +1113,7 @@ impl Registry {
     /// A registry holding `aggregate` (no prefix or default labels: its names and labels are
     /// the exposed ones), families and series sorted by name and label values.
     #[must_use]
+    #[allow(clippy::too_many_lines)] // one pass building families and series, in order
     pub fn from_aggregate(aggregate: &Aggregate, config: &RegistryConfig) -> Registry {
         let registry = Registry::new(
             RegistryConfig {
@@ -1213,7 +1218,10 @@ impl Registry {
                     .map(|suffix| format!("{}{suffix}", def.name)),
             );
             for exposed in owned {
-                state.owned.entry(exposed).or_insert_with(|| Arc::clone(&built));
+                state
+                    .owned
+                    .entry(exposed)
+                    .or_insert_with(|| Arc::clone(&built));
             }
             state.families.push(built);
         }
@@ -1414,7 +1422,7 @@ impl Registry {
                 && let Some(shared) = &existing.shared
             {
                 let mut def = fork::lock(&shared.def);
-                def.help = doc.to_owned();
+                doc.clone_into(&mut def.help);
                 shared.slab.define(&mut def, false);
             }
             *current = doc.into();
@@ -1539,9 +1547,7 @@ impl Registry {
     /// Every family in creation order.
     #[must_use]
     pub fn families(&self) -> Vec<Arc<Family>> {
-        fork::lock(&self.state)
-            .families
-            .clone()
+        fork::lock(&self.state).families.clone()
     }
 
     /// Finds a family by a caller's name without creating it.
@@ -1867,7 +1873,10 @@ mod tests {
             .series(&["read"], r.clock())
             .counter_add("ops_total", n)
             .unwrap();
-        let h = r.family("lat", Kind::Histogram, &[]).unwrap().series(&[], r.clock());
+        let h = r
+            .family("lat", Kind::Histogram, &[])
+            .unwrap()
+            .series(&[], r.clock());
         h.histogram_observe("lat", 1.5, None).unwrap();
         let spec = FamilySpec {
             label_names: Some(vec![]),
@@ -1875,9 +1884,18 @@ mod tests {
             ..FamilySpec::default()
         };
         r.register("peak", Kind::Gauge, &spec, true).unwrap();
-        r.family("peak", Kind::Gauge, &[]).unwrap().series(&[], r.clock()).gauge_set(n);
-        r.family("live", Kind::Gauge, &[]).unwrap().series(&[], r.clock()).gauge_set(1.0);
-        let s = r.family("size", Kind::Summary, &[]).unwrap().series(&[], r.clock());
+        r.family("peak", Kind::Gauge, &[])
+            .unwrap()
+            .series(&[], r.clock())
+            .gauge_set(n);
+        r.family("live", Kind::Gauge, &[])
+            .unwrap()
+            .series(&[], r.clock())
+            .gauge_set(1.0);
+        let s = r
+            .family("size", Kind::Summary, &[])
+            .unwrap()
+            .series(&[], r.clock());
         s.summary_observe("size", n, 1000.0).unwrap();
     }
 
@@ -1889,25 +1907,45 @@ mod tests {
         record(&a, 2.0);
         record(&b, 5.0);
         let before = encode_aggregate(&a);
-        assert!(before.contains("app_ops_total{op=\"read\",svc=\"a\"} 7.0\n"), "{before}");
-        assert!(before.contains("app_lat_count{svc=\"a\"} 2.0\n"), "{before}");
+        assert!(
+            before.contains("app_ops_total{op=\"read\",svc=\"a\"} 7.0\n"),
+            "{before}"
+        );
+        assert!(
+            before.contains("app_lat_count{svc=\"a\"} 2.0\n"),
+            "{before}"
+        );
         assert!(before.contains("app_peak{svc=\"a\"} 5.0\n"), "{before}");
         assert!(before.contains("app_live{svc=\"a\"} 2.0\n"), "{before}");
         assert!(before.contains("app_size_sum{svc=\"a\"} 7.0\n"), "{before}");
         drop(b); // its writer file is now dead
         let after = encode_aggregate(&a);
-        assert_eq!(a.multiprocess_counters().compacted_files.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            a.multiprocess_counters()
+                .compacted_files
+                .load(Ordering::Relaxed),
+            1
+        );
         assert!(dir.join("archive.db").exists());
-        assert!(after.contains("app_ops_total{op=\"read\",svc=\"a\"} 7.0\n"), "{after}");
+        assert!(
+            after.contains("app_ops_total{op=\"read\",svc=\"a\"} 7.0\n"),
+            "{after}"
+        );
         assert!(after.contains("app_peak{svc=\"a\"} 5.0\n"), "{after}");
         assert!(after.contains("app_live{svc=\"a\"} 1.0\n"), "{after}");
         assert!(after.contains("app_size_count{svc=\"a\"} 2.0\n"), "{after}");
         record(&a, 1.0);
         let more = encode_aggregate(&a);
-        assert!(more.contains("app_ops_total{op=\"read\",svc=\"a\"} 8.0\n"), "{more}");
+        assert!(
+            more.contains("app_ops_total{op=\"read\",svc=\"a\"} 8.0\n"),
+            "{more}"
+        );
         a.reset();
         let reset = encode_aggregate(&a);
-        assert!(reset.contains("app_ops_total{op=\"read\",svc=\"a\"} 5.0\n"), "{reset}");
+        assert!(
+            reset.contains("app_ops_total{op=\"read\",svc=\"a\"} 5.0\n"),
+            "{reset}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1924,7 +1962,10 @@ mod tests {
             multiprocess_dir: Some(dir.clone()),
             ..RegistryConfig::default()
         });
-        let s = r.family("x", Kind::Summary, &[]).unwrap().series(&[], r.clock());
+        let s = r
+            .family("x", Kind::Summary, &[])
+            .unwrap()
+            .series(&[], r.clock());
         for v in [100.0, 1.0, 10.0, 1000.0, 0.1, 5.0] {
             s.summary_observe("x", v, 1000.0).unwrap();
         }

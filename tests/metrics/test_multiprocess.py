@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import multiprocessing
 import os
 import signal
@@ -65,7 +66,9 @@ def _child_records(core: str, directory: str) -> None:
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_a_scrape_aggregates_live_and_dead_processes(core: str, method: str, tmp_path: Path) -> None:
+def test_a_scrape_aggregates_live_and_dead_processes(
+    core: str, method: str, tmp_path: Path
+) -> None:
     directory = multiprocess.enable(tmp_path / "metrics")
     metrics = InMemoryMetricsBackend(prefix="app")
     assert metrics.multiprocess_directory == directory
@@ -268,7 +271,7 @@ def test_concurrent_scrapes_during_compaction_never_see_a_counter_decrease(
     assert not errors
     for values in seen:
         assert values
-        assert all(a <= b for a, b in zip(values, values[1:], strict=False))
+        assert all(a <= b for a, b in itertools.pairwise(values))
     assert mp_workers.backend(directory).get("jobs_total") == 1600
 
 

@@ -3,6 +3,7 @@ increments, aggregates exact and never decreasing between scrapes."""
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import sys
 import threading
@@ -49,7 +50,7 @@ def recycle(core: str, directory: str, generations: int, increments: int, method
     total = generations * WORKERS * increments
     for kind in mp_workers.KINDS:
         values = history[kind]
-        assert all(a <= b for a, b in zip(values, values[1:], strict=False)), kind
+        assert all(a <= b for a, b in itertools.pairwise(values)), kind
         assert scraper.get("jobs_total", {"kind": kind}) == total / 4
     latency = scraper.get("latency_seconds")
     assert latency is not None

@@ -288,7 +288,7 @@ pub fn parse_family(body: &[u8]) -> Option<FamilyDef> {
     let labels = (0..n_labels)
         .map(|_| r.string().map(str::to_owned))
         .collect::<Option<Vec<_>>>()?;
-    if kind == Kind::Summary && !(age_buckets >= 1 && age_buckets <= 1024 && max_age > 0.0) {
+    if kind == Kind::Summary && !((1..=1024).contains(&age_buckets) && max_age > 0.0) {
         return None;
     }
     Some(FamilyDef {
@@ -311,13 +311,13 @@ pub fn parse_family(body: &[u8]) -> Option<FamilyDef> {
 #[inline]
 #[must_use]
 pub fn bin_word(key: i32, count: u32) -> u64 {
-    (u64::from(key.cast_unsigned()) << 32) | u64::from(count)
+    (u64::from(key as u32) << 32) | u64::from(count)
 }
 
 #[inline]
 #[must_use]
 pub fn bin_key(word: u64) -> i32 {
-    ((word >> 32) as u32).cast_signed()
+    (word >> 32) as u32 as i32
 }
 
 #[inline]

@@ -67,7 +67,11 @@ pub fn fsum(values: impl IntoIterator<Item = f64>) -> f64 {
         }
     }
     if has_special {
-        return if infinities.is_nan() { f64::NAN } else { special };
+        return if infinities.is_nan() {
+            f64::NAN
+        } else {
+            special
+        };
     }
     round_partials(&partials)
 }

@@ -381,7 +381,12 @@ impl Aggregate {
                     if matches!(mode, GaugeMode::Sum | GaugeMode::LiveSum) {
                         add_sum(target);
                     } else {
-                        combine_gauge(target, mode, f64::from_bits(cells[0]), f64::from_bits(cells[1]));
+                        combine_gauge(
+                            target,
+                            mode,
+                            f64::from_bits(cells[0]),
+                            f64::from_bits(cells[1]),
+                        );
                     }
                 }
                 Kind::Histogram => {
@@ -606,10 +611,7 @@ fn writer_files(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Opens and parses one file; `None` (counted) when it cannot be read.
-fn read_file(
-    path: &Path,
-    counters: &MultiprocessCounters,
-) -> Option<(File, ParsedFile)> {
+fn read_file(path: &Path, counters: &MultiprocessCounters) -> Option<(File, ParsedFile)> {
     let file = File::open(path).ok()?;
     let parsed = ReadMap::open(&file).and_then(|map| parse(&map, counters));
     match parsed {
@@ -644,7 +646,7 @@ fn sort_files(files: &mut [ParsedFile]) {
 /// Aggregates every file of `dir` at time `now` (under the shared directory lock).
 pub fn scan(dir: &Path, now: f64, counters: &MultiprocessCounters) -> Result<Aggregate> {
     let lock = open_lock(dir)?;
-    lock_shared(&lock);
+    let _ = lock_shared(&lock);
     let result = scan_locked(dir, now, counters);
     unlock(&lock);
     result

@@ -107,6 +107,8 @@ pub fn writer_is_dead(file: &File) -> bool {
     }
 }
 
+/// Takes a shared lock on `file`, waiting for an exclusive holder.
+#[must_use = "a failed lock means no protection"]
 pub fn lock_shared(file: &File) -> bool {
     flock(file, libc::LOCK_SH)
 }
@@ -188,10 +190,10 @@ fn create_file(dir: &Path) -> Result<(File, PathBuf, Chunk)> {
         header_word(&chunk, OFF_PID).store(u64::from(pid), Ordering::Relaxed);
         header_word(&chunk, OFF_CREATED).store(wall_clock().to_bits(), Ordering::Relaxed);
         header_word(&chunk, OFF_USED).store(HEADER as u64, Ordering::Release);
-        match std::fs::rename(&tmp, &path) {
-            Ok(()) => return Ok((file, path, chunk)),
-            // A compaction removed the temporary file before we locked it: try another name.
-            Err(_) => continue,
+        // A failed rename means a compaction removed the temporary file before we locked it:
+        // try another name.
+        if std::fs::rename(&tmp, &path).is_ok() {
+            return Ok((file, path, chunk));
         }
     }
     Err(last_error.unwrap_or_else(|| {
@@ -229,7 +231,9 @@ impl Slab {
         });
         fork::on_fork_child(after_fork_in_child);
         let _gate = fork::enter();
-        let mut slabs = SLABS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slabs = SLABS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         slabs.retain(|w| w.strong_count() > 0);
         slabs.push(Arc::downgrade(&slab));
         Ok(slab)
@@ -288,7 +292,11 @@ impl Slab {
         header_word(&state.chunks[0], OFF_USED).store(state.used as u64, Ordering::Release);
     }
 
-    fn write(state: &mut State, bytes: &[u8], total: usize) -> Result<(*mut u8, usize, Arc<Chunk>)> {
+    fn write(
+        state: &mut State,
+        bytes: &[u8],
+        total: usize,
+    ) -> Result<(*mut u8, usize, Arc<Chunk>)> {
         let (ptr, offset, chunk) = Self::reserve(state, total)?;
         // SAFETY: `reserve` returned `total >= bytes.len()` writable bytes at `ptr`, not yet
         // published to readers nor referenced by any cells.
@@ -392,20 +400,21 @@ impl Slab {
             }
         }
         zero_values(&state);
-        header_word(&state.chunks[0], OFF_PID).store(u64::from(std::process::id()), Ordering::Relaxed);
+        header_word(&state.chunks[0], OFF_PID)
+            .store(u64::from(std::process::id()), Ordering::Relaxed);
         header_word(&state.chunks[0], OFF_CREATED).store(wall_clock().to_bits(), Ordering::Relaxed);
     }
 
     fn remap(&self, state: &mut State) -> std::result::Result<(), ()> {
         let created = create_file(&self.dir);
         let Ok((file, path, first)) = created else {
-            return self.privatize(state);
+            return Self::privatize(state);
         };
         drop(first); // unmapped: the parent's content is copied below
         let end = state.chunks.last().map_or(0, |c| c.offset + c.len);
         if file.set_len(end as u64).is_err() {
             let _ = std::fs::remove_file(&path);
-            return self.privatize(state);
+            return Self::privatize(state);
         }
         for chunk in &state.chunks {
             let len = chunk.len.min(state.used.saturating_sub(chunk.offset));
@@ -421,7 +430,7 @@ impl Slab {
             };
             if written != len as isize {
                 let _ = std::fs::remove_file(&path);
-                return self.privatize(state);
+                return Self::privatize(state);
             }
         }
         for chunk in &state.chunks {
@@ -440,7 +449,7 @@ impl Slab {
             };
             if ptr != chunk.ptr.cast() {
                 let _ = std::fs::remove_file(&path);
-                return self.privatize(state);
+                return Self::privatize(state);
             }
         }
         // The inherited descriptor is closed (the parent keeps its lock), the new one kept.
@@ -451,7 +460,7 @@ impl Slab {
 
     /// Fallback when the child cannot get a file: private copy-on-write mappings, so the child
     /// never writes into the parent's file (its values are then invisible to scrapes).
-    fn privatize(&self, state: &State) -> std::result::Result<(), ()> {
+    fn privatize(state: &State) -> std::result::Result<(), ()> {
         for chunk in &state.chunks {
             // SAFETY: as in `remap`, with a private mapping of the same file range.
             #[allow(unsafe_code)]
@@ -485,9 +494,8 @@ fn zero_values(state: &State) {
         let within = offset - chunk.offset;
         // SAFETY: reading our own mapping inside the chunk (records never straddle chunks).
         #[allow(unsafe_code)]
-        let bytes = unsafe {
-            std::slice::from_raw_parts(chunk.ptr.add(within), chunk.len - within)
-        };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(chunk.ptr.add(within), chunk.len - within) };
         let len = u32::from_ne_bytes(bytes[..4].try_into().unwrap_or_default()) as usize;
         let kind = u16::from_ne_bytes(bytes[4..6].try_into().unwrap_or_default());
         if len < 8 || len > bytes.len() {

@@ -104,7 +104,8 @@ def nonce() -> int:
 
 def _add_finite(partials: list[float], x: float) -> None:
     i = 0
-    for y in list(partials):
+    for partial in list(partials):
+        y = partial
         if abs(x) < abs(y):
             x, y = y, x
         hi = x + y
@@ -507,7 +508,9 @@ class Slab:
                 os.pwrite(fd, mm[:length], offset)
             chunks = [
                 (
-                    mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=o),
+                    mmap.mmap(
+                        fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=o
+                    ),
                     o,
                     size,
                 )
@@ -631,7 +634,7 @@ class Cells:
         pack_d(self.mm, self.pos + 8 * i, value)
 
 
-def shared_observe(
+def shared_observe(  # noqa: PLR0917 - mirrors Series::shared_observe
     cells: Cells,
     value: float,
     now: float,
@@ -799,7 +802,7 @@ def _copy_slot(mm: Any, start: int, bins: int, out: list[int], first: int) -> No
     )
 
 
-def _parse_series(
+def _parse_series(  # noqa: PLR0917 - internal
     mm: Any, parsed: ParsedFile, offset: int, length: int, archive: bool, flags: int
 ) -> bool:
     r = _Reader(mm, offset + 8)
@@ -960,7 +963,9 @@ class Aggregate:
                 d.kind
             ]
 
-            def add_sum(target: AggSeries = target, series: FileSeries = series, at: int = sum_cell) -> None:
+            def add_sum(
+                target: AggSeries = target, series: FileSeries = series, at: int = sum_cell
+            ) -> None:
                 if series.partials is not None:
                     for p in series.partials:
                         add_partial(target.partials, p)
@@ -1126,7 +1131,9 @@ def _open_lock(directory: str) -> int:
     try:
         return os.open(os.path.join(directory, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as error:
-        raise MultiprocessError(f'"{directory}": cannot open the directory lock: {error}') from error
+        raise MultiprocessError(
+            f'"{directory}": cannot open the directory lock: {error}'
+        ) from error
 
 
 def _writer_files(directory: str) -> list[str]:
@@ -1257,7 +1264,7 @@ def _quarantine(directory: str, name: str) -> None:
         os.rename(os.path.join(directory, name), os.path.join(directory, f"corrupt-{name}"))
 
 
-def _compact_locked(directory: str, now: float, counters: Counters) -> int:  # noqa: PLR0912
+def _compact_locked(directory: str, now: float, counters: Counters) -> int:  # noqa: PLR0912, PLR0915
     _remove_stale_temporaries(directory, counters)
     archive_path = os.path.join(directory, ARCHIVE)
     archive = None

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
-from . import _multiprocess as mp
 from ..errors import (
     InvalidArgumentError,
     InvalidLabelError,
@@ -27,6 +26,7 @@ from ..errors import (
     InvalidMetricValueError,
     MetricConflictError,
 )
+from . import _multiprocess as mp
 
 __all__ = [
     "CounterSeries",
@@ -573,6 +573,9 @@ class _SharedSeries(_Series):
     """A series whose values are written through to the multiprocess file."""
 
     __slots__ = ("mm", "pos", "record")
+    mm: Any
+    pos: int
+    record: int
 
     def counter_add(self, metric: str, value: float) -> None:
         self.layout.check(value, metric)
@@ -1185,9 +1188,7 @@ class MetricSet:
         names = [_str(n, "label name") for n in (label_names or ())]
         bucket_list = [_f64(b) for b in buckets] if buckets is not None else None
         quantile_list = [_f64(q) for q in quantiles] if quantiles is not None else None
-        self._register(
-            name, kind, documentation, names, bucket_list, quantile_list, True, mode
-        )
+        self._register(name, kind, documentation, names, bucket_list, quantile_list, True, mode)
 
     def _handle(self, kind: str, name: str, labels: Any) -> _Handle:
         name = _str(name, "name")
@@ -1215,7 +1216,7 @@ class MetricSet:
 
     # ---- reading ----------------------------------------------------------------------------
 
-    def get(  # noqa: PLR0912 - one branch per metric type
+    def get(
         self, name: str, labels: Mapping[str, Any] | None = None
     ) -> tuple[str, float, float, list[tuple[float, float]]] | None:
         """``(type, value_or_count, sum, pairs)`` of the matching series, or ``None``."""
@@ -1226,7 +1227,7 @@ class MetricSet:
             return aggregate._read(_join_prefix(self._prefix, name), wanted)
         return self._read(name, wanted)
 
-    def _read(
+    def _read(  # noqa: PLR0912 - one branch per metric type
         self, name: str, wanted: list[tuple[str, str]]
     ) -> tuple[str, float, float, list[tuple[float, float]]] | None:
         family = self._find(name)

@@ -7,8 +7,8 @@ pure-Python core produces the same bytes when the native one is unavailable).
 
 from __future__ import annotations
 
-from ._backend import InMemoryMetricsBackend, Metric, PrometheusMetricsBackend
 from . import multiprocess
+from ._backend import InMemoryMetricsBackend, Metric, PrometheusMetricsBackend
 from ._bridge import PrometheusClientCollector
 from ._exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, prefers_openmetrics
 from ._registry import MetricsRegistry

@@ -459,7 +459,9 @@ class PrometheusMetricsBackend(_CoreBackend):
         self._server_lock = threading.Lock()
         self._push_failures = 0
         self._push_lock = threading.Lock()
-        _fork.track(self, "_server_lock", "_push_lock", forget=PrometheusMetricsBackend._forget_threads)
+        _fork.track(
+            self, "_server_lock", "_push_lock", forget=PrometheusMetricsBackend._forget_threads
+        )
         self._last_push_error: str | None = None
         self._push_stop: threading.Event | None = None
         self._push_thread: threading.Thread | None = None

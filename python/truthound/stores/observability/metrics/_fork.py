@@ -31,7 +31,9 @@ def _after_fork_in_child() -> None:
     for obj, (names, forget) in list(_tracked.items()):
         for name in names:
             current = getattr(obj, name, None)
-            fresh = threading.RLock() if type(current) is type(threading.RLock()) else threading.Lock()
+            fresh = (
+                threading.RLock() if type(current) is type(threading.RLock()) else threading.Lock()
+            )
             setattr(obj, name, fresh)
         if forget is not None:
             forget(obj)

@@ -21,6 +21,7 @@ __all__ = ["MetricsRegistry"]
 def _reset_class_lock(_cls: object) -> None:
     MetricsRegistry._instance_lock = threading.Lock()
 
+
 _log = logging.getLogger("truthound.stores.observability.metrics")
 
 Labels = Mapping[str, Any] | None
