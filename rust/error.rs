@@ -23,6 +23,8 @@ pub enum ErrorKind {
     AuditIo,
     /// An audit backend or queue was used after `close()` (`RuntimeError`).
     AuditClosed,
+    /// Metrics: the multiprocess directory or a file in it cannot be used (`OSError`).
+    Multiprocess,
 }
 
 /// A rejected operation: what kind of failure, which item, and why.

@@ -28,11 +28,11 @@ mod _native {
     // ---- Metrics pillar ------------------------------------------------------------------
 
     #[pymodule_export]
-    use crate::py::metrics::format_float;
-    #[pymodule_export]
     use crate::py::metrics::{
         CounterSeries, GaugeSeries, HistogramSeries, MetricSet, OperationRecorder, SummarySeries,
     };
+    #[pymodule_export]
+    use crate::py::metrics::{compact_directory, encode_directory, format_float};
 
     // ---- Tracing pillar ------------------------------------------------------------------
 

@@ -9,7 +9,7 @@
 //!   Text 0.0.4 has no `_created` samples: that format has no such notion, and Prometheus would
 //!   store them as separate series.
 //! - Labels sorted by name, default labels merged in; `le`/`quantile` last.
-//! - Values in the canonical float form of [`super::float`]; counts as floats (`3.0`).
+//! - Values in the canonical float form of [`crate::float`]; counts as floats (`3.0`).
 //! - OpenMetrics only: histogram bucket exemplars (`# {trace_id="..."} value timestamp`), and no
 //!   `_sum`/`_count` for histograms whose buckets allow negative observations (the sum would not
 //!   be a counter, and `_count` appears if and only if `_sum` does).

@@ -24,8 +24,13 @@ use hashbrown::HashTable;
 
 use super::cells::Cells;
 use super::exposition_text::escape_label_value;
+use super::fork;
+use super::multiprocess::format::{self as mpformat, SLOT_HEADER};
+use super::multiprocess::read::Aggregate;
+use super::multiprocess::slab::Slab;
+use super::multiprocess::{GaugeMode, MultiprocessCounters, wall_clock};
 use super::names::{self, Kind};
-use super::sketch::{SketchParams, WindowedSketch};
+use super::sketch::{Sketch, SketchParams, WindowedSketch};
 use crate::error::{Error, ErrorKind, Result};
 use crate::float::format_float;
 
@@ -38,6 +43,16 @@ const SHARDS: usize = 16;
 /// Seconds since the Unix epoch; injectable so tests can freeze time in both cores.
 pub trait Clock: Send + Sync {
     fn now(&self) -> f64;
+}
+
+/// A clock stopped at one instant (aggregates are read at the time of the scrape).
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub f64);
+
+impl Clock for FixedClock {
+    fn now(&self) -> f64 {
+        self.0
+    }
 }
 
 /// The system's wall clock.
@@ -64,6 +79,9 @@ pub struct RegistryConfig {
     pub summary_age_buckets: usize,
     pub summary_relative_accuracy: f64,
     pub summary_max_bins: usize,
+    /// The multiprocess directory: values live in a memory-mapped file there (see
+    /// [`super::multiprocess`]), and reads aggregate every process's file.
+    pub multiprocess_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -81,6 +99,7 @@ impl Default for RegistryConfig {
             summary_age_buckets: 5,
             summary_relative_accuracy: 0.01,
             summary_max_bins: 2048,
+            multiprocess_dir: None,
         }
     }
 }
@@ -189,6 +208,10 @@ pub struct Layout {
     pub sketch: SketchParams,
     pub max_age: f64,
     pub age_buckets: usize,
+    /// How a gauge combines over processes (multiprocess mode).
+    pub mode: GaugeMode,
+    /// Whether series keep their values in the shared file (multiprocess mode).
+    pub shared: bool,
     counters: Arc<RegistryCounters>,
 }
 
@@ -207,13 +230,28 @@ impl Layout {
 
     fn cells(&self) -> usize {
         match self.kind {
-            // value, created
-            Kind::Counter | Kind::Gauge => 2,
-            // buckets incl. +Inf, sum, created
-            Kind::Histogram => self.bounds.len() + 3,
-            // created
-            Kind::Summary => 1,
+            // created (the window lives in memory)
+            Kind::Summary if !self.shared => 1,
+            // see the multiprocess file format
+            kind => mpformat::cell_count(
+                kind,
+                self.bounds.len(),
+                self.age_buckets,
+                self.sketch.max_bins as u64,
+            ),
         }
+    }
+
+    fn created_index(&self) -> usize {
+        match self.kind {
+            Kind::Summary if !self.shared => 0,
+            kind => mpformat::created_index(kind, self.cells()),
+        }
+    }
+
+    /// Whether gauge writes record their time (the modes other than the sums read it).
+    fn stamps(&self) -> bool {
+        self.shared && !matches!(self.mode, GaugeMode::Sum | GaugeMode::LiveSum)
     }
 }
 
@@ -227,8 +265,21 @@ pub struct Series {
     overflow: bool,
     layout: Arc<Layout>,
     cells: Cells,
-    summary: Option<Mutex<WindowedSketch>>,
+    summary: Option<SummaryState>,
     exemplars: OnceLock<Box<[Mutex<Option<Exemplar>>]>>,
+    /// File offset of the series record (multiprocess mode), for `reset()`.
+    record: Option<usize>,
+}
+
+/// Where a summary keeps its observations.
+#[derive(Debug)]
+enum SummaryState {
+    /// One process: a sliding-window sketch in memory.
+    Window(Mutex<WindowedSketch>),
+    /// Multiprocess: age slots in the shared cells; the lock orders this process's writers.
+    Shared(Mutex<()>),
+    /// An aggregate read from several processes: count, sum and the window's merged sketch.
+    Frozen(u64, f64, Sketch),
 }
 
 /// Rejects a value the metric type forbids; `what` names the metric in the error.
@@ -312,12 +363,18 @@ impl Series {
     pub fn gauge_set(&self, value: f64) {
         self.note_overflow();
         self.cells.store_f64(0, value);
+        if self.layout.stamps() {
+            self.cells.store_f64(1, wall_clock());
+        }
     }
 
     #[inline]
     pub fn gauge_add(&self, value: f64) {
         self.note_overflow();
         self.cells.add_f64(0, value);
+        if self.layout.stamps() {
+            self.cells.store_f64(1, wall_clock());
+        }
     }
 
     /// The value of a counter or gauge.
@@ -329,7 +386,7 @@ impl Series {
     /// Creation time (seconds since the epoch), exposed as `_created` in OpenMetrics.
     #[must_use]
     pub fn created(&self) -> f64 {
-        self.cells.load_f64(self.cells.len() - 1)
+        self.cells.load_f64(self.layout.created_index())
     }
 
     /// Observes `value` into a histogram, with an optional exemplar (labels, timestamp).
@@ -356,9 +413,7 @@ impl Series {
                     .collect::<Vec<_>>()
                     .into_boxed_slice()
             });
-            *slots[index]
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Exemplar {
+            *fork::lock(&slots[index]) = Some(Exemplar {
                 labels,
                 value,
                 timestamp,
@@ -371,11 +426,15 @@ impl Series {
     pub fn summary_observe(&self, metric: &str, value: f64, now: f64) -> Result<()> {
         check_value(Kind::Summary, &self.layout, value, metric)?;
         self.note_overflow();
-        if let Some(window) = &self.summary {
-            window
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .observe(&self.layout.sketch, value, now);
+        match &self.summary {
+            Some(SummaryState::Window(window)) => {
+                fork::lock(window).observe(&self.layout.sketch, value, now);
+            }
+            Some(SummaryState::Shared(lock)) => {
+                let _guard = fork::lock(lock);
+                self.shared_observe(value, now);
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -397,44 +456,180 @@ impl Series {
     #[must_use]
     pub fn exemplars(&self) -> Vec<Option<Exemplar>> {
         self.exemplars.get().map_or_else(Vec::new, |slots| {
-            slots
-                .iter()
-                .map(|slot| {
-                    slot.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .clone()
-                })
-                .collect()
+            slots.iter().map(|slot| fork::lock(slot).clone()).collect()
         })
     }
 
     /// Summary state at `now`: all-time count and sum, and the quantiles of the window.
     #[must_use]
     pub fn summary_snapshot(&self, now: f64) -> (u64, f64, Vec<f64>) {
-        let Some(window) = &self.summary else {
+        let Some((count, sum, sketch)) = self.window_sketch(now) else {
             return (0, 0.0, Vec::new());
         };
-        let mut window = window
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let sketch = window.window(&self.layout.sketch, now);
         let quantiles = self
             .layout
             .quantiles
             .iter()
             .map(|q| sketch.quantile(&self.layout.sketch, *q))
             .collect();
-        (window.count(), window.sum(), quantiles)
+        (count, sum, quantiles)
     }
 
-    fn window_sketch(&self, now: f64) -> Option<(u64, f64, super::sketch::Sketch)> {
-        let window = self.summary.as_ref()?;
-        let mut window = window
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let sketch = window.window(&self.layout.sketch, now);
-        Some((window.count(), window.sum(), sketch))
+    fn window_sketch(&self, now: f64) -> Option<(u64, f64, Sketch)> {
+        match self.summary.as_ref()? {
+            SummaryState::Window(window) => {
+                let mut window = fork::lock(window);
+                let sketch = window.window(&self.layout.sketch, now);
+                Some((window.count(), window.sum(), sketch))
+            }
+            SummaryState::Shared(lock) => {
+                let _guard = fork::lock(lock);
+                Some(self.shared_window(now))
+            }
+            SummaryState::Frozen(count, sum, sketch) => Some((*count, *sum, sketch.clone())),
+        }
     }
+
+    fn slot_base(&self, slot: usize) -> usize {
+        3 + slot * (SLOT_HEADER + mpformat::slot_bins(self.layout.sketch.max_bins as u64))
+    }
+
+    /// Records `value` into the shared age slot of `now` (the caller holds the series lock);
+    /// see the file format in [`super::multiprocess::format`].
+    fn shared_observe(&self, value: f64, now: f64) {
+        let cells = &self.cells;
+        let layout = &self.layout;
+        cells.increment_u64(0);
+        cells.add_f64(1, value);
+        let width = layout.max_age / layout.age_buckets as f64;
+        let epoch = (now / width).floor().max(0.0) as u64;
+        let base = self.slot_base((epoch % layout.age_buckets as u64) as usize);
+        let seq = cells.load_u64(base);
+        if cells.load_u64(base + 1) != epoch + 1 {
+            cells.store_u64(base, seq + 1);
+            cells.store_u64(base + 1, epoch + 1);
+            for i in 2..SLOT_HEADER {
+                cells.store_u64(base + i, 0);
+            }
+            cells.store_u64(base, seq + 2);
+        }
+        let seq = cells.load_u64(base);
+        cells
+            .cell(base)
+            .store(seq + 1, std::sync::atomic::Ordering::Release);
+        let count = cells.load_u64(base + 2);
+        if count == 0 {
+            cells.store_f64(base + 4, value);
+            cells.store_f64(base + 5, value);
+        } else {
+            cells.store_f64(base + 4, cells.load_f64(base + 4).min(value));
+            cells.store_f64(base + 5, cells.load_f64(base + 5).max(value));
+        }
+        cells.store_u64(base + 2, count + 1);
+        if value > 0.0 {
+            let key = layout.sketch.key(value);
+            insert_bin(
+                cells,
+                base,
+                mpformat::slot_bins(layout.sketch.max_bins as u64),
+                key,
+            );
+        } else {
+            cells.store_u64(base + 3, cells.load_u64(base + 3) + 1);
+        }
+        cells
+            .cell(base)
+            .store(seq + 2, std::sync::atomic::Ordering::Release);
+    }
+
+    /// This process's window of a shared summary.
+    fn shared_window(&self, now: f64) -> (u64, f64, Sketch) {
+        let cells = &self.cells;
+        let layout = &self.layout;
+        let width = layout.max_age / layout.age_buckets as f64;
+        let current = (now / width).floor().max(0.0) as u64;
+        let mut merged = Sketch::default();
+        for slot in 0..layout.age_buckets {
+            let base = self.slot_base(slot);
+            let tag = cells.load_u64(base + 1);
+            let count = cells.load_u64(base + 2);
+            if tag == 0
+                || count == 0
+                || tag - 1 > current
+                || tag - 1 + layout.age_buckets as u64 <= current
+            {
+                continue;
+            }
+            let n = (cells.load_u64(base + 6) as usize)
+                .min(mpformat::slot_bins(layout.sketch.max_bins as u64));
+            let bins = (0..n).map(|i| {
+                let word = cells.load_u64(base + SLOT_HEADER + i);
+                (
+                    mpformat::bin_key(word),
+                    u64::from(mpformat::bin_count(word)),
+                )
+            });
+            let part = Sketch::from_parts(
+                bins.collect(),
+                cells.load_u64(base + 3),
+                count,
+                cells.load_f64(base + 4),
+                cells.load_f64(base + 5),
+            );
+            merged.merge(&layout.sketch, &part);
+        }
+        (cells.load_u64(0), cells.load_f64(1), merged)
+    }
+}
+
+/// Adds one observation of bin `key` to the sorted bins of the slot at `base`, folding the
+/// lowest bins into the next beyond `cap` bins (counts saturate at `u32::MAX`).
+fn insert_bin(cells: &Cells, base: usize, cap: usize, key: i32) {
+    let n = (cells.load_u64(base + 6) as usize).min(cap);
+    let first = base + SLOT_HEADER;
+    let key_at = |i: usize| mpformat::bin_key(cells.load_u64(first + i));
+    // Binary search for the first bin whose key is >= `key`.
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = usize::midpoint(lo, hi);
+        if key_at(mid) < key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let position = lo;
+    let bump = |i: usize, by: u32| {
+        let word = cells.load_u64(first + i);
+        let count = mpformat::bin_count(word).saturating_add(by);
+        cells.store_u64(
+            first + i,
+            mpformat::bin_word(mpformat::bin_key(word), count),
+        );
+    };
+    if position < n && key_at(position) == key {
+        bump(position, 1);
+        return;
+    }
+    if n < cap {
+        for i in (position..n).rev() {
+            cells.store_u64(first + i + 1, cells.load_u64(first + i));
+        }
+        cells.store_u64(first + position, mpformat::bin_word(key, 1));
+        cells.store_u64(base + 6, (n + 1) as u64);
+        return;
+    }
+    // Full: insert, then fold the lowest bin into the next one.
+    if position == 0 {
+        bump(0, 1);
+        return;
+    }
+    let lowest = mpformat::bin_count(cells.load_u64(first));
+    for i in 0..position - 1 {
+        cells.store_u64(first + i, cells.load_u64(first + i + 1));
+    }
+    cells.store_u64(first + position - 1, mpformat::bin_word(key, 1));
+    bump(0, lowest);
 }
 
 /// A metric: its name, type, help, label schema and series.
@@ -456,6 +651,16 @@ pub struct Family {
     len: AtomicUsize,
     max_series: usize,
     overflow: OnceLock<Arc<Series>>,
+    shared: Option<SharedFamily>,
+}
+
+/// A family's place in the multiprocess file.
+#[derive(Debug)]
+struct SharedFamily {
+    slab: Arc<Slab>,
+    def: Mutex<mpformat::FamilyDef>,
+    defaults: Vec<(String, String)>,
+    counters: Arc<MultiprocessCounters>,
 }
 
 impl Family {
@@ -479,10 +684,7 @@ impl Family {
     /// The HELP text (generated when none was given).
     #[must_use]
     pub fn documentation(&self) -> String {
-        self.documentation
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .to_string()
+        fork::read(&self.documentation).to_string()
     }
 
     /// The label names of every series, sorted.
@@ -557,11 +759,7 @@ impl Family {
                 && s.values.len() == values.len()
                 && s.values.iter().zip(values).all(|(a, b)| **a == **b)
         };
-        if let Some(found) = shard
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .find(hash, eq)
-        {
+        if let Some(found) = fork::read(shard).find(hash, eq) {
             return Arc::clone(found);
         }
         self.insert(hash, values, clock)
@@ -569,6 +767,8 @@ impl Family {
 
     #[cold]
     fn insert(&self, hash: u64, values: &[&str], clock: &dyn Clock) -> Arc<Series> {
+        // Read the clock before locking: a critical section never calls out (see `fork`).
+        let now = clock.now();
         let shard = &self.shards[(hash >> 60) as usize % SHARDS];
         let eq = |s: &Arc<Series>| {
             s.hash == hash
@@ -578,18 +778,12 @@ impl Family {
         if self.len.load(Ordering::Relaxed) >= self.max_series {
             // At the limit (no write lock for every overflowing sample), unless another thread
             // inserted this very label set since our lookup.
-            if let Some(found) = shard
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .find(hash, eq)
-            {
+            if let Some(found) = fork::read(shard).find(hash, eq) {
                 return Arc::clone(found);
             }
-            return self.overflow_series(clock);
+            return self.overflow_series(now);
         }
-        let mut table = shard
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut table = fork::write(shard);
         if let Some(found) = table.find(hash, eq) {
             return Arc::clone(found);
         }
@@ -602,24 +796,22 @@ impl Family {
             .is_err()
         {
             drop(table);
-            return self.overflow_series(clock);
+            return self.overflow_series(now);
         }
-        let series = Arc::new(self.new_series(hash, values, false, clock.now()));
+        let series = Arc::new(self.new_series(hash, values, false, now));
         table.insert_unique(hash, Arc::clone(&series), |s| s.hash);
         drop(table);
-        self.ordered
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Arc::clone(&series));
+        fork::write(&self.ordered).push(Arc::clone(&series));
         series
     }
 
     #[cold]
-    fn overflow_series(&self, clock: &dyn Clock) -> Arc<Series> {
+    fn overflow_series(&self, now: f64) -> Arc<Series> {
+        let _gate = fork::enter();
         Arc::clone(self.overflow.get_or_init(|| {
             let values: Vec<&str> = vec![OVERFLOW_VALUE; self.label_names.len()];
             let hash = self.hash_values(&values);
-            Arc::new(self.new_series(hash, &values, true, clock.now()))
+            Arc::new(self.new_series(hash, &values, true, now))
         }))
     }
 
@@ -643,8 +835,7 @@ impl Family {
             }
             rendered.push('"');
         }
-        let cells = Cells::new(self.layout.cells());
-        cells.store_f64(cells.len() - 1, now);
+        let (cells, record) = self.cells_for(values, now);
         Series {
             hash,
             values: values.iter().map(|v| Box::from(*v)).collect(),
@@ -654,24 +845,61 @@ impl Family {
             layout: Arc::clone(&self.layout),
             cells,
             summary: (self.layout.kind == Kind::Summary).then(|| {
-                Mutex::new(WindowedSketch::new(
-                    self.layout.max_age,
-                    self.layout.age_buckets,
-                    now,
-                ))
+                if self.layout.shared {
+                    SummaryState::Shared(Mutex::new(()))
+                } else {
+                    SummaryState::Window(Mutex::new(WindowedSketch::new(
+                        self.layout.max_age,
+                        self.layout.age_buckets,
+                        now,
+                    )))
+                }
             }),
             exemplars: OnceLock::new(),
+            record,
         }
+    }
+
+    /// The cells of a new series: in the shared file (multiprocess mode, with the series'
+    /// full label values, default labels included), else (or when the file cannot grow) on
+    /// the heap.
+    fn cells_for(&self, values: &[&str], now: f64) -> (Cells, Option<usize>) {
+        let created = self.layout.created_index();
+        if let Some(shared) = &self.shared {
+            let full: Vec<&str> = self
+                .plan
+                .iter()
+                .map(|slot| match slot {
+                    LabelSlot::Const(name, _) => shared
+                        .defaults
+                        .iter()
+                        .find(|(n, _)| **n == **name)
+                        .map_or("", |(_, v)| v.as_str()),
+                    LabelSlot::Value(_, index) => values[*index],
+                })
+                .collect();
+            let id = fork::lock(&shared.def).id;
+            if let Some((cells, offset)) =
+                shared
+                    .slab
+                    .series(id, &full, self.layout.cells(), created, now)
+            {
+                return (cells, Some(offset));
+            }
+            shared
+                .counters
+                .unshared_series
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let cells = Cells::new(self.layout.cells());
+        cells.store_f64(created, now);
+        (cells, None)
     }
 
     /// Every series in creation order, the overflow series (if any) last.
     #[must_use]
     pub fn all_series(&self) -> Vec<Arc<Series>> {
-        let mut all = self
-            .ordered
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let mut all = fork::read(&self.ordered).clone();
         if let Some(overflow) = self.overflow.get() {
             all.push(Arc::clone(overflow));
         }
@@ -683,18 +911,11 @@ impl Family {
     /// series creation waits for one chunk at most, and recording never waits.
     pub fn for_each_series(&self, mut f: impl FnMut(&Series)) {
         const CHUNK: usize = 256;
-        let len = self
-            .ordered
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len();
+        let len = fork::read(&self.ordered).len();
         let mut start = 0;
         while start < len {
             let end = (start + CHUNK).min(len);
-            let ordered = self
-                .ordered
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let ordered = fork::read(&self.ordered);
             for series in &ordered[start..end] {
                 f(series);
             }
@@ -733,6 +954,9 @@ impl Family {
     fn detach_all(&self) {
         for series in self.all_series() {
             series.detached.store(true, Ordering::Relaxed);
+            if let (Some(shared), Some(record)) = (&self.shared, series.record) {
+                shared.slab.remove(record);
+            }
         }
     }
 }
@@ -755,6 +979,8 @@ pub struct FamilySpec<'a> {
     pub label_names: Option<Vec<&'a str>>,
     pub buckets: Option<&'a [f64]>,
     pub quantiles: Option<&'a [f64]>,
+    /// How a gauge combines over processes (multiprocess mode; default `livesum`).
+    pub mode: Option<GaugeMode>,
 }
 
 #[derive(Default)]
@@ -777,6 +1003,9 @@ pub struct Registry {
     state: Mutex<State>,
     counters: Arc<RegistryCounters>,
     clock: Box<dyn Clock>,
+    /// This process's file in the multiprocess directory.
+    slab: Option<Arc<Slab>>,
+    mp_counters: Arc<MultiprocessCounters>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -821,6 +1050,18 @@ impl Registry {
                 "max_series_per_metric must be at least 1",
             ));
         }
+        if config.summary_age_buckets > 1024 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                config.summary_age_buckets.to_string(),
+                "summary age buckets must be at most 1024",
+            ));
+        }
+        let mp_counters = Arc::new(MultiprocessCounters::default());
+        let slab = match &config.multiprocess_dir {
+            Some(dir) => Some(Slab::create(dir, Arc::clone(&mp_counters))?),
+            None => None,
+        };
         Ok(Self {
             config,
             bounds,
@@ -830,7 +1071,162 @@ impl Registry {
             state: Mutex::new(State::default()),
             counters: Arc::new(RegistryCounters::default()),
             clock,
+            slab,
+            mp_counters,
         })
+    }
+
+    /// This process's file in the multiprocess directory (multiprocess mode only).
+    #[must_use]
+    pub fn slab(&self) -> Option<&Arc<Slab>> {
+        self.slab.as_ref()
+    }
+
+    /// Losses and repairs of the multiprocess mode.
+    #[must_use]
+    pub fn multiprocess_counters(&self) -> &MultiprocessCounters {
+        &self.mp_counters
+    }
+
+    /// Compacts dead writers' files of the multiprocess directory into its archive (a no-op
+    /// returning 0 outside multiprocess mode or when another process is compacting).
+    pub fn compact(&self) -> Result<usize> {
+        match &self.slab {
+            Some(slab) => {
+                super::multiprocess::read::compact(slab.dir(), self.clock.now(), &self.mp_counters)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Every process's values aggregated at `now` (compacting dead writers first when the
+    /// directory is free), as a registry to read or encode; `None` outside multiprocess mode.
+    pub fn aggregate(&self, now: f64) -> Result<Option<Registry>> {
+        let Some(slab) = &self.slab else {
+            return Ok(None);
+        };
+        super::multiprocess::read::compact(slab.dir(), now, &self.mp_counters)?;
+        let aggregate = super::multiprocess::read::scan(slab.dir(), now, &self.mp_counters)?;
+        Ok(Some(Registry::from_aggregate(&aggregate, &self.config)))
+    }
+
+    /// A registry holding `aggregate` (no prefix or default labels: its names and labels are
+    /// the exposed ones), families and series sorted by name and label values.
+    #[must_use]
+    #[allow(clippy::too_many_lines)] // one pass building families and series, in order
+    pub fn from_aggregate(aggregate: &Aggregate, config: &RegistryConfig) -> Registry {
+        let registry = Registry::new(
+            RegistryConfig {
+                prefix: String::new(),
+                default_labels: Vec::new(),
+                max_series_per_metric: usize::MAX,
+                multiprocess_dir: None,
+                ..config.clone()
+            },
+            Box::new(FixedClock(aggregate.now)),
+        )
+        .expect("a valid configuration stays valid");
+        let mut state = fork::lock(&registry.state);
+        for family in aggregate.families.values() {
+            let def = &family.def;
+            let Ok(sketch) = SketchParams::new(def.relative_accuracy, def.max_bins as usize) else {
+                continue;
+            };
+            let labels: Vec<&str> = def.labels.iter().map(String::as_str).collect();
+            let plan: Vec<LabelSlot> = labels
+                .iter()
+                .enumerate()
+                .map(|(i, n)| LabelSlot::Value((*n).into(), i))
+                .collect();
+            let mut le_text: Vec<Box<str>> =
+                def.bounds.iter().map(|b| format_float(*b).into()).collect();
+            le_text.push("+Inf".into());
+            let built = Arc::new(Family {
+                name: def.name.as_str().into(),
+                caller_name: def.name.as_str().into(),
+                documentation: RwLock::new(def.help.as_str().into()),
+                label_names: labels.iter().map(|l| Box::from(*l)).collect(),
+                plan: plan.into_boxed_slice(),
+                layout: Arc::new(Layout {
+                    kind: def.kind,
+                    bounds: def.bounds.clone().into_boxed_slice(),
+                    quantiles: def.quantiles.clone().into_boxed_slice(),
+                    sketch,
+                    max_age: def.max_age,
+                    age_buckets: def.age_buckets.max(1) as usize,
+                    mode: def.mode,
+                    shared: false,
+                    counters: Arc::clone(&registry.counters),
+                }),
+                le_text: le_text.into_boxed_slice(),
+                quantile_text: def
+                    .quantiles
+                    .iter()
+                    .map(|q| format_float(*q).into())
+                    .collect(),
+                hasher: DefaultHashBuilder::default(),
+                shards: (0..SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
+                ordered: RwLock::new(Vec::new()),
+                len: AtomicUsize::new(0),
+                max_series: usize::MAX,
+                overflow: OnceLock::new(),
+                shared: None,
+            });
+            for (values, agg) in &family.series {
+                let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+                let hash = built.hash_values(&refs);
+                let mut series = built.new_series(hash, &refs, false, agg.created);
+                let cells = &series.cells;
+                match def.kind {
+                    Kind::Counter => cells.store_f64(0, agg.sum()),
+                    Kind::Gauge => cells.store_f64(0, agg.gauge_value(def.mode)),
+                    Kind::Histogram => {
+                        for (i, count) in agg.buckets.iter().enumerate() {
+                            cells.store_u64(i, *count);
+                        }
+                        cells.store_f64(def.bounds.len() + 1, agg.sum());
+                    }
+                    Kind::Summary => {
+                        let mut merged = Sketch::default();
+                        for slot in agg.slots.values() {
+                            let part = Sketch::from_parts(
+                                slot.bins.clone(),
+                                slot.zero,
+                                slot.count,
+                                slot.min,
+                                slot.max,
+                            );
+                            merged.merge(&sketch, &part);
+                        }
+                        series.summary = Some(SummaryState::Frozen(agg.count, agg.sum(), merged));
+                    }
+                }
+                let series = Arc::new(series);
+                fork::write(&built.shards[(hash >> 60) as usize % SHARDS]).insert_unique(
+                    hash,
+                    Arc::clone(&series),
+                    |s| s.hash,
+                );
+                built.len.fetch_add(1, Ordering::Relaxed);
+                fork::write(&built.ordered).push(series);
+            }
+            let mut owned = vec![def.name.clone()];
+            owned.extend(
+                def.kind
+                    .owned_suffixes()
+                    .iter()
+                    .map(|suffix| format!("{}{suffix}", def.name)),
+            );
+            for exposed in owned {
+                state
+                    .owned
+                    .entry(exposed)
+                    .or_insert_with(|| Arc::clone(&built));
+            }
+            state.families.push(built);
+        }
+        drop(state);
+        registry
     }
 
     #[must_use]
@@ -894,10 +1290,7 @@ impl Registry {
                 format!("label name repeated (metric {name:?})"),
             ));
         }
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = fork::lock(&self.state);
         if let Some(existing) = state.owned.get(&family_name).cloned() {
             Self::check_existing(
                 &existing,
@@ -1002,17 +1395,35 @@ impl Registry {
             }
         }
         let _ = (default_bounds, default_quantiles);
+        if let Some(mode) = spec.mode
+            && existing.kind() == Kind::Gauge
+            && existing.layout.mode != mode
+        {
+            return Err(Error::new(
+                ErrorKind::MetricConflict,
+                name,
+                format!(
+                    "already registered with multiprocess_mode {}, not {}",
+                    existing.layout.mode.as_str(),
+                    mode.as_str()
+                ),
+            ));
+        }
         if let Some(doc) = spec.documentation.filter(|d| !d.is_empty()) {
-            let mut current = existing
-                .documentation
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut current = fork::write(&existing.documentation);
             if **current != *generated_help(kind, &existing.caller_name) && **current != *doc {
                 return Err(Error::new(
                     ErrorKind::MetricConflict,
                     name,
                     format!("already registered with help {:?}, not {doc:?}", &**current),
                 ));
+            }
+            if **current != *doc
+                && let Some(shared) = &existing.shared
+            {
+                let mut def = fork::lock(&shared.def);
+                doc.clone_into(&mut def.help);
+                shared.slab.define(&mut def, false);
             }
             *current = doc.into();
         }
@@ -1070,6 +1481,9 @@ impl Registry {
             .documentation
             .filter(|d| !d.is_empty())
             .map_or_else(|| generated_help(kind, name), Box::from);
+        let documentation_text = documentation.to_string();
+        let bounds_copy = bounds.clone();
+        let quantiles_copy = quantiles.clone();
         Ok(Family {
             name: family_name.into(),
             caller_name: name.into(),
@@ -1083,6 +1497,8 @@ impl Registry {
                 sketch: self.sketch,
                 max_age: self.config.summary_max_age,
                 age_buckets: self.config.summary_age_buckets,
+                mode: spec.mode.unwrap_or(GaugeMode::LiveSum),
+                shared: self.slab.is_some(),
                 counters: Arc::clone(&self.counters),
             }),
             le_text: le_text.into_boxed_slice(),
@@ -1093,17 +1509,45 @@ impl Registry {
             len: AtomicUsize::new(0),
             max_series: self.config.max_series_per_metric,
             overflow: OnceLock::new(),
+            shared: self.slab.as_ref().map(|slab| {
+                let mut names: Vec<&str> = self
+                    .config
+                    .default_labels
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .filter(|n| !labels.contains(n))
+                    .collect();
+                names.extend(labels.iter().copied());
+                names.sort_unstable();
+                let mut def = mpformat::FamilyDef {
+                    id: 0,
+                    kind,
+                    mode: spec.mode.unwrap_or(GaugeMode::LiveSum),
+                    name: family_name.to_owned(),
+                    help: documentation_text.clone(),
+                    labels: names.iter().map(|n| (*n).to_owned()).collect(),
+                    bounds: bounds_copy.clone(),
+                    quantiles: quantiles_copy.clone(),
+                    age_buckets: self.config.summary_age_buckets as u32,
+                    max_age: self.config.summary_max_age,
+                    relative_accuracy: self.sketch.relative_accuracy,
+                    max_bins: self.sketch.max_bins as u64,
+                };
+                slab.define(&mut def, true);
+                SharedFamily {
+                    slab: Arc::clone(slab),
+                    def: Mutex::new(def),
+                    defaults: self.config.default_labels.clone(),
+                    counters: Arc::clone(&self.mp_counters),
+                }
+            }),
         })
     }
 
     /// Every family in creation order.
     #[must_use]
     pub fn families(&self) -> Vec<Arc<Family>> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .families
-            .clone()
+        fork::lock(&self.state).families.clone()
     }
 
     /// Finds a family by a caller's name without creating it.
@@ -1116,10 +1560,7 @@ impl Registry {
             return None;
         }
         let full = names::join_prefix(&self.config.prefix, name);
-        let state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = fork::lock(&self.state);
         if let Some(family) = state.owned.get(&full).filter(|f| f.name() == full) {
             return Some(Arc::clone(family));
         }
@@ -1199,10 +1640,7 @@ impl Registry {
 
     /// Removes every metric. Handles keep working: they re-create their series on next use.
     pub fn reset(&self) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = fork::lock(&self.state);
         self.aliases.store(Arc::new(Aliases::default()));
         for family in &state.families {
             family.detach_all();
@@ -1407,5 +1845,135 @@ mod tests {
         assert_eq!(all.len(), 101);
         let total: f64 = all.iter().map(|s| s.scalar()).sum();
         assert_eq!(total, 4000.0);
+    }
+
+    fn temp_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "truthound-mp-{tag}-{}-{:x}",
+            std::process::id(),
+            crate::metrics::multiprocess::nonce()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn mp_registry(dir: &std::path::Path) -> Registry {
+        registry(RegistryConfig {
+            prefix: "app".into(),
+            default_labels: vec![("svc".into(), "a".into())],
+            buckets: vec![1.0, 2.0],
+            multiprocess_dir: Some(dir.to_path_buf()),
+            ..RegistryConfig::default()
+        })
+    }
+
+    fn record(r: &Registry, n: f64) {
+        r.family("ops_total", Kind::Counter, &["op"])
+            .unwrap()
+            .series(&["read"], r.clock())
+            .counter_add("ops_total", n)
+            .unwrap();
+        let h = r
+            .family("lat", Kind::Histogram, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        h.histogram_observe("lat", 1.5, None).unwrap();
+        let spec = FamilySpec {
+            label_names: Some(vec![]),
+            mode: Some(GaugeMode::Max),
+            ..FamilySpec::default()
+        };
+        r.register("peak", Kind::Gauge, &spec, true).unwrap();
+        r.family("peak", Kind::Gauge, &[])
+            .unwrap()
+            .series(&[], r.clock())
+            .gauge_set(n);
+        r.family("live", Kind::Gauge, &[])
+            .unwrap()
+            .series(&[], r.clock())
+            .gauge_set(1.0);
+        let s = r
+            .family("size", Kind::Summary, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        s.summary_observe("size", n, 1000.0).unwrap();
+    }
+
+    #[test]
+    fn processes_aggregate_and_dead_writers_compact_without_loss() {
+        let dir = temp_dir("agg");
+        let a = mp_registry(&dir);
+        let b = mp_registry(&dir);
+        record(&a, 2.0);
+        record(&b, 5.0);
+        let before = encode_aggregate(&a);
+        assert!(
+            before.contains("app_ops_total{op=\"read\",svc=\"a\"} 7.0\n"),
+            "{before}"
+        );
+        assert!(
+            before.contains("app_lat_count{svc=\"a\"} 2.0\n"),
+            "{before}"
+        );
+        assert!(before.contains("app_peak{svc=\"a\"} 5.0\n"), "{before}");
+        assert!(before.contains("app_live{svc=\"a\"} 2.0\n"), "{before}");
+        assert!(before.contains("app_size_sum{svc=\"a\"} 7.0\n"), "{before}");
+        drop(b); // its writer file is now dead
+        let after = encode_aggregate(&a);
+        assert_eq!(
+            a.multiprocess_counters()
+                .compacted_files
+                .load(Ordering::Relaxed),
+            1
+        );
+        assert!(dir.join("archive.db").exists());
+        assert!(
+            after.contains("app_ops_total{op=\"read\",svc=\"a\"} 7.0\n"),
+            "{after}"
+        );
+        assert!(after.contains("app_peak{svc=\"a\"} 5.0\n"), "{after}");
+        assert!(after.contains("app_live{svc=\"a\"} 1.0\n"), "{after}");
+        assert!(after.contains("app_size_count{svc=\"a\"} 2.0\n"), "{after}");
+        record(&a, 1.0);
+        let more = encode_aggregate(&a);
+        assert!(
+            more.contains("app_ops_total{op=\"read\",svc=\"a\"} 8.0\n"),
+            "{more}"
+        );
+        a.reset();
+        let reset = encode_aggregate(&a);
+        assert!(
+            reset.contains("app_ops_total{op=\"read\",svc=\"a\"} 5.0\n"),
+            "{reset}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn encode_aggregate(r: &Registry) -> String {
+        let aggregate = r.aggregate(1000.0).unwrap().unwrap();
+        crate::metrics::encode::encode(&aggregate, false)
+    }
+
+    #[test]
+    fn shared_summary_slots_fold_the_lowest_bins_beyond_capacity() {
+        let dir = temp_dir("slots");
+        let r = registry(RegistryConfig {
+            summary_max_bins: 4,
+            multiprocess_dir: Some(dir.clone()),
+            ..RegistryConfig::default()
+        });
+        let s = r
+            .family("x", Kind::Summary, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        for v in [100.0, 1.0, 10.0, 1000.0, 0.1, 5.0] {
+            s.summary_observe("x", v, 1000.0).unwrap();
+        }
+        let (count, sum, sketch) = s.window_sketch(1000.0).unwrap();
+        assert_eq!(count, 6);
+        assert_eq!(sum, 1116.1);
+        assert_eq!(sketch.count(), 6);
+        assert_eq!(sketch.quantile(&r.sketch, 1.0), 1000.0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -58,7 +58,7 @@ impl SketchParams {
     }
 
     #[inline]
-    fn key(&self, value: f64) -> i32 {
+    pub(crate) fn key(&self, value: f64) -> i32 {
         (value.ln() * self.multiplier).ceil() as i32
     }
 
@@ -78,6 +78,18 @@ pub struct Sketch {
 }
 
 impl Sketch {
+    /// A sketch from its bins (key, count), zero count, total count and extremes.
+    #[must_use]
+    pub fn from_parts(bins: BTreeMap<i32, u64>, zero: u64, count: u64, min: f64, max: f64) -> Self {
+        Self {
+            bins,
+            zero,
+            count,
+            min,
+            max,
+        }
+    }
+
     fn clear(&mut self) {
         *self = Self::default();
     }

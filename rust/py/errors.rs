@@ -18,6 +18,8 @@ pyo3::import_exception!(
 pyo3::import_exception!(truthound.stores.observability.errors, AuditIOError);
 pyo3::import_exception!(truthound.stores.observability.errors, AuditClosedError);
 
+pyo3::import_exception!(truthound.stores.observability.errors, MultiprocessError);
+
 impl From<Error> for PyErr {
     #[cold]
     fn from(error: Error) -> Self {
@@ -30,6 +32,7 @@ impl From<Error> for PyErr {
             ErrorKind::InvalidMetricValue => InvalidMetricValueError::new_err(message),
             ErrorKind::AuditIo => AuditIOError::new_err(message),
             ErrorKind::AuditClosed => AuditClosedError::new_err(message),
+            ErrorKind::Multiprocess => MultiprocessError::new_err(message),
         }
     }
 }

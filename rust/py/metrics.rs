@@ -16,7 +16,8 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::error::{Error, ErrorKind};
 use crate::metrics::encode;
-use crate::metrics::names::Kind;
+use crate::metrics::multiprocess::GaugeMode;
+use crate::metrics::names::{self, Kind};
 use crate::metrics::registry::{
     self as core, Clock, Exemplar, Family, FamilySpec, PendingExemplar, Reading, RegistryConfig,
     Series, SystemClock,
@@ -26,6 +27,33 @@ use crate::metrics::registry::{
 #[pyfunction]
 pub fn format_float(value: f64) -> String {
     crate::float::format_float(value)
+}
+
+/// Compacts the multiprocess `directory` (dead processes' files into its archive); returns
+/// how many files were absorbed (0 when another process is compacting).
+#[pyfunction]
+pub fn compact_directory(py: Python<'_>, directory: std::path::PathBuf) -> PyResult<usize> {
+    let counters = crate::metrics::multiprocess::MultiprocessCounters::default();
+    let now = crate::metrics::multiprocess::wall_clock();
+    Ok(py.detach(|| crate::metrics::multiprocess::read::compact(&directory, now, &counters))?)
+}
+
+/// The aggregated exposition of every process's metrics in the multiprocess `directory`.
+#[pyfunction]
+#[pyo3(signature = (directory, openmetrics = false))]
+pub fn encode_directory(
+    py: Python<'_>,
+    directory: std::path::PathBuf,
+    openmetrics: bool,
+) -> PyResult<String> {
+    let counters = crate::metrics::multiprocess::MultiprocessCounters::default();
+    let now = crate::metrics::multiprocess::wall_clock();
+    Ok(py.detach(|| -> crate::error::Result<String> {
+        crate::metrics::multiprocess::read::compact(&directory, now, &counters)?;
+        let aggregate = crate::metrics::multiprocess::read::scan(&directory, now, &counters)?;
+        let registry = core::Registry::from_aggregate(&aggregate, &RegistryConfig::default());
+        Ok(encode::encode(&registry, openmetrics))
+    })?)
 }
 
 /// A clock that asks a Python callable (tests freeze time this way in both cores).
@@ -327,6 +355,7 @@ impl MetricSet {
         summary_max_bins = 2048,
         span_var = None,
         clock = None,
+        multiprocess_dir = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -341,6 +370,7 @@ impl MetricSet {
         summary_max_bins: usize,
         span_var: Option<Py<PyAny>>,
         clock: Option<Py<PyAny>>,
+        multiprocess_dir: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         let mut config = registry_config(prefix, default_labels, buckets, quantiles)?;
         config.max_series_per_metric = max_series_per_metric;
@@ -348,6 +378,7 @@ impl MetricSet {
         config.summary_age_buckets = summary_age_buckets;
         config.summary_relative_accuracy = summary_relative_accuracy;
         config.summary_max_bins = summary_max_bins;
+        config.multiprocess_dir = multiprocess_dir;
         let clock: Box<dyn Clock> = match clock {
             Some(callable) => Box::new(PyClock(callable)),
             None => Box::new(SystemClock),
@@ -429,7 +460,8 @@ impl MetricSet {
 
     /// Declares a metric with its help text, label names, buckets or quantiles. Declaring an
     /// identical metric again is allowed; a conflicting one raises `MetricConflictError`.
-    #[pyo3(signature = (kind, name, documentation = None, label_names = None, buckets = None, quantiles = None))]
+    #[pyo3(signature = (kind, name, documentation = None, label_names = None, buckets = None, quantiles = None, multiprocess_mode = None))]
+    #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
         kind: &str,
@@ -438,8 +470,10 @@ impl MetricSet {
         label_names: Option<Vec<String>>,
         buckets: Option<Vec<f64>>,
         quantiles: Option<Vec<f64>>,
+        multiprocess_mode: Option<&str>,
     ) -> PyResult<()> {
         let kind = Kind::parse(kind)?;
+        let mode = multiprocess_mode.map(GaugeMode::parse).transpose()?;
         let spec = FamilySpec {
             documentation,
             label_names: Some(
@@ -452,6 +486,7 @@ impl MetricSet {
             ),
             buckets: buckets.as_deref(),
             quantiles: quantiles.as_deref(),
+            mode,
         };
         self.inner.register(name, kind, &spec, true)?;
         Ok(())
@@ -541,11 +576,19 @@ impl MetricSet {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let Some(family) = self.inner.find(name) else {
+        let aggregate = self.aggregate(py)?;
+        let (target, lookup): (&core::Registry, String) = match &aggregate {
+            Some(aggregate) => (
+                aggregate,
+                names::join_prefix(&self.inner.config().prefix, name),
+            ),
+            None => (&self.inner, name.to_owned()),
+        };
+        let Some(family) = target.find(&lookup) else {
             return Ok(None);
         };
         let kind = family.kind().as_str();
-        let reading = py.detach(|| self.inner.get(name, &filter));
+        let reading = py.detach(|| target.get(&lookup, &filter));
         reading
             .map(|reading| match reading {
                 Reading::Scalar(v) => (kind, v, 0.0, Vec::<(f64, f64)>::new()).into_pyobject(py),
@@ -572,9 +615,11 @@ impl MetricSet {
     /// `(le, labels, value, timestamp)`.
     fn collect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
-        let defaults = &self.inner.config().default_labels;
-        let now = self.inner.clock().now();
-        for family in self.inner.families() {
+        let aggregate = self.aggregate(py)?;
+        let target: &core::Registry = aggregate.as_ref().unwrap_or(&self.inner);
+        let defaults = &target.config().default_labels;
+        let now = target.clock().now();
+        for family in target.families() {
             let series_list = PyList::empty(py);
             let layout = family.layout();
             for series in family.all_series() {
@@ -631,8 +676,56 @@ impl MetricSet {
 
     /// The exposition text: Prometheus text 0.0.4, or OpenMetrics 1.0 when `openmetrics`.
     #[pyo3(signature = (openmetrics = false))]
-    fn encode(&self, py: Python<'_>, openmetrics: bool) -> String {
-        py.detach(|| encode::encode(&self.inner, openmetrics))
+    fn encode(&self, py: Python<'_>, openmetrics: bool) -> PyResult<String> {
+        if self.inner.slab().is_none() {
+            return Ok(py.detach(|| encode::encode(&self.inner, openmetrics)));
+        }
+        let now = self.inner.clock().now();
+        Ok(py.detach(|| -> crate::error::Result<String> {
+            Ok(match self.inner.aggregate(now)? {
+                Some(aggregate) => encode::encode(&aggregate, openmetrics),
+                None => encode::encode(&self.inner, openmetrics),
+            })
+        })?)
+    }
+
+    /// Absorbs dead processes' files into the archive of the multiprocess directory; returns
+    /// how many (0 outside multiprocess mode, or while another process compacts).
+    fn compact(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(py.detach(|| self.inner.compact())?)
+    }
+
+    /// The multiprocess directory, or `None` in single-process mode.
+    #[getter]
+    fn multiprocess_dir(&self) -> Option<String> {
+        self.inner
+            .slab()
+            .map(|slab| slab.dir().display().to_string())
+    }
+
+    /// This process's file in the multiprocess directory, or `None`.
+    #[getter]
+    fn multiprocess_file(&self) -> Option<String> {
+        self.inner
+            .slab()
+            .map(|slab| slab.path().display().to_string())
+    }
+
+    /// Multiprocess losses and repairs: `(skipped_files, skipped_records, unshared_series,
+    /// unmerged_sketches, compactions, compacted_files, repairs)`.
+    #[getter]
+    fn multiprocess_counters(&self) -> (u64, u64, u64, u64, u64, u64, u64) {
+        let c = self.inner.multiprocess_counters();
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        (
+            load(&c.skipped_files),
+            load(&c.skipped_records),
+            load(&c.unshared_series),
+            load(&c.unmerged_sketches),
+            load(&c.compactions),
+            load(&c.compacted_files),
+            load(&c.repairs),
+        )
     }
 
     /// Removes every metric; pre-bound series handles re-create their series on next use.
@@ -801,6 +894,17 @@ impl SummarySeries {
     #[getter]
     fn labels(&self) -> Vec<(String, String)> {
         self.0.labels()
+    }
+}
+
+impl MetricSet {
+    /// Every process's values (multiprocess mode), read with the interpreter released.
+    fn aggregate(&self, py: Python<'_>) -> PyResult<Option<core::Registry>> {
+        if self.inner.slab().is_none() {
+            return Ok(None);
+        }
+        let now = self.inner.clock().now();
+        Ok(py.detach(|| self.inner.aggregate(now))?)
     }
 }
 

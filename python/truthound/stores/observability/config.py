@@ -162,6 +162,12 @@ class MetricsConfig:
     max_series_per_metric: int = 10_000
     summary_quantiles: list[float] = field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99])
     summary_max_age_seconds: float = 600.0
+    # Added by the multiprocess mode (issue 8): ``multiprocess=None`` follows
+    # ``metrics.multiprocess.enable()``; ``True`` requires a directory (``multiprocess_dir`` or
+    # the enabled one); ``False`` keeps the backend single-process. A ``multiprocess_dir``
+    # alone turns the mode on for this backend.
+    multiprocess: bool | None = None
+    multiprocess_dir: str | Path | None = None
 
     def __post_init__(self) -> None:
         owner = "MetricsConfig"

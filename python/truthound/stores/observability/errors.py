@@ -67,3 +67,10 @@ class AuditIOError(ObservabilityError, OSError):
 
 class AuditClosedError(ObservabilityError, RuntimeError):
     """An audit backend or queue was used after ``close()``."""
+
+
+__all__ += ["MultiprocessError"]
+
+
+class MultiprocessError(ObservabilityError, OSError):
+    """The multiprocess metrics directory (or a file in it) cannot be created or used."""

@@ -90,6 +90,9 @@ _METRICS_COUNTERS = (
     ("observability_metric_series_overflows_total", "series_overflows"),
     ("observability_exemplars_dropped_total", "dropped_exemplars"),
     ("observability_push_failures_total", "push_failures"),
+    ("observability_multiprocess_skipped_files_total", "multiprocess_skipped_files"),
+    ("observability_multiprocess_skipped_records_total", "multiprocess_skipped_records"),
+    ("observability_multiprocess_repairs_total", "multiprocess_repairs"),
 )
 # name -> (label names, HELP text)
 _SELF_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -115,6 +118,18 @@ _SELF_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
         "Exemplars not attached because they exceeded the OpenMetrics size limit",
     ),
     "observability_push_failures_total": ((), "Pushes to a Pushgateway that failed"),
+    "observability_multiprocess_skipped_files_total": (
+        (),
+        "Multiprocess metric files that could not be read and were skipped by scrapes",
+    ),
+    "observability_multiprocess_skipped_records_total": (
+        (),
+        "Records of multiprocess metric files that could not be read and were skipped",
+    ),
+    "observability_multiprocess_repairs_total": (
+        (),
+        "Leftovers of interrupted multiprocess compactions that were cleaned up",
+    ),
 }
 
 

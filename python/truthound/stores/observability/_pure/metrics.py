@@ -9,7 +9,9 @@ series (values) and per family/registry (creation); see the native core for the 
 from __future__ import annotations
 
 import math
+import os
 import re
+import sys
 import threading
 import time
 from bisect import bisect_left
@@ -24,6 +26,7 @@ from ..errors import (
     InvalidMetricValueError,
     MetricConflictError,
 )
+from . import _multiprocess as mp
 
 __all__ = [
     "CounterSeries",
@@ -32,8 +35,25 @@ __all__ = [
     "MetricSet",
     "OperationRecorder",
     "SummarySeries",
+    "compact_directory",
+    "encode_directory",
     "format_float",
 ]
+
+#: The one lock of the pure core. Every critical section is short and never calls out, and a
+#: fork waits for it (``os.register_at_fork``), so a child starts with it free and every
+#: structure consistent, whatever other threads were doing (the native core's fork gate).
+_LOCK = threading.RLock()
+
+
+def _after_fork_in_child() -> None:
+    _LOCK.release()
+    mp.after_fork_in_child()
+
+
+os.register_at_fork(
+    before=_LOCK.acquire, after_in_parent=_LOCK.release, after_in_child=_after_fork_in_child
+)
 
 OVERFLOW_VALUE = "__overflow__"
 EXEMPLAR_MAX_CODE_POINTS = 128
@@ -358,7 +378,7 @@ class _Counters:
     def __init__(self) -> None:
         self.series_overflows = 0
         self.dropped_exemplars = 0
-        self.lock = threading.Lock()
+        self.lock = _LOCK
 
     def overflowed(self) -> None:
         with self.lock:
@@ -370,7 +390,18 @@ class _Counters:
 
 
 class _Layout:
-    __slots__ = ("age_buckets", "bounds", "counters", "kind", "max_age", "quantiles", "sketch")
+    __slots__ = (
+        "age_buckets",
+        "bounds",
+        "counters",
+        "kind",
+        "max_age",
+        "mode",
+        "quantiles",
+        "shared",
+        "sketch",
+        "stamps",
+    )
 
     def __init__(  # noqa: PLR0917 - internal constructor
         self,
@@ -389,6 +420,9 @@ class _Layout:
         self.max_age = max_age
         self.age_buckets = age_buckets
         self.counters = counters
+        self.mode = "livesum"
+        self.shared = False
+        self.stamps = False
 
     def allows_negative(self) -> bool:
         return self.kind == "histogram" and bool(self.bounds) and self.bounds[0] < 0.0
@@ -436,7 +470,7 @@ class _Series:
         self.detached = False
         self.overflow = overflow
         self.layout = layout
-        self.lock = threading.Lock()
+        self.lock = _LOCK
         self.value = 0.0
         self.created = now
         self.buckets = [0] * (len(layout.bounds) + 1) if layout.kind == "histogram" else []
@@ -521,6 +555,97 @@ class _Series:
             return window.count, window.sum, window.window(self.layout.sketch, now)
 
 
+class _Frozen:
+    """An aggregated summary: count, sum and the merged sketch of the window."""
+
+    __slots__ = ("count", "sketch", "sum")
+
+    def __init__(self, count: int, total: float, sketch: _Sketch) -> None:
+        self.count = count
+        self.sum = total
+        self.sketch = sketch
+
+    def window(self, _params: _SketchParams, _now: float) -> _Sketch:
+        return self.sketch
+
+
+class _SharedSeries(_Series):
+    """A series whose values are written through to the multiprocess file."""
+
+    __slots__ = ("mm", "pos", "record")
+    mm: Any
+    pos: int
+    record: int
+
+    def counter_add(self, metric: str, value: float) -> None:
+        self.layout.check(value, metric)
+        if self.overflow:
+            self.layout.counters.overflowed()
+        with self.lock:
+            self.value += value
+            mp.pack_d(self.mm, self.pos, self.value)
+
+    def gauge_set(self, value: float) -> None:
+        if self.overflow:
+            self.layout.counters.overflowed()
+        with self.lock:
+            self.value = value
+            mp.pack_d(self.mm, self.pos, value)
+            if self.layout.stamps:
+                mp.pack_d(self.mm, self.pos + 8, time.time())
+
+    def gauge_add(self, value: float) -> None:
+        if self.overflow:
+            self.layout.counters.overflowed()
+        with self.lock:
+            self.value += value
+            mp.pack_d(self.mm, self.pos, self.value)
+            if self.layout.stamps:
+                mp.pack_d(self.mm, self.pos + 8, time.time())
+
+    def histogram_observe(
+        self, metric: str, value: float, exemplar: tuple[LabelPairs, float] | None
+    ) -> None:
+        self.layout.check(value, metric)
+        if self.overflow:
+            self.layout.counters.overflowed()
+        index = bisect_left(self.layout.bounds, value)
+        with self.lock:
+            buckets = self.buckets
+            buckets[index] += 1
+            mp.pack_q(self.mm, self.pos + 8 * index, buckets[index])
+            self.sum += value
+            mp.pack_d(self.mm, self.pos + 8 * len(buckets), self.sum)
+            if exemplar is not None:
+                if self.exemplars is None:
+                    self.exemplars = [None] * len(buckets)
+                self.exemplars[index] = (exemplar[0], value, exemplar[1])
+
+    def summary_observe(self, metric: str, value: float, now: float) -> None:
+        layout = self.layout
+        layout.check(value, metric)
+        if self.overflow:
+            layout.counters.overflowed()
+        key = layout.sketch.key(value) if value > 0.0 else None
+        with self.lock:
+            mp.shared_observe(
+                mp.Cells(self.mm, self.pos),
+                value,
+                now,
+                layout.max_age,
+                layout.age_buckets,
+                layout.sketch.max_bins,
+                key,
+            )
+
+    def moved(self, mm: Any) -> None:
+        """In a forked child: the values now live (zeroed) in the child's own file."""
+        self.mm = mm
+        self.value = 0.0
+        self.sum = 0.0
+        self.buckets = [0] * len(self.buckets)
+
+
 class _Family:
     def __init__(  # noqa: PLR0917 - internal, mirrors the core's steps
         self,
@@ -546,7 +671,9 @@ class _Family:
         self.ordered: list[_Series] = []
         self.max_series = max_series
         self.overflow: _Series | None = None
-        self.lock = threading.Lock()
+        self.lock = _LOCK
+        #: (slab, definition, default labels, counters) in multiprocess mode.
+        self.shared: tuple[mp.Slab, mp.FamilyDef, list[tuple[str, str]], mp.Counters] | None = None
 
     def schema_error(self, given: Sequence[str]) -> Exception:
         expected = list(self.label_names)
@@ -564,21 +691,22 @@ class _Family:
         found = self.map.get(values)
         if found is not None:
             return found
+        now = clock()  # read before locking: a critical section never calls out
         with self.lock:
             found = self.map.get(values)
             if found is not None:
                 return found
             if len(self.ordered) >= self.max_series:
-                return self._overflow_series(clock)
-            series = self._new_series(values, overflow=False, now=clock())
+                return self._overflow_series(now)
+            series = self._new_series(values, overflow=False, now=now)
             self.map[values] = series
             self.ordered.append(series)
             return series
 
-    def _overflow_series(self, clock: Callable[[], float]) -> _Series:
+    def _overflow_series(self, now: float) -> _Series:
         if self.overflow is None:
             values = (OVERFLOW_VALUE,) * len(self.label_names)
-            self.overflow = self._new_series(values, overflow=True, now=clock())
+            self.overflow = self._new_series(values, overflow=True, now=now)
         return self.overflow
 
     def _new_series(self, values: tuple[str, ...], overflow: bool, now: float) -> _Series:
@@ -586,7 +714,29 @@ class _Family:
         for name, escaped, index in self.plan:
             value = escaped if escaped is not None else _escape_label_value(values[index])
             parts.append(f'{name}="{value}"')
-        return _Series(values, ",".join(parts), overflow, self.layout, now)
+        rendered = ",".join(parts)
+        shared = self.shared
+        if shared is None:
+            return _Series(values, rendered, overflow, self.layout, now)
+        slab, definition, defaults, counters = shared
+        full = [
+            next((v for n, v in defaults if n == name), "") if index < 0 else values[index]
+            for name, _escaped, index in self.plan
+        ]
+        layout = self.layout
+        n_cells = mp.cell_count(
+            layout.kind, len(layout.bounds), layout.age_buckets, layout.sketch.max_bins
+        )
+        placed = slab.series(
+            definition.id, full, n_cells, mp.created_index(layout.kind, n_cells), now
+        )
+        if placed is None:
+            counters.unshared_series += 1
+            return _Series(values, rendered, overflow, layout, now)
+        series = _SharedSeries(values, rendered, overflow, layout, now)
+        series.mm, series.pos, chunk, series.record = placed
+        slab.series_list.append((series, chunk))
+        return series
 
     def all_series(self) -> list[_Series]:
         with self.lock:
@@ -642,6 +792,8 @@ class _Family:
     def detach_all(self) -> None:
         for series in self.all_series():
             series.detached = True
+            if self.shared is not None and isinstance(series, _SharedSeries):
+                self.shared[0].remove(series.record)
 
 
 def _given_names(labels: Any) -> list[str]:
@@ -680,8 +832,10 @@ class MetricSet:
         summary_max_bins: int = 2048,
         span_var: Any = None,
         clock: Callable[[], float] | None = None,
+        multiprocess_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         prefix = _str(prefix, "prefix")
+        directory = None if multiprocess_dir is None else os.fspath(multiprocess_dir)
         defaults = _pairs(default_labels)
         bucket_list = [_f64(b) for b in buckets] if buckets is not None else list(_DEFAULT_BUCKETS)
         quantile_list = (
@@ -719,6 +873,13 @@ class MetricSet:
             )
         if max_series == 0:
             raise _error(InvalidArgumentError, "0", "max_series_per_metric must be at least 1")
+        if age_buckets > 1024:
+            raise _error(
+                InvalidArgumentError, str(age_buckets), "summary age buckets must be at most 1024"
+            )
+        self._mp_counters = mp.Counters()
+        self._slab = None if directory is None else mp.Slab(directory, self._mp_counters)
+        self._config = (bucket_list, quantile_list, max_age, age_buckets, accuracy, max_bins)
         self._prefix = prefix
         self._defaults = defaults
         self._max_series = max_series
@@ -729,7 +890,7 @@ class MetricSet:
         self._aliases: dict[str, _Family] = {}
         self._families: list[_Family] = []
         self._owned: dict[str, _Family] = {}
-        self._lock = threading.RLock()
+        self._lock = _LOCK
         self._counters = _Counters()
 
     # ---- families ---------------------------------------------------------------------------
@@ -753,6 +914,7 @@ class MetricSet:
         buckets: Sequence[float] | None,
         quantiles: Sequence[float] | None,
         explicit: bool,
+        mode: str | None = None,
     ) -> _Family:
         _validate_metric_name(name)
         full = _join_prefix(self._prefix, name)
@@ -770,6 +932,13 @@ class MetricSet:
                 self._check_existing(
                     existing, name, kind, labels, label_names, documentation, buckets, quantiles
                 )
+                if mode is not None and kind == "gauge" and existing.layout.mode != mode:
+                    raise _error(
+                        MetricConflictError,
+                        name,
+                        "already registered with multiprocess_mode "
+                        f"{existing.layout.mode}, not {mode}",
+                    )
                 self._aliases.setdefault(name, existing)
                 return existing
             owned = [family_name] + [family_name + s for s in _OWNED_SUFFIXES[kind]]
@@ -783,7 +952,7 @@ class MetricSet:
                         f"{_debug(other.caller_name)} already exposes",
                     )
             family = self._new_family(
-                name, kind, family_name, labels, documentation, buckets, quantiles
+                name, kind, family_name, labels, documentation, buckets, quantiles, mode
             )
             for exposed in owned:
                 self._owned[exposed] = family
@@ -838,6 +1007,10 @@ class MetricSet:
                     name,
                     f"already registered with help {_debug(current)}, not {_debug(documentation)}",
                 )
+            if current != documentation and existing.shared is not None:
+                slab, definition = existing.shared[0], existing.shared[1]
+                definition.help = documentation
+                slab.define(definition, False)
             existing.documentation = documentation
 
     def _new_family(  # noqa: PLR0917 - internal, mirrors the core's steps
@@ -849,6 +1022,7 @@ class MetricSet:
         documentation: str | None,
         buckets: Sequence[float] | None,
         quantiles: Sequence[float] | None,
+        mode: str | None = None,
     ) -> _Family:
         bounds = (
             _validate_buckets(name, buckets)
@@ -874,15 +1048,38 @@ class MetricSet:
             self._age_buckets,
             self._counters,
         )
-        return _Family(
+        layout.mode = mode or "livesum"
+        help_text = documentation or _generated_help(kind, name)
+        family = _Family(
             family_name,
             name,
-            documentation or _generated_help(kind, name),
+            help_text,
             tuple(labels),
             plan,
             layout,
             self._max_series,
         )
+        slab = self._slab
+        if slab is not None:
+            layout.shared = True
+            layout.stamps = layout.mode not in mp.SUM_MODES
+            definition = mp.FamilyDef(
+                0,
+                kind,
+                layout.mode,
+                family_name,
+                help_text,
+                sorted([n for n, _ in self._defaults if n not in labels] + list(labels)),
+                list(bounds),
+                list(quantile_list),
+                self._age_buckets,
+                self._max_age,
+                self._sketch.relative_accuracy,
+                self._sketch.max_bins,
+            )
+            slab.define(definition, True)
+            family.shared = (slab, definition, self._defaults, self._mp_counters)
+        return family
 
     def _find(self, name: str) -> _Family | None:
         found = self._aliases.get(name)
@@ -972,6 +1169,7 @@ class MetricSet:
         label_names: Sequence[str] | None = None,
         buckets: Sequence[float] | None = None,
         quantiles: Sequence[float] | None = None,
+        multiprocess_mode: str | None = None,
     ) -> None:
         """Declares a metric with its help, label names, buckets or quantiles."""
         kind = _str(kind, "kind")
@@ -982,10 +1180,15 @@ class MetricSet:
                 kind,
                 "metric type must be one of counter, gauge, histogram, summary",
             )
+        mode = (
+            None
+            if multiprocess_mode is None
+            else mp.parse_mode(_str(multiprocess_mode, "multiprocess_mode"))
+        )
         names = [_str(n, "label name") for n in (label_names or ())]
         bucket_list = [_f64(b) for b in buckets] if buckets is not None else None
         quantile_list = [_f64(q) for q in quantiles] if quantiles is not None else None
-        self._register(name, kind, documentation, names, bucket_list, quantile_list, explicit=True)
+        self._register(name, kind, documentation, names, bucket_list, quantile_list, True, mode)
 
     def _handle(self, kind: str, name: str, labels: Any) -> _Handle:
         name = _str(name, "name")
@@ -1013,12 +1216,20 @@ class MetricSet:
 
     # ---- reading ----------------------------------------------------------------------------
 
-    def get(  # noqa: PLR0912 - one branch per metric type
+    def get(
         self, name: str, labels: Mapping[str, Any] | None = None
     ) -> tuple[str, float, float, list[tuple[float, float]]] | None:
         """``(type, value_or_count, sum, pairs)`` of the matching series, or ``None``."""
         name = _str(name, "name")
         wanted = _pairs(labels)
+        aggregate = self._aggregate()
+        if aggregate is not None:
+            return aggregate._read(_join_prefix(self._prefix, name), wanted)
+        return self._read(name, wanted)
+
+    def _read(  # noqa: PLR0912 - one branch per metric type
+        self, name: str, wanted: list[tuple[str, str]]
+    ) -> tuple[str, float, float, list[tuple[float, float]]] | None:
         family = self._find(name)
         if family is None:
             return None
@@ -1066,6 +1277,9 @@ class MetricSet:
 
     def collect(self) -> list[tuple[str, str, str, list[Any]]]:
         """Every family: ``(type, name, help, series)``; see the native core for the layout."""
+        aggregate = self._aggregate()
+        if aggregate is not None:
+            return aggregate.collect()
         out: list[tuple[str, str, str, list[Any]]] = []
         now = self._now()
         with self._lock:
@@ -1097,6 +1311,9 @@ class MetricSet:
 
     def encode(self, openmetrics: bool = False) -> str:
         """Prometheus text 0.0.4, or OpenMetrics 1.0 when ``openmetrics``."""
+        aggregate = self._aggregate()
+        if aggregate is not None:
+            return aggregate.encode(openmetrics)
         with self._lock:
             families = list(self._families)
         out: list[str] = []
@@ -1116,6 +1333,37 @@ class MetricSet:
             self._families = []
             self._owned = {}
 
+    def _aggregate(self) -> MetricSet | None:
+        """Every process's values (multiprocess mode), compacting dead writers first."""
+        slab = self._slab
+        if slab is None:
+            return None
+        now = self._now()
+        mp.compact(slab.dir, now, self._mp_counters)
+        return _from_aggregate(mp.scan(slab.dir, now, self._mp_counters), self._config)
+
+    def compact(self) -> int:
+        """Absorbs dead processes' files into the archive of the multiprocess directory."""
+        slab = self._slab
+        if slab is None:
+            return 0
+        return mp.compact(slab.dir, self._now(), self._mp_counters)
+
+    @property
+    def multiprocess_dir(self) -> str | None:
+        """The multiprocess directory, or ``None`` in single-process mode."""
+        return None if self._slab is None else self._slab.dir
+
+    @property
+    def multiprocess_file(self) -> str | None:
+        """This process's file in the multiprocess directory, or ``None``."""
+        return None if self._slab is None else self._slab.path
+
+    @property
+    def multiprocess_counters(self) -> tuple[int, int, int, int, int, int, int]:
+        """Multiprocess losses and repairs (see the native core for the order)."""
+        return self._mp_counters.as_tuple()
+
     @property
     def series_overflows(self) -> int:
         """Samples recorded into an overflow series because a metric hit its series limit."""
@@ -1125,6 +1373,87 @@ class MetricSet:
     def dropped_exemplars(self) -> int:
         """Exemplars not attached because the span's ids exceed the 128-code-point limit."""
         return self._counters.dropped_exemplars
+
+
+_DEFAULT_CONFIG = (list(_DEFAULT_BUCKETS), list(_DEFAULT_QUANTILES), 600.0, 5, 0.01, 2048)
+
+
+def _from_aggregate(aggregate: mp.Aggregate, config: tuple[Any, ...]) -> MetricSet:
+    """A registry holding ``aggregate`` (mirror of ``Registry::from_aggregate``)."""
+    buckets, quantiles, max_age, age_buckets, accuracy, max_bins = config
+    now = aggregate.now
+    target = MetricSet(
+        buckets=buckets,
+        quantiles=quantiles,
+        max_series_per_metric=sys.maxsize,
+        summary_max_age_seconds=max_age,
+        summary_age_buckets=age_buckets,
+        summary_relative_accuracy=accuracy,
+        summary_max_bins=max_bins,
+        clock=lambda: now,
+    )
+    for family in aggregate.sorted_families():
+        d = family.d
+        try:
+            sketch = _SketchParams(d.relative_accuracy, d.max_bins)
+        except InvalidArgumentError:
+            continue
+        layout = _Layout(
+            d.kind,
+            list(d.bounds),
+            list(d.quantiles),
+            sketch,
+            d.max_age,
+            max(d.age_buckets, 1),
+            target._counters,
+        )
+        layout.mode = d.mode
+        plan: list[tuple[str, str | None, int]] = [(n, None, i) for i, n in enumerate(d.labels)]
+        built = _Family(d.name, d.name, d.help, tuple(d.labels), plan, layout, sys.maxsize)
+        for values in sorted(family.series):
+            agg = family.series[values]
+            series = built._new_series(values, overflow=False, now=agg.created)
+            if d.kind == "counter":
+                series.value = agg.sum()
+            elif d.kind == "gauge":
+                series.value = agg.gauge_value(d.mode)
+            elif d.kind == "histogram":
+                series.buckets[: len(agg.buckets)] = agg.buckets
+                series.sum = agg.sum()
+            else:
+                merged = _Sketch()
+                for tag in sorted(agg.slots):
+                    slot = agg.slots[tag]
+                    part = _Sketch()
+                    part.bins = dict(slot.bins)
+                    part.zero, part.count, part.min, part.max = (
+                        slot.zero,
+                        slot.count,
+                        slot.min,
+                        slot.max,
+                    )
+                    merged.merge(sketch, part)
+                series.window = _Frozen(agg.count, agg.sum(), merged)  # type: ignore[assignment]
+            built.map[values] = series
+            built.ordered.append(series)
+        for exposed in [d.name] + [d.name + suffix for suffix in _OWNED_SUFFIXES[d.kind]]:
+            target._owned.setdefault(exposed, built)
+        target._families.append(built)
+    return target
+
+
+def compact_directory(directory: str | os.PathLike[str]) -> int:
+    """Compacts the multiprocess ``directory``; returns how many files were absorbed."""
+    return mp.compact(os.fspath(directory), mp.wall_clock(), mp.Counters())
+
+
+def encode_directory(directory: str | os.PathLike[str], openmetrics: bool = False) -> str:
+    """The aggregated exposition of every process's metrics in ``directory``."""
+    path = os.fspath(directory)
+    counters = mp.Counters()
+    now = mp.wall_clock()
+    mp.compact(path, now, counters)
+    return _from_aggregate(mp.scan(path, now, counters), _DEFAULT_CONFIG).encode(openmetrics)
 
 
 # ---- encoding (mirror of rust/metrics/encode.rs) --------------------------------------------

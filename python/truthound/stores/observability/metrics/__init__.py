@@ -7,6 +7,7 @@ pure-Python core produces the same bytes when the native one is unavailable).
 
 from __future__ import annotations
 
+from . import multiprocess
 from ._backend import InMemoryMetricsBackend, Metric, PrometheusMetricsBackend
 from ._bridge import PrometheusClientCollector
 from ._exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, prefers_openmetrics
@@ -28,5 +29,6 @@ __all__ = [
     "PrometheusMetricsBackend",
     "StoreMetrics",
     "SummaryValue",
+    "multiprocess",
     "prefers_openmetrics",
 ]

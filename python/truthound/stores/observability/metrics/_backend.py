@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _context, _core
 from ..config import MetricsConfig, MetricsExportFormat
 from ..errors import InvalidArgumentError, MetricsServerError, PushGatewayError
-from . import _http
+from . import _fork, _http, multiprocess
 from ._exposition import render_json, render_statsd
 from ._values import HistogramValue, MetricType, MetricValue, SummaryValue
 
@@ -119,6 +120,7 @@ class _CoreBackend:
             summary_relative_accuracy=summary_relative_accuracy,
             span_var=_context.current_span,
             clock=clock,
+            multiprocess_dir=self._multiprocess_dir(),
         )
         self._core = core
         self._core_module = _core.core  # the core that created `_core` (helpers must match it)
@@ -126,6 +128,7 @@ class _CoreBackend:
         self._metrics_lock = threading.Lock()
         self._collect_hooks: list[Callable[[], object]] = []
         self._collect_hook_failures = 0
+        _fork.track(self, "_metrics_lock")
         # The hot paths are the core's own methods, bound on the instance: a documented call
         # such as `backend.increment(name, labels={...})` is then one native call, with no
         # Python frame in between (which would cost more than the native work itself).
@@ -139,6 +142,18 @@ class _CoreBackend:
         else:
             for name in ("increment", "counter", "gauge", "gauge_add", "histogram", "summary"):
                 setattr(self, name, _noop)
+
+    def _multiprocess_dir(self) -> str | None:
+        config = self.config
+        if config.multiprocess is False:
+            return None
+        chosen = config.multiprocess_dir or multiprocess.directory()
+        if chosen is None and config.multiprocess:
+            raise InvalidArgumentError(
+                "MetricsConfig.multiprocess=True: set multiprocess_dir or call "
+                "metrics.multiprocess.enable() first"
+            )
+        return None if chosen is None else str(chosen)
 
     # ---- recording (replaced on the instance by the core's methods; see __init__) -----------
 
@@ -190,8 +205,14 @@ class _CoreBackend:
         label_names: Sequence[str] = (),
         buckets: Sequence[float] | None = None,
         quantiles: Sequence[float] | None = None,
+        multiprocess_mode: str | None = None,
     ) -> Metric:
         """Declares a metric with its HELP text, label names and buckets or quantiles.
+
+        ``multiprocess_mode`` (gauges; see ``multiprocess.GaugeMode``) says how the values of
+        several processes combine in multiprocess mode: ``sum``, ``max``, ``min``, ``latest``
+        (the most recently set), or their ``live*`` variants that ignore dead processes
+        (default ``livesum``). Ignored in single-process mode.
 
         Declaring an identical metric again returns the same ``Metric``; a different type,
         label names, buckets, quantiles or help raises ``MetricConflictError``.
@@ -204,6 +225,7 @@ class _CoreBackend:
             list(label_names),
             list(buckets) if buckets is not None else None,
             list(quantiles) if quantiles is not None else None,
+            None if multiprocess_mode is None else str(multiprocess_mode),
         )
         with self._metrics_lock:
             key = f"{kind.value}:{name}"
@@ -370,6 +392,66 @@ class _CoreBackend:
         """Exemplars not attached: the span's ids exceed the 128-code-point limit."""
         return self._core.dropped_exemplars
 
+    # ---- multiprocess mode ----------------------------------------------------------------
+
+    @property
+    def multiprocess_directory(self) -> Path | None:
+        """The shared directory in multiprocess mode, else ``None``."""
+        found = self._core.multiprocess_dir
+        return None if found is None else Path(found)
+
+    @property
+    def multiprocess_file(self) -> Path | None:
+        """This process's file in the shared directory, else ``None``."""
+        found = self._core.multiprocess_file
+        return None if found is None else Path(found)
+
+    def compact(self) -> int:
+        """Absorbs dead processes' files into the directory's archive now (every scrape also
+        tries); returns how many. 0 in single-process mode or while another process compacts."""
+        return int(self._core.compact())
+
+    @property
+    def multiprocess_skipped_files(self) -> int:
+        """Files of the directory that could not be read (bad header, truncated...) and were
+        skipped by this process's scrapes; a dead process's unreadable file is renamed
+        ``corrupt-*`` (kept for inspection, never read again)."""
+        return int(self._core.multiprocess_counters[0])
+
+    @property
+    def multiprocess_skipped_records(self) -> int:
+        """Records skipped by scrapes: malformed, or a metric another process defines
+        differently (type, label names, buckets or quantiles) from the first definition."""
+        return int(self._core.multiprocess_counters[1])
+
+    @property
+    def multiprocess_unshared_series(self) -> int:
+        """Series this process keeps in private memory because the shared file could not grow
+        (disk full) or a forked child could not get a file of its own: missing from scrapes."""
+        return int(self._core.multiprocess_counters[2])
+
+    @property
+    def multiprocess_unmerged_sketches(self) -> int:
+        """Summary series whose sketch mapping (relative accuracy) differs between processes:
+        their ``_count``/``_sum`` are aggregated, their quantiles not merged."""
+        return int(self._core.multiprocess_counters[3])
+
+    @property
+    def multiprocess_compactions(self) -> int:
+        """Compactions this process performed."""
+        return int(self._core.multiprocess_counters[4])
+
+    @property
+    def multiprocess_compacted_files(self) -> int:
+        """Dead processes' files this process absorbed into the archive."""
+        return int(self._core.multiprocess_counters[5])
+
+    @property
+    def multiprocess_repairs(self) -> int:
+        """Leftovers of interrupted operations this process cleaned up: temporary files of a
+        process or compaction that died, files a compaction absorbed but could not delete."""
+        return int(self._core.multiprocess_counters[6])
+
 
 class InMemoryMetricsBackend(_CoreBackend):
     """Metrics kept in memory: record, read back (``get``, ``get_metrics``) and export.
@@ -401,6 +483,9 @@ class PrometheusMetricsBackend(_CoreBackend):
         self._server_lock = threading.Lock()
         self._push_failures = 0
         self._push_lock = threading.Lock()
+        _fork.track(
+            self, "_server_lock", "_push_lock", forget=PrometheusMetricsBackend._forget_threads
+        )
         self._last_push_error: str | None = None
         self._push_stop: threading.Event | None = None
         self._push_thread: threading.Thread | None = None
@@ -409,6 +494,15 @@ class PrometheusMetricsBackend(_CoreBackend):
             self.start_http_server()
         if self.config.push_gateway_url:
             self.start_pushing()
+
+    def _forget_threads(self) -> None:
+        """In a forked child: the endpoint and push threads do not exist here. Drop their
+        state (closing the child's copy of the listening socket; the parent keeps serving)
+        so ``close()`` returns at once and both can be started again in the child."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.forget()
+        self._push_stop = self._push_thread = None
 
     def _render(self, openmetrics: bool) -> str:
         self._run_collect_hooks()

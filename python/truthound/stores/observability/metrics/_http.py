@@ -117,6 +117,11 @@ class MetricsHTTPServer:
         """The bound port (the ephemeral one when started with ``port=0``)."""
         return int(self._server.server_address[1])
 
+    def forget(self) -> None:
+        """In a forked child: closes this process's copy of the socket, without stopping the
+        serving thread (the parent's; it does not exist in the child)."""
+        self._server.socket.close()
+
     def stop(self) -> None:
         """Stops serving, closes the socket and waits for the serving thread."""
         self._server.shutdown()

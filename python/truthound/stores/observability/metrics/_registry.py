@@ -11,10 +11,16 @@ from typing import Any
 
 from ..config import MetricsConfig, MetricsExportFormat
 from ..errors import InvalidArgumentError
+from . import _fork
 from ._backend import InMemoryMetricsBackend, PrometheusMetricsBackend
 from ._values import HistogramValue, SummaryValue
 
 __all__ = ["MetricsRegistry"]
+
+
+def _reset_class_lock(_cls: object) -> None:
+    MetricsRegistry._instance_lock = threading.Lock()
+
 
 _log = logging.getLogger("truthound.stores.observability.metrics")
 
@@ -43,6 +49,7 @@ class MetricsRegistry:
                 instance = super().__new__(cls)
                 instance._backends = {}
                 instance._lock = threading.Lock()
+                _fork.track(instance, "_lock")
                 instance._failures = 0
                 cls._instance = instance
             return cls._instance
@@ -179,3 +186,6 @@ class MetricsRegistry:
         """The primary backend's ``export()`` (empty without backends)."""
         primary = self.backend
         return "" if primary is None else str(primary.export())
+
+
+_fork.track(MetricsRegistry, forget=_reset_class_lock)

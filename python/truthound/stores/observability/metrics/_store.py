@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import InvalidArgumentError, InvalidMetricValueError
+from . import _fork
 from ._values import MetricType
 
 __all__ = ["STANDARD_METRICS", "StoreMetrics"]
@@ -79,6 +80,7 @@ class StoreMetrics:
         self._store = {"store": store_type}
         self._connections = 0
         self._lock = threading.Lock()
+        _fork.track(self, "_lock")
         self._op_handles: dict[tuple[str, bool], tuple[Callable[..., Any], Callable[..., Any]]] = {}
         self._can_bind = callable(getattr(backend, "counter_series", None)) and callable(
             getattr(backend, "histogram_series", None)
