@@ -84,7 +84,9 @@ class _HttpReceiver(_Collector):
     path = "/"
     status = 200
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        """Listens on ``port`` of the loopback interface (0: a free one); ``OSError`` when
+        that port is taken."""
         super().__init__()
         receiver = self
 
@@ -112,7 +114,7 @@ class _HttpReceiver(_Collector):
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -202,6 +204,9 @@ class OtlpHttpReceiver(_HttpReceiver):
 
 class OtlpGrpcReceiver(_Collector):
     def __init__(self, port: int = 0) -> None:
+        """Listens on ``port`` of the loopback interface (0: a free one); ``RuntimeError`` when
+        that port is taken (exclusively: without ``SO_REUSEPORT``, so that two test runs on
+        one machine cannot share a fixed port and receive each other's spans)."""
         super().__init__()
         import grpc
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -213,7 +218,9 @@ class OtlpGrpcReceiver(_Collector):
                 receiver.add(decode_otlp(request))
                 return trace_service_pb2.ExportTraceServiceResponse()
 
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=2), options=[("grpc.so_reuseport", 0)]
+        )
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
         self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         self.server.start()
@@ -315,14 +322,14 @@ class JaegerReceiver(_HttpReceiver):
     path = "/api/traces"
     status = 202
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         import thriftpy2
 
         self.thrift = thriftpy2.load(
             str(Path(__file__).with_name("jaeger.thrift")), module_name="jaeger_thrift"
         )
         self.batches: list[Any] = []
-        super().__init__()
+        super().__init__(port)
 
     def decode(self, body: bytes, headers: dict[str, str]) -> list[Received]:
         from thriftpy2.protocol import TBinaryProtocolFactory

@@ -226,6 +226,25 @@ def test_noop_tracer_keeps_a_given_parent_for_propagation() -> None:
         assert span.context.to_traceparent() == header()
 
 
+def test_noop_tracer_without_parent_propagates_no_trace() -> None:
+    """The spec's propagation code (``span.context.to_traceparent()``) with tracing disabled and
+    no incoming trace: it must not raise. The header is W3C's all-zero "no trace", which
+    receivers (ours and OpenTelemetry's propagator) read as absent, as if nothing was sent."""
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    with Tracer.create(enabled=False).start_span("operation") as span:
+        outgoing = {"traceparent": span.context.to_traceparent()}
+    assert outgoing == {"traceparent": f"00-{'0' * 32}-{'0' * 16}-00"}
+    assert SpanContext.from_traceparent(outgoing["traceparent"]) is None
+    extracted = TraceContextTextMapPropagator().extract(outgoing)
+    assert not trace.get_current_span(extracted).get_span_context().is_valid
+    assert NoopTracer().inject_context({}) == {}  # injecting still writes nothing
+    # Any other context with invalid ids still refuses to be written.
+    with pytest.raises(InvalidArgumentError, match=r"0{32}"):
+        SpanContext("0" * 32, "0" * 16).to_traceparent()
+
+
 def test_factory() -> None:
     assert isinstance(Tracer.create(enabled=False), NoopTracer)
     assert isinstance(Tracer.create(config=TracingConfig(enabled=False)), NoopTracer)

@@ -528,7 +528,25 @@ def _start(  # noqa: PLR0917 (internal, positional for speed)
     return span
 
 
-_INVALID_CONTEXT: Final = SpanContext._new(
+class _NoTraceContext(SpanContext):
+    """The context of a no-op span that has no parent: the all-zero ids of W3C Trace Context.
+
+    Unlike any other invalid context, it writes its header instead of raising:
+    ``00-<32 zeros>-<16 zeros>-00`` is the recommendation's own "no trace", which a receiver
+    (``from_traceparent`` included) reads as absent and answers by starting its own trace,
+    exactly as if nothing had been sent. So the specification's propagation code
+    (``span.context.to_traceparent()``) keeps working when tracing is disabled, without a
+    trace being invented or lost. ``inject_context`` still writes nothing for it.
+    """
+
+    __slots__ = ()
+
+    def to_traceparent(self) -> str:
+        return _NO_TRACE_HEADER
+
+
+_NO_TRACE_HEADER: Final = f"00-{INVALID_TRACE_ID}-{INVALID_SPAN_ID}-00"
+_INVALID_CONTEXT: Final = _NoTraceContext._new(
     INVALID_TRACE_ID, INVALID_SPAN_ID, None, 0, EMPTY_TRACE_STATE, False
 )
 
@@ -537,8 +555,9 @@ class NoopSpan:
     """The span of a disabled tracer: every method does nothing and returns the span.
 
     ``NoopTracer`` hands out one shared instance (no allocation, no id generation). Its context
-    is the invalid all-zero context (``is_valid`` is false, so it is never injected into
-    headers), unless the tracer was given a parent, which a no-op span carries unchanged so that
+    is the invalid all-zero context (``is_valid`` is false, so ``inject_context`` never writes
+    it; its ``to_traceparent()`` is the all-zero header, which receivers read as absent),
+    unless the tracer was given a parent, which a no-op span carries unchanged so that
     propagation still continues the caller's trace.
     """
 
