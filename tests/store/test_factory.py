@@ -103,7 +103,9 @@ def test_create_observable_store_reads_the_environment(monkeypatch: pytest.Monke
     store = create_observable_store(InMemoryStore())
     assert store.observability.config.metrics.prefix == "fromenv"
     assert isinstance(store.observability.tracer, NoopTracer)
-    ignored = create_observable_store(InMemoryStore(), use_env_config=False, audit_backend="memory")
+    ignored = create_observable_store(
+        InMemoryStore(), use_env_config=False, audit_backend="memory", tracing_enabled=False
+    )
     assert ignored.observability.config.metrics.prefix == "truthound_store"
 
 

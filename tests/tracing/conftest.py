@@ -39,8 +39,3 @@ def zipkin() -> Iterator[receivers.ZipkinReceiver]:
 @pytest.fixture
 def jaeger() -> Iterator[receivers.JaegerReceiver]:
     yield from _serve(receivers.JaegerReceiver())
-
-
-@pytest.fixture
-def black_hole() -> Iterator[receivers.BlackHole]:
-    yield from _serve(receivers.BlackHole())

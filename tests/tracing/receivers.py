@@ -5,7 +5,6 @@
 * ``OtlpGrpcReceiver``: a grpcio server implementing the official ``TraceService``.
 * ``ZipkinReceiver``: ``POST /api/v2/spans``, JSON checked against the Zipkin v2 span model.
 * ``JaegerReceiver``: ``POST /api/traces``, decoded by thriftpy2 from ``jaeger.thrift``.
-* ``BlackHole``: accepts TCP connections and never answers.
 
 Every receiver turns what it got into the same ``Received`` records so the tests can compare
 them with the spans we produced.
@@ -15,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -381,19 +379,6 @@ class JaegerReceiver(_HttpReceiver):
 
 
 # ---- a peer that never answers ------------------------------------------------------------------
-
-
-class BlackHole:
-    """A listening socket that never accepts: connections hang until the client gives up."""
-
-    def __init__(self) -> None:
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.listen(64)
-        self.port = self.socket.getsockname()[1]
-
-    def close(self) -> None:
-        self.socket.close()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:

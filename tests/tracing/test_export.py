@@ -8,11 +8,11 @@ the test compares what arrived with the spans we produced.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -248,27 +248,53 @@ def test_existing_api_ids_that_are_not_w3c_still_export(otlp_http: Any) -> None:
         tracer.shutdown(5)
 
 
+_BLACK_HOLE_SCENARIO = """
+import json, os, socket, sys, time
+from truthound.stores.observability.tracing import OpenTelemetryTracer
+
+hole = socket.socket()
+hole.bind(("127.0.0.1", 0))
+hole.listen(16)  # the kernel completes handshakes; nobody ever reads or answers
+tracer = OpenTelemetryTracer(
+    service_name="svc",
+    endpoint=f"http://127.0.0.1:{hole.getsockname()[1]}",
+    protocol=sys.argv[1],
+    timeout_seconds=30,  # the exporter would wait this long per attempt
+    schedule_delay_millis=10,
+)
+for i in range(3):
+    with tracer.start_span(f"s{i}"):
+        pass
+started = time.monotonic()
+flushed = tracer.flush(timeout_seconds=0.5)
+shut_down = tracer.shutdown(timeout_seconds=0.5)
+print(json.dumps({
+    "flushed": flushed, "shut_down": shut_down, "elapsed": time.monotonic() - started,
+    "dropped": tracer.dropped_spans, "exported": tracer.exported_spans,
+}), flush=True)
+os._exit(0)  # the exporter's own retry thread may still be waiting on the black hole
+"""
+
+
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
-def test_flush_and_shutdown_are_bounded_against_a_black_hole(
-    black_hole: Any, protocol: str
-) -> None:
-    tracer = OpenTelemetryTracer(
-        service_name="svc",
-        endpoint=f"http://127.0.0.1:{black_hole.port}",
-        protocol=protocol,
-        timeout_seconds=30,  # the exporter would wait this long per attempt
-        schedule_delay_millis=10,
+def test_flush_and_shutdown_are_bounded_against_a_black_hole(core: str, protocol: str) -> None:
+    """Runs in a child process: the SDK exporter's abandoned retry thread (which uses the
+    global ``random`` for jitter) must not outlive the test inside the test process."""
+    result = subprocess.run(
+        [sys.executable, "-c", _BLACK_HOLE_SCENARIO, protocol],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "TRUTHOUND_OBSERVABILITY_CORE": core},
     )
-    for i in range(3):
-        with tracer.start_span(f"s{i}"):
-            pass
-    started = time.monotonic()
-    assert tracer.flush(timeout_seconds=0.5) is False
-    assert tracer.shutdown(timeout_seconds=0.5) is False
-    elapsed = time.monotonic() - started
-    assert elapsed < 10, elapsed  # bounded by our timeouts, not the exporter's 30 s retries
-    assert tracer.dropped_spans == 3
-    assert tracer.exported_spans == 0
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["flushed"] is False
+    assert outcome["shut_down"] is False
+    assert outcome["elapsed"] < 10, outcome  # bounded by our timeouts, not the exporter's 30 s
+    assert outcome["dropped"] == 3
+    assert outcome["exported"] == 0
 
 
 def test_refused_exports_are_counted(zipkin: Any) -> None:
