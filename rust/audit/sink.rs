@@ -247,7 +247,8 @@ pub fn list_segments(directory: &Path, stem: &str, suffix: &str) -> io::Result<V
 impl FileSink {
     /// Creates the directory if needed and opens (or creates) the active segment, repairing a
     /// torn tail left by a previous writer.
-    pub fn open(config: SinkConfig) -> Result<Self> {
+    /// `frozen_clock_us` fixes the time written into checkpoints (tests).
+    pub fn open(config: SinkConfig, frozen_clock_us: Option<i64>) -> Result<Self> {
         fs::create_dir_all(&config.directory)
             .map_err(|e| io_error(&config.directory, "create the audit directory", &e))?;
         let lock_path = config
@@ -276,7 +277,7 @@ impl FileSink {
             stats: Arc::new(SinkStats::default()),
             last_error: Arc::new(Mutex::new(None)),
             clock_offset_us: AtomicI64::new(0),
-            frozen_clock_us: AtomicI64::new(i64::MIN),
+            frozen_clock_us: AtomicI64::new(frozen_clock_us.unwrap_or(i64::MIN)),
             compressors: Mutex::new(Vec::new()),
             timer: Mutex::new(None),
             timer_stop: Arc::new((Mutex::new(false), Condvar::new())),
@@ -1200,7 +1201,7 @@ mod tests {
     fn repairs_a_torn_tail_before_appending() {
         let dir = temp_dir("torn");
         fs::write(dir.join("audit.log"), b"{\"a\":1}\n{\"torn").unwrap();
-        let sink = FileSink::open(config(&dir)).unwrap();
+        let sink = FileSink::open(config(&dir), None).unwrap();
         sink.write_lines(b"{\"b\":2}\n", 1).unwrap();
         let text = fs::read_to_string(dir.join("audit.log")).unwrap();
         assert_eq!(text, "{\"a\":1}\n{\"torn\n{\"b\":2}\n");
@@ -1215,7 +1216,7 @@ mod tests {
         cfg.max_bytes = Some(100);
         cfg.max_files = Some(3);
         cfg.compress = true;
-        let sink = FileSink::open(cfg).unwrap();
+        let sink = FileSink::open(cfg, None).unwrap();
         for i in 0..50 {
             sink.write_lines(format!("{{\"i\":{i:040}}}\n").as_bytes(), 1)
                 .unwrap();
@@ -1230,7 +1231,7 @@ mod tests {
 
     #[test]
     fn unwritable_directory_is_a_named_error() {
-        let err = FileSink::open(config(Path::new("/proc/truthound-no-such-dir")))
+        let err = FileSink::open(config(Path::new("/proc/truthound-no-such-dir")), None)
             .err()
             .unwrap();
         assert_eq!(err.kind, ErrorKind::AuditIo);

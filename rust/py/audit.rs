@@ -490,11 +490,12 @@ impl FileSink {
     /// Tamper evidence: with `integrity_key` (bytes; `key_source` names where it came from, for
     /// errors) every record is sealed into the keyed chain and checkpoints are written at open,
     /// rotation, retention, close and every `checkpoint_interval` seconds (0: no periodic ones).
-    /// `max_age_seconds` deletes closed segments older than that.
+    /// `max_age_seconds` deletes closed segments older than that. `writer_id` and `frozen_clock`
+    /// (microseconds) fix what checkpoints record, for reproducible output in tests.
     #[pyo3(signature = (directory, stem, suffix, *, daily=false, max_bytes=None, max_files=None,
         compress=false, durability="periodic", sync_every_events=0, sync_interval_ms=1000,
         text_format=false, redactor=None, integrity_key=None, key_source="integrity_key",
-        checkpoint_interval=60.0, writer_id=None, max_age_seconds=None))]
+        checkpoint_interval=60.0, writer_id=None, max_age_seconds=None, frozen_clock=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -515,6 +516,7 @@ impl FileSink {
         checkpoint_interval: f64,
         writer_id: Option<String>,
         max_age_seconds: Option<f64>,
+        frozen_clock: Option<i64>,
     ) -> PyResult<Self> {
         if !(checkpoint_interval.is_finite() && checkpoint_interval >= 0.0) {
             return Err(invalid(
@@ -554,7 +556,7 @@ impl FileSink {
             max_age,
             chain,
         };
-        let sink = Arc::new(py.detach(|| CoreSink::open(config))?);
+        let sink = Arc::new(py.detach(|| CoreSink::open(config, frozen_clock))?);
         sink.start_checkpoint_timer();
         Ok(Self {
             inner: sink,
