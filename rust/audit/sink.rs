@@ -22,7 +22,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt as _;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -95,6 +95,8 @@ pub struct SinkStats {
     pub syncs: AtomicU64,
     pub checkpoints: AtomicU64,
     pub pruned_segments: AtomicU64,
+    /// The most recent write failed (cleared by the next successful one).
+    pub failing: AtomicBool,
 }
 
 struct State {
@@ -413,6 +415,7 @@ impl FileSink {
         let result = self.write_lines_inner(buf, events);
         match &result {
             Ok(()) => {
+                self.stats.failing.store(false, Ordering::Relaxed);
                 self.stats
                     .written_events
                     .fetch_add(events, Ordering::Relaxed);
@@ -421,6 +424,7 @@ impl FileSink {
                     .fetch_add(buf.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
+                self.stats.failing.store(true, Ordering::Relaxed);
                 self.stats
                     .failed_events
                     .fetch_add(events, Ordering::Relaxed);

@@ -588,6 +588,15 @@ impl FileSink {
             .map(|c| c.key.id().to_owned())
     }
 
+    /// Whether the most recent write failed (cleared by the next successful one).
+    #[getter]
+    fn failing(&self) -> bool {
+        self.inner
+            .stats()
+            .failing
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Checkpoints this sink wrote.
     #[getter]
     fn checkpoints(&self) -> u64 {

@@ -67,3 +67,14 @@ class AuditIOError(ObservabilityError, OSError):
 
 class AuditClosedError(ObservabilityError, RuntimeError):
     """An audit backend or queue was used after ``close()``."""
+
+
+# --- audit: trustworthy trail (fail-closed, tamper evidence) ----------------------------------
+
+__all__ += ["AuditUnavailableError"]
+
+
+class AuditUnavailableError(ObservabilityError, RuntimeError):
+    """Fail-closed mode: no audit backend can record the operation, so it was refused (or, when
+    raised after the operation, its record could not be written). The message names the store
+    and the operation."""

@@ -102,7 +102,11 @@ class ObservabilityManager:
                 self.audit_backend = _audit_backend_from_config(self.config)
                 self._owned.append(self.audit_backend)
             self.audit = AuditLogger(
-                self.audit_backend, store_type=store_type, store_id=store_id or ""
+                self.audit_backend,
+                store_type=store_type,
+                store_id=store_id or "",
+                fail_closed=self.config.audit.fail_closed,
+                fail_closed_timeout_seconds=self.config.audit.fail_closed_timeout_seconds,
             )
 
         self.metrics_backend: Any = None
@@ -146,6 +150,9 @@ class ObservabilityManager:
         carrying the span's ids, and on exit records the operation's metrics (and the error type
         on failure) and one audit event. Exceptions propagate unchanged.
         """
+        if self.audit is not None:
+            # Fail-closed: refuse before the span opens and before the store is touched.
+            self.audit.ensure_available(operation)
         context = context if context is not None else self.create_context()
         span_attributes = {
             "store.type": self.store_type,

@@ -904,6 +904,8 @@ class FileSink:
         self._timer: threading.Thread | None = None
         self.checkpoints = 0
         self.pruned_segments = 0
+        #: The most recent write failed (cleared by the next successful one).
+        self.failing = False
         if durability not in ("none", "periodic", "always"):
             raise InvalidArgumentError(
                 f"{json.dumps(durability)}: durability must be 'none', 'periodic' or 'always'"
@@ -1049,12 +1051,14 @@ class FileSink:
         """Appends pre-encoded whole lines (``events`` records) with one write."""
         try:
             self._write_lines(data, events)
-        except (AuditIOError, AuditClosedError) as error:
+        except (AuditIOError, AuditClosedError, InvalidArgumentError) as error:
             with self._stats_lock:
+                self.failing = True
                 self.failed_events += events
                 self._last_error = str(error)
             raise
         with self._stats_lock:
+            self.failing = False
             self.written_events += events
 
     def _write_lines(self, data: bytes, events: int) -> None:  # noqa: PLR0915, PLR0912
