@@ -150,9 +150,6 @@ class ObservabilityManager:
         carrying the span's ids, and on exit records the operation's metrics (and the error type
         on failure) and one audit event. Exceptions propagate unchanged.
         """
-        if self.audit is not None:
-            # Fail-closed: refuse before the span opens and before the store is touched.
-            self.audit.ensure_available(operation)
         context = context if context is not None else self.create_context()
         span_attributes = {
             "store.type": self.store_type,
