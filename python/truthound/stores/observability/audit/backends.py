@@ -70,6 +70,7 @@ class _Backend:
         if config is not None and not isinstance(config, AuditConfig):
             raise InvalidArgumentError(f"config={config!r} must be an AuditConfig")
         applies = config is not None or self._leaf
+        self._config_given = config is not None
         self.config = config if config is not None else AuditConfig()
         self._level_excluded: frozenset[str] = (
             _excluded(self.config.level) if applies else frozenset()
@@ -229,7 +230,11 @@ class _SegmentBackend(_Backend):
             if checkpoint_interval_seconds is None
             else checkpoint_interval_seconds
         )
-        days = self.config.retention_days if retention_days is None else retention_days
+        # Deleting audit data by age needs an explicit decision: retention_days= or a config.
+        if retention_days is not None:
+            days = retention_days
+        else:
+            days = self.config.retention_days if self._config_given else 0
         if not isinstance(days, int) or days < 0:
             raise InvalidArgumentError(
                 f"retention_days={days!r} must be a non-negative int (0 keeps files forever)"

@@ -175,7 +175,14 @@ def _discover(paths: Sequence[str | os.PathLike[str]]) -> dict[tuple[str, str, s
             )
         if names is not None and not path.is_file():
             raise InvalidArgumentError(f"{str(path)!r}: no such audit file")
-    return {log: sorted(segs) for log, segs in logs.items() if log in wanted}
+    result = {}
+    for log, segs in logs.items():
+        if log in wanted:
+            # A segment whose compression was interrupted after the rename may exist in both
+            # forms (identical content): read the plain one.
+            plain = {path for _d, _s, compressed, path in segs if not compressed}
+            result[log] = sorted(s for s in segs if not (s[2] and s[3][:-3] in plain))
+    return result
 
 
 # ---- reading links ---------------------------------------------------------------------------
@@ -183,6 +190,7 @@ def _discover(paths: Sequence[str | os.PathLike[str]]) -> dict[tuple[str, str, s
 
 @dataclass
 class _Link:
+    position: int
     segment: int
     path: str
     line: int
@@ -328,7 +336,7 @@ class _Log:
 
     def drain(self) -> None:
         while self.expected is not None and self.expected in self.pending:
-            self.accept(self.pending.pop(self.expected), verify=True, early=True)
+            self.accept(self.pending.pop(self.expected), verify=True)
 
     def resolve_gap(self) -> None:
         assert self.expected is not None
@@ -374,7 +382,9 @@ class _Log:
             seq=first,
         )
 
-    def accept(self, link: _Link, *, verify: bool, early: bool = False) -> None:
+    def accept(self, link: _Link, *, verify: bool) -> None:
+        # Found in the file before the link it follows in the chain.
+        early = self.last is not None and self.last.position > link.position
         if verify:
             good = self.mac_of(self.prev_mac, link.body) == link.mac
             if not good:
@@ -405,7 +415,11 @@ class _Log:
         self.since_checkpoint = 0
         reason = cp.get("reason")
         prev = cp.get("prev_checkpoint", "")
-        if self.last_checkpoint_mac is not None and prev != self.last_checkpoint_mac.hex():
+        if (
+            verified
+            and self.last_checkpoint_mac is not None
+            and prev != self.last_checkpoint_mac.hex()
+        ):
             self.finding(
                 "checkpoint_deleted",
                 link,
@@ -502,6 +516,7 @@ def _verify_log(
     name: str, segments: list[Any], key: bytes, live: bool, report: VerifyReport
 ) -> None:
     log = _Log(name, key, live, report)
+    position = 0
     for index, (_date, _stamp, compressed, path) in enumerate(segments):
         report.segments += 1
         number = 0
@@ -518,7 +533,8 @@ def _verify_log(
                 if is_checkpoint:
                     data = _json_part(body + b"}")
                     checkpoint = data if isinstance(data, dict) else {}
-                log.link(_Link(index, path, number, seq, mac, body, checkpoint))
+                position += 1
+                log.link(_Link(position, index, path, number, seq, mac, body, checkpoint))
                 if log.wrong_key:
                     break
         except (OSError, EOFError, zlib.error) as error:
