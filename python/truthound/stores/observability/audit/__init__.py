@@ -14,6 +14,7 @@ from .backends import (
     backend_healthy,
 )
 from .events import AuditEvent, AuditEventType, AuditStatus
+from .export import OtlpAuditBackend
 from .logger import AuditLogger
 from .reader import QueryReport
 from .redaction import DEFAULT_PATTERNS, DataRedactor
@@ -33,6 +34,7 @@ __all__ = [
     "Finding",
     "InMemoryAuditBackend",
     "JsonAuditBackend",
+    "OtlpAuditBackend",
     "QueryReport",
     "VerifyReport",
     "backend_healthy",
