@@ -159,7 +159,7 @@ impl ChainState {
             next_seq: u(8..16),
             head: bytes[16..48].try_into().expect("32"),
             last_checkpoint: bytes[48..80].try_into().expect("32"),
-            last_checkpoint_us: u(80..88) as i64,
+            last_checkpoint_us: u(80..88).cast_signed(),
             segment: (u(88..96), u(96..104)),
             segment_end: u(104..112),
             segment_records: u(112..120),

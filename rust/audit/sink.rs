@@ -692,7 +692,7 @@ impl FileSink {
         out: &mut Vec<u8>,
     ) -> Result<ChainState> {
         let active = File::open(&state.path)
-            .and_then(|f| chain::scan_segment(f))
+            .and_then(chain::scan_segment)
             .map_err(|e| io_error(&state.path, "read the audit file", &e))?;
         let mut head = ChainState {
             key_tag: chain::key_tag(&chain.key),
@@ -715,8 +715,8 @@ impl FileSink {
         // The active segment has no link: continue from the newest earlier segment that has.
         let segments = self.segments()?;
         for segment in segments.iter().rev().filter(|s| s.path != state.path) {
-            let Ok(scan) = open_segment(&segment.path, segment.compressed)
-                .and_then(|reader| chain::scan_segment(reader))
+            let Ok(scan) =
+                open_segment(&segment.path, segment.compressed).and_then(chain::scan_segment)
             else {
                 continue;
             };
@@ -1230,6 +1230,95 @@ mod tests {
         assert_eq!(segments.len(), 3, "{segments:?}");
         assert!(segments[..2].iter().all(|s| s.compressed));
         assert!(sink.stats().rotations.load(Ordering::Relaxed) >= 15);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn chained(dir: &Path) -> SinkConfig {
+        let mut cfg = config(dir);
+        cfg.chain = Some(ChainConfig {
+            key: ChainKey::new(b"0123456789abcdef-sink-test", "test").unwrap(),
+            text_format: false,
+            interval: Duration::ZERO,
+            writer: "w".into(),
+        });
+        cfg
+    }
+
+    /// Every line of every segment, oldest first, checked as one chain; returns the lines.
+    fn check_chain(dir: &Path, key: &ChainKey) -> Vec<String> {
+        let mut prev = [0u8; 32];
+        let mut lines = Vec::new();
+        for segment in list_segments(dir, "audit", ".log").unwrap() {
+            let text = fs::read_to_string(&segment.path).unwrap();
+            for line in text.lines() {
+                let link = chain::parse_link(line.as_bytes()).expect("a link");
+                assert_eq!(link.seq, lines.len() as u64, "{line}");
+                let body = &line.as_bytes()[..line.len() - chain::MAC_SUFFIX_LEN];
+                assert_eq!(key.link_mac(&prev, body), link.mac, "{line}");
+                prev = link.mac;
+                lines.push(line.to_owned());
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn a_chain_runs_across_rotations_threads_and_reopens() {
+        let dir = temp_dir("chain");
+        let mut cfg = chained(&dir);
+        cfg.max_bytes = Some(400);
+        let key = cfg.chain.as_ref().unwrap().key.clone();
+        for _ in 0..2 {
+            let sink = Arc::new(FileSink::open(cfg.clone(), None).unwrap());
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let sink = Arc::clone(&sink);
+                    std::thread::spawn(move || {
+                        for i in 0..25 {
+                            sink.write_lines(format!("{{\"t\":{t},\"i\":{i}}}\n").as_bytes(), 1)
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            sink.close().unwrap();
+        }
+        let lines = check_chain(&dir, &key);
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("{\"t\"")).count(),
+            200
+        );
+        let reasons = |r: &str| {
+            lines
+                .iter()
+                .filter(|l| l.contains(&format!("\"reason\":\"{r}\"")))
+                .count()
+        };
+        assert_eq!(reasons("start"), 1);
+        assert_eq!(reasons("open"), 2);
+        assert_eq!(reasons("close"), 2);
+        assert!(reasons("rotate") > 5);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_lost_chain_head_is_recovered_from_the_log() {
+        let dir = temp_dir("recover");
+        let cfg = chained(&dir);
+        let key = cfg.chain.as_ref().unwrap().key.clone();
+        let sink = FileSink::open(cfg.clone(), None).unwrap();
+        sink.write_lines(b"{\"a\":1}\n{\"a\":2}\n", 2).unwrap();
+        drop(sink);
+        fs::write(dir.join(".audit.log.lock"), b"").unwrap();
+        let sink = FileSink::open(cfg, None).unwrap();
+        sink.write_lines(b"{\"a\":3}\n", 1).unwrap();
+        sink.close().unwrap();
+        let lines = check_chain(&dir, &key);
+        assert!(lines.iter().any(|l| l.contains("\"reason\":\"recover\"")));
+        assert!(lines.last().unwrap().contains("\"reason\":\"close\""));
         fs::remove_dir_all(dir).unwrap();
     }
 

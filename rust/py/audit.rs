@@ -17,11 +17,11 @@ use pyo3::types::{
     PySet, PyString, PyTime, PyTimeAccess, PyTuple, PyType,
 };
 
+use crate::audit::chain::ChainKey;
 use crate::audit::encode::{write_json_line, write_text_line};
 use crate::audit::event::{Event, TEXT_FIELDS, Value, map_set, text_field_index};
 use crate::audit::queue::{AsyncQueue, BatchSink, Lines, Offer, Overflow};
 use crate::audit::redact::Redactor as CoreRedactor;
-use crate::audit::chain::ChainKey;
 use crate::audit::sink::{ChainConfig, Durability, FileSink as CoreSink, SinkConfig};
 use crate::audit::time::days_from_civil;
 use crate::error::{Error, ErrorKind};

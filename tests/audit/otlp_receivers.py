@@ -14,7 +14,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tracing"))
 
-from receivers import BlackHole, _Collector, _HttpReceiver, _kv, wait_until  # noqa: E402
+from receivers import BlackHole, _Collector, _HttpReceiver, _kv, wait_until
 
 __all__ = ["BlackHole", "OtlpLogsGrpcReceiver", "OtlpLogsHttpReceiver", "wait_until"]
 
@@ -34,21 +34,21 @@ def decode_logs(request: Any) -> list[dict[str, Any]]:
     for resource_logs in request.resource_logs:
         resource = _kv(resource_logs.resource.attributes)
         for scope_logs in resource_logs.scope_logs:
-            for record in scope_logs.log_records:
-                records.append(
-                    {
-                        "service.name": resource.get("service.name"),
-                        "scope": scope_logs.scope.name,
-                        "time_unix_nano": record.time_unix_nano,
-                        "severity_number": record.severity_number,
-                        "severity_text": record.severity_text,
-                        "event_name": record.event_name,
-                        "body": _any(record.body),
-                        "attributes": _kv(record.attributes),
-                        "trace_id": record.trace_id.hex(),
-                        "span_id": record.span_id.hex(),
-                    }
-                )
+            records.extend(
+                {
+                    "service.name": resource.get("service.name"),
+                    "scope": scope_logs.scope.name,
+                    "time_unix_nano": record.time_unix_nano,
+                    "severity_number": record.severity_number,
+                    "severity_text": record.severity_text,
+                    "event_name": record.event_name,
+                    "body": _any(record.body),
+                    "attributes": _kv(record.attributes),
+                    "trace_id": record.trace_id.hex(),
+                    "span_id": record.span_id.hex(),
+                }
+                for record in scope_logs.log_records
+            )
     return records
 
 

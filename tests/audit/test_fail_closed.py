@@ -235,6 +235,11 @@ def test_log_calls_raise_when_the_event_is_not_recorded(tmp_path: Path) -> None:
 def test_a_failure_inside_the_block_is_not_masked(tmp_path: Path) -> None:
     backend = JsonAuditBackend(directory=tmp_path)
     logger = AuditLogger(backend, fail_closed=True)
-    with pytest.raises(KeyError), logger.operation("read", "get"):
-        backend.close()  # the audit backend dies during the operation ...
-        raise KeyError("missing")  # ... and the operation's own error still propagates
+
+    def operation() -> None:
+        with logger.operation("read", "get"):
+            backend.close()  # the audit backend dies during the operation ...
+            raise KeyError("missing")  # ... and the operation's own error still propagates
+
+    with pytest.raises(KeyError):
+        operation()

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,9 @@ def generate(directory: Path) -> None:
 
     def work(t: int) -> None:
         for i in range(RECORDS // 4):
-            logger.log_create(f"t{t}-{i}", user_id="admin", metadata={"i": i, "pad": "p" * (i % 64)})
+            logger.log_create(
+                f"t{t}-{i}", user_id="admin", metadata={"i": i, "pad": "p" * (i % 64)}
+            )
             if i % 200 == 0:
                 time.sleep(0.01)  # let periodic checkpoints land between records
 
@@ -227,9 +229,10 @@ def test_a_truncated_tail_after_the_last_checkpoint_is_found(clean_log: Path) ->
     lines = read_lines(active)
     last_checkpoint = max(i for i, line in enumerate(lines[:-1]) if is_checkpoint(line))
     # Keep the newest checkpoint and cut the records after it (and the close checkpoint).
-    cut = lines[: last_checkpoint + 1] + [
-        line for line in lines[last_checkpoint + 1 : -1] if not is_checkpoint(line)
-    ][:1]
+    cut = (
+        lines[: last_checkpoint + 1]
+        + [line for line in lines[last_checkpoint + 1 : -1] if not is_checkpoint(line)][:1]
+    )
     write_lines(active, cut)
     report = verify(clean_log, KEY)
     assert report.kinds() == {"truncated"}
@@ -286,7 +289,8 @@ def reseal(directory: Path, mac: Callable[[bytes, bytes], bytes], start_segment:
     for index, path in enumerate(segments(directory)):
         lines = read_lines(path)
         out = []
-        for line in lines:
+        for original in lines:
+            line = original
             body, _, _ = line.rpartition(b',"mac":"')
             if index >= start_segment:
                 if not edited and line.startswith(b'{"event_id"'):
@@ -518,10 +522,10 @@ def test_verify_main_exit_status_and_output(
 
 
 @pytest.fixture
-def native_and_pure() -> Iterator[tuple[Any, Any]]:
+def native_and_pure() -> tuple[Any, Any]:
     from truthound.stores.observability import _native, _pure
 
-    yield _native, _pure
+    return _native, _pure
 
 
 @pytest.mark.only_core("native")

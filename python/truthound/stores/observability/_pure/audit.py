@@ -559,8 +559,7 @@ class _ChainKey:
     def __init__(self, key: bytes, source: str) -> None:
         if len(key) < _MIN_KEY_LEN:
             raise InvalidArgumentError(
-                f"{json.dumps(source)}: an audit integrity key needs at least "
-                f"{_MIN_KEY_LEN} bytes"
+                f"{json.dumps(source)}: an audit integrity key needs at least {_MIN_KEY_LEN} bytes"
             )
         self._base = hmac.new(bytes(key), digestmod=hashlib.sha256)
         probe = self._base.copy()
@@ -698,8 +697,10 @@ def _parse_link(line: bytes) -> tuple[int, bytes, bool] | None:
     tab = body.find(b"\t")
     if tab >= 0 and not body.startswith(b"{"):
         json_part = body[tab + 1 :]
-    return int(number), bytes.fromhex(digits.decode()), json_part.startswith(
-        b'{"_type":"checkpoint"'
+    return (
+        int(number),
+        bytes.fromhex(digits.decode()),
+        json_part.startswith(b'{"_type":"checkpoint"'),
     )
 
 
@@ -715,7 +716,7 @@ class _Scan:
 
 def _open_segment_file(path: str, compressed: bool) -> Any:
     try:
-        return gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
+        return gzip.open(path, "rb") if compressed else open(path, "rb")
     except FileNotFoundError:
         if compressed:
             raise
@@ -748,7 +749,6 @@ def _first_link_of(path: str, compressed: bool) -> tuple[int, bytes, bool] | Non
     except (OSError, EOFError, zlib.error):
         return None
     return None
-
 
 
 # ---- file sink -------------------------------------------------------------------------------
@@ -860,7 +860,7 @@ def _compress_segment(path: str, lock_path: Path, durable: bool) -> None:
 class FileSink:
     """A rotating, append-only audit segment writer shared by threads and processes."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - mirrors the native constructor, option by option
         self,
         directory: str | os.PathLike[str],
         stem: str,
@@ -1342,9 +1342,7 @@ class FileSink:
         try:
             os.pwrite(self._lock_fd, head.encode(), 0)
         except OSError as error:
-            raise _io_error(
-                path, "record the audit chain head in the lock file", error
-            ) from None
+            raise _io_error(path, "record the audit chain head in the lock file", error) from None
 
     def _push_checkpoint(
         self, out: bytearray, head: _Head, cp: _Checkpoint, key: _ChainKey
@@ -1358,9 +1356,7 @@ class FileSink:
         head.last_checkpoint = mac
         head.last_checkpoint_us = cp.time_us
         head.next_seq += 1
-        head.segment_records = (
-            1 if cp.reason in ("rotate", "start") else head.segment_records + 1
-        )
+        head.segment_records = 1 if cp.reason in ("rotate", "start") else head.segment_records + 1
         with self._stats_lock:
             self.checkpoints += 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import queue
 import threading
@@ -638,7 +639,7 @@ class CompositeAuditBackend(_Backend):
             if worker.hung(timeout):
                 self._time_out(index, what)
                 continue
-            waiting.append((index, *worker.submit(lambda b=backend: call(b))))
+            waiting.append((index, *worker.submit(functools.partial(call, backend))))
         deadline = time.monotonic() + timeout
         for index, done, outcome in waiting:
             if not done.wait(max(deadline - time.monotonic(), 0.0)):

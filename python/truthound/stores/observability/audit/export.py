@@ -164,9 +164,9 @@ class OtlpAuditBackend(_Backend):
     # -- building records --
 
     def _record(self, event: AuditEvent) -> Any:
+        from opentelemetry import trace
         from opentelemetry._logs import LogRecord, SeverityNumber
         from opentelemetry.sdk._logs import ReadableLogRecord
-        from opentelemetry.trace import TraceFlags
 
         if event.status is AuditStatus.SUCCESS:
             severity, text = SeverityNumber.INFO, "INFO"
@@ -187,22 +187,23 @@ class OtlpAuditBackend(_Backend):
             attributes["audit.duration_ms"] = float(event.duration_ms)
         trace_id = _hex_id(event.trace_id, 32)
         span_id = _hex_id(event.span_id, 16)
-        linked = trace_id is not None and span_id is not None
+        context = None
+        if trace_id is not None and span_id is not None:
+            span_context = trace.SpanContext(
+                trace_id, span_id, is_remote=False, trace_flags=trace.TraceFlags(1)
+            )
+            context = trace.set_span_in_context(trace.NonRecordingSpan(span_context))
         record = LogRecord(
             timestamp=((event.timestamp - _EPOCH) // _MICROSECOND) * 1000,
             observed_timestamp=time.time_ns(),
-            trace_id=trace_id if linked else None,
-            span_id=span_id if linked else None,
-            trace_flags=TraceFlags(1) if linked else None,
+            context=context,
             severity_text=text,
             severity_number=severity,
             body=body,
             attributes=attributes,
             event_name=f"truthound.audit.{event.event_type.value}",
         )
-        return ReadableLogRecord(
-            record, resource=self._resource, instrumentation_scope=self._scope
-        )
+        return ReadableLogRecord(record, resource=self._resource, instrumentation_scope=self._scope)
 
     # -- the backend protocol --
 

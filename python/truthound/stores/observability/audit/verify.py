@@ -162,7 +162,9 @@ def _discover(paths: Sequence[str | os.PathLike[str]]) -> dict[tuple[str, str, s
         try:
             entries = sorted(os.listdir(directory))
         except OSError as error:
-            raise InvalidArgumentError(f"{str(path)!r}: cannot list the audit directory: {error}")
+            raise InvalidArgumentError(
+                f"{str(path)!r}: cannot list the audit directory: {error}"
+            ) from None
         for name in entries:
             parts = _split_name(name)
             if parts is None or not (directory / name).is_file():
@@ -218,8 +220,11 @@ def _parse(raw: bytes) -> tuple[int, bytes, bytes, bool] | None:
     tab = body.find(b"\t")
     if tab >= 0 and not body.startswith(b"{"):
         payload = body[tab + 1 :]
-    return int(number), bytes.fromhex(digits.decode()), body, payload.startswith(
-        b'{"_type":"checkpoint"'
+    return (
+        int(number),
+        bytes.fromhex(digits.decode()),
+        body,
+        payload.startswith(b'{"_type":"checkpoint"'),
     )
 
 
