@@ -553,3 +553,20 @@ def test_both_cores_write_byte_identical_chains(
     assert [len(x) for x in outputs[0]] == [len(x) for x in outputs[1]]
     # Segment names carry the rotation time; contents must match byte for byte.
     assert outputs[0][1:] == outputs[1][1:]
+
+
+def test_the_chain_continues_across_a_day_change_and_gzip(tmp_path: Path) -> None:
+    backend = JsonAuditBackend(directory=tmp_path, compress=True, integrity_key=KEY)
+    for i in range(20):
+        backend.log(AuditEvent(event_id=f"day1-{i}"))
+    backend._sink.set_clock_offset(86400.0)  # the next record belongs to tomorrow's file
+    for i in range(20):
+        backend.log(AuditEvent(event_id=f"day2-{i}"))
+    backend.close()
+    names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert len(names) == 2
+    assert names[0].endswith(".jsonl.gz")  # yesterday's file, compressed at the day change
+    report = verify(tmp_path, KEY)
+    assert report.findings == []
+    assert report.records == 40
+    assert json.loads(read_lines(tmp_path / names[1])[0])["reason"] == "rotate"
