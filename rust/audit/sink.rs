@@ -292,10 +292,16 @@ impl FileSink {
                 .lock
                 .lock()
                 .map_err(|e| io_error(&target, "lock the audit file", &e))?;
-            let result = sink.prune_locked(&mut state).and_then(|()| {
+            // Another writer may have rotated the file since `reopen_exclusive` let go.
+            let result = (|| {
+                let target = sink.active_path();
+                if !Self::is_current(&state, &target) {
+                    sink.reopen_locked(&mut state, &target)?;
+                }
+                sink.prune_locked(&mut state)?;
                 let open = sink.checkpoint("open");
                 sink.chain_append(&mut state, b"", open.as_ref())
-            });
+            })();
             let _ = state.lock.unlock();
             result?;
         }

@@ -955,6 +955,10 @@ class FileSink:
             self._reopen_exclusive(self.active_path)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
+                # Another writer may have rotated the file since `_reopen_exclusive` let go.
+                target = self.active_path
+                if not self._is_current(target):
+                    self._reopen_locked(target)
                 self._prune_locked()
                 self._chain_append(b"", self._checkpoint("open"))
             finally:

@@ -266,6 +266,8 @@ class _Log:
         self.torn: list[tuple[str, int]] = []
         self.wrong_key = False
         self.links = 0
+        #: The kind of the gap reported just before the link being accepted, if any.
+        self.gap_kind: str | None = None
 
     def finding(self, kind: str, link: _Link | None, message: str, seq: int | None = None) -> None:
         if link is None:
@@ -347,11 +349,12 @@ class _Log:
         assert self.expected is not None
         lowest = min(self.pending)
         link = self.pending.pop(lowest)
-        self.report_gap(self.expected, lowest - 1, link)
+        self.gap_kind = self.report_gap(self.expected, lowest - 1, link)
         self.accept(link, verify=False)
+        self.gap_kind = None
         self.drain()
 
-    def report_gap(self, first: int, last: int, after: _Link) -> None:
+    def report_gap(self, first: int, last: int, after: _Link) -> str:
         count = last - first + 1
         span = f"{first}" if count == 1 else f"{first}..{last}"
         previous = self.last
@@ -371,21 +374,22 @@ class _Log:
                     f"{count} record(s) (seq {span}) cut from the end of {previous.path}",
                     seq=first,
                 )
-            else:
-                self.finding(
-                    "deleted_segment",
-                    after,
-                    f"segment(s) holding seq {span} ({count} record(s)) are missing before "
-                    f"{after.path}",
-                    seq=first,
-                )
-            return
+                return "deleted"
+            self.finding(
+                "deleted_segment",
+                after,
+                f"segment(s) holding seq {span} ({count} record(s)) are missing before "
+                f"{after.path}",
+                seq=first,
+            )
+            return "deleted_segment"
         self.finding(
             "deleted",
             after,
             f"{count} record(s) missing (seq {span}) before this one",
             seq=first,
         )
+        return "deleted"
 
     def accept(self, link: _Link, *, verify: bool) -> None:
         # Found in the file before the link it follows in the chain.
@@ -420,8 +424,10 @@ class _Log:
         self.since_checkpoint = 0
         reason = cp.get("reason")
         prev = cp.get("prev_checkpoint", "")
+        # Right after a gap the checkpoint's own MAC cannot be checked, but whether the gap
+        # swallowed a checkpoint can (a missing segment swallows its checkpoints by definition).
         if (
-            verified
+            (verified or self.gap_kind == "deleted")
             and self.last_checkpoint_mac is not None
             and prev != self.last_checkpoint_mac.hex()
         ):
