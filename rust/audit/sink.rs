@@ -16,6 +16,10 @@
 //! - Compression runs on a background thread, after an exclusive-lock barrier, into a temporary
 //!   file that is renamed over `<segment>.gz` before the plain segment is removed; a crash at any
 //!   point leaves the data readable, and the next start compresses leftovers.
+//! - Tamper evidence ([`ChainConfig`], see [`crate::audit::chain`]): batches are sealed and
+//!   written under the *exclusive* lock, so every thread and process extends one chain whose
+//!   head lives in the lock file; each new segment starts with a checkpoint written by whichever
+//!   writer opens it first; pruning (`max_files`, `max_age`) is recorded in a checkpoint.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};

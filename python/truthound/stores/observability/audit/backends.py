@@ -421,6 +421,14 @@ class FileAuditBackend(_SegmentBackend):
     at most ``max_files`` files (active included). ``durability``: ``"none"``, ``"periodic"``
     (default: ``fdatasync`` every ``sync_interval_ms`` = 1000 ms and/or every
     ``sync_every_events``, and on flush/close) or ``"always"`` (before ``log`` returns).
+
+    Tamper evidence (opt-in): with ``integrity_key`` (bytes/str, at least 16 bytes) or
+    ``integrity_key_env`` (the name of an environment variable holding it), or the same fields
+    of the ``AuditConfig``, every record gets a sequence number and a chained HMAC-SHA256, and
+    signed checkpoints are written at open, rotation, pruning, close and every
+    ``checkpoint_interval_seconds`` (default 60); check the files with
+    ``audit.verify(path, key)``. ``retention_days`` (or the config's, when a config is given)
+    deletes closed segments not modified for that many days (0: keep forever).
     """
 
     _text_format = True
@@ -467,7 +475,8 @@ class JsonAuditBackend(_SegmentBackend):
     """JSON Lines, one file per UTC day (``<prefix>-YYYY-MM-DD.jsonl``), queryable across every
     file. ``compress=True`` gzips closed files in the background. With ``file_path`` (the existing
     API) that exact file is used and daily rotation is off unless asked for. Optional size
-    rotation (``max_file_size_mb``) and retention by count (``max_files``); durability as for
+    rotation (``max_file_size_mb``), retention by count (``max_files``) and age
+    (``retention_days``); durability and tamper evidence (``integrity_key``...) as for
     ``FileAuditBackend``.
     """
 
