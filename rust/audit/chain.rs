@@ -17,7 +17,9 @@
 //!   lock file ([`ChainState`]), read and written under the exclusive lock, so threads and
 //!   processes extend one chain. It is a cache: when it disagrees with the log (a writer was killed
 //!   between its write and its state update, or the file was replaced), the head is recovered from
-//!   the log itself and a `recover` checkpoint records it.
+//!   the log itself and a `recover` checkpoint records it. The head is followed by its own MAC
+//!   ([`ChainKey::head_mac`]), so `verify` can tell a log whose tail was cut back to an earlier
+//!   clean close from a complete one (unless the lock file was replayed from that time too).
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
@@ -75,6 +77,16 @@ impl ChainKey {
     #[must_use]
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The MAC stored after the encoded [`ChainState`] in the lock file, so `verify` can use the
+    /// writers' head as a witness of how far the log went (it cannot be forged, only replayed).
+    #[must_use]
+    pub fn head_mac(&self, state: &[u8; STATE_LEN]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(b"truthound-audit head");
+        mac.update(state);
+        mac.finalize().into_bytes().into()
     }
 
     /// `HMAC(key, prev || body)`.

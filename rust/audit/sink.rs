@@ -627,9 +627,13 @@ impl FileSink {
         head.segment = ident;
         head.segment_end = size + out.len() as u64;
         state.known_end = head.segment_end;
+        let encoded = head.encode();
+        let mut stored = [0u8; STATE_LEN + 32];
+        stored[..STATE_LEN].copy_from_slice(&encoded);
+        stored[STATE_LEN..].copy_from_slice(&chain.key.head_mac(&encoded));
         state
             .lock
-            .write_all_at(&head.encode(), 0)
+            .write_all_at(&stored, 0)
             .map_err(|e| io_error(&path, "record the audit chain head in the lock file", &e))
     }
 

@@ -572,3 +572,19 @@ def test_the_chain_continues_across_a_day_change_and_gzip(tmp_path: Path) -> Non
     assert report.findings == []
     assert report.records == 40
     assert json.loads(read_lines(tmp_path / names[1])[0])["reason"] == "rotate"
+
+
+def test_cutting_the_log_back_to_an_earlier_clean_close_is_found(tmp_path: Path) -> None:
+    for run in range(2):
+        backend = JsonAuditBackend(directory=tmp_path, rotate_daily=False, integrity_key=KEY)
+        for i in range(30):
+            backend.log(AuditEvent(event_id=f"r{run}-{i}"))
+        backend.close()
+    assert verify(tmp_path, KEY).ok
+    active = tmp_path / "audit.jsonl"
+    lines = read_lines(active)
+    first_close = next(i for i, line in enumerate(lines) if b'"reason":"close"' in line)
+    write_lines(active, lines[: first_close + 1])  # ends with a genuine close checkpoint
+    report = verify(tmp_path, KEY)
+    assert report.kinds() == {"truncated"}
+    assert "chain head" in report.findings[0].message

@@ -573,6 +573,13 @@ class _ChainKey:
         mac.update(body)
         return mac.digest()
 
+    def head_mac(self, state: bytes) -> bytes:
+        """The MAC stored after the chain head in the lock file (``verify`` checks it)."""
+        mac = self._base.copy()
+        mac.update(b"truthound-audit head")
+        mac.update(state)
+        return mac.digest()
+
 
 class _Head:
     """The chain head stored in the lock file (``ChainState`` in the native core)."""
@@ -1343,8 +1350,9 @@ class FileSink:
         head.segment = ident
         head.segment_end = size + len(out)
         self._known_end = head.segment_end
+        encoded = head.encode()
         try:
-            os.pwrite(self._lock_fd, head.encode(), 0)
+            os.pwrite(self._lock_fd, encoded + key.head_mac(encoded), 0)
         except OSError as error:
             raise _io_error(path, "record the audit chain head in the lock file", error) from None
 

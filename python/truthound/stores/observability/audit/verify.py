@@ -35,6 +35,7 @@ import hmac
 import json
 import os
 import re
+import struct
 import sys
 import time
 import zlib
@@ -243,7 +244,9 @@ def _json_part(raw: bytes) -> Any:
 class _Log:
     """Verification state of one log (a group of segments)."""
 
-    def __init__(self, name: str, key: bytes, live: bool, report: VerifyReport) -> None:
+    def __init__(
+        self, name: str, key: bytes, live: bool, report: VerifyReport, head: int | None
+    ) -> None:
         self.name = name
         self.base = hmac.new(key, digestmod=hashlib.sha256)
         probe = self.base.copy()
@@ -268,6 +271,8 @@ class _Log:
         self.links = 0
         #: The kind of the gap reported just before the link being accepted, if any.
         self.gap_kind: str | None = None
+        #: The next sequence number according to the writers' (MAC-protected) chain head.
+        self.head = head
 
     def finding(self, kind: str, link: _Link | None, message: str, seq: int | None = None) -> None:
         if link is None:
@@ -489,6 +494,18 @@ class _Log:
                 )
         self.report.unsealed_records += self.since_checkpoint
         last, cp = self.last, self.last.checkpoint
+        if self.head is not None and self.head > last.seq + 1:
+            self.findings.append(
+                Finding(
+                    "truncated",
+                    last.path,
+                    last.line,
+                    last.seq,
+                    f"the log ends at seq {last.seq}, but the writers' chain head (in the lock "
+                    f"file) says seq {self.head - 1} was written: its tail was cut",
+                )
+            )
+            return
         if cp is not None and cp.get("reason") == "close":
             return
         if self.live and self.last_checkpoint is not None:
@@ -523,10 +540,30 @@ def _lines(path: str, compressed: bool) -> Iterator[bytes]:
         yield from handle
 
 
+_HEAD = struct.Struct("<8sQ")
+
+
+def _read_head(lock_path: Path, key: bytes, report: VerifyReport) -> int | None:
+    """The next sequence number recorded in the log's lock file, if its MAC verifies."""
+    try:
+        data = lock_path.read_bytes()
+    except OSError:
+        report.notes.append(f"{lock_path}: no lock file; the chain head was not cross-checked")
+        return None
+    if len(data) < 160 or not data.startswith(b"TACHAIN1"):
+        report.notes.append(f"{lock_path}: no chain head; it was not cross-checked")
+        return None
+    mac = hmac.new(key, b"truthound-audit head" + data[:128], hashlib.sha256).digest()
+    if not hmac.compare_digest(mac, data[128:160]):
+        report.notes.append(f"{lock_path}: the chain head's MAC does not verify; ignored")
+        return None
+    return int(_HEAD.unpack(data[:16])[1])
+
+
 def _verify_log(
-    name: str, segments: list[Any], key: bytes, live: bool, report: VerifyReport
+    name: str, segments: list[Any], key: bytes, live: bool, report: VerifyReport, head: int | None
 ) -> None:
-    log = _Log(name, key, live, report)
+    log = _Log(name, key, live, report, head)
     position = 0
     for index, (_date, _stamp, compressed, path) in enumerate(segments):
         report.segments += 1
@@ -578,7 +615,9 @@ def verify(
     for (directory, stem, suffix), segments in sorted(_discover(paths).items()):
         name = str(Path(directory) / f"{stem}{suffix}")
         report.logs.append(name)
-        _verify_log(name, segments, secret, live, report)
+        # Read before the segments: writers only move the head forward while we read.
+        head = _read_head(Path(directory) / f".{stem}{suffix}.lock", secret, report)
+        _verify_log(name, segments, secret, live, report, head)
     return report
 
 
