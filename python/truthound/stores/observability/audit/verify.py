@@ -561,7 +561,13 @@ def _read_head(lock_path: Path, key: bytes, report: VerifyReport) -> int | None:
 
 
 def _verify_log(
-    name: str, segments: list[Any], key: bytes, live: bool, report: VerifyReport, head: int | None
+    name: str,
+    segments: list[Any],
+    key: bytes,
+    report: VerifyReport,
+    *,
+    live: bool,
+    head: int | None,
 ) -> None:
     log = _Log(name, key, live, report, head)
     position = 0
@@ -617,7 +623,7 @@ def verify(
         report.logs.append(name)
         # Read before the segments: writers only move the head forward while we read.
         head = _read_head(Path(directory) / f".{stem}{suffix}.lock", secret, report)
-        _verify_log(name, segments, secret, live, report, head)
+        _verify_log(name, segments, secret, report, live=live, head=head)
     return report
 
 
