@@ -14,6 +14,9 @@ The core is chosen with TRUTHOUND_OBSERVABILITY_CORE. Event ids are ``TAG-<n>``.
 - ``async-exit``: COUNT events through AsyncAuditBackend(JsonAuditBackend) and exit without
   ``close()``: the atexit hook must persist them.
 - ``async-python-exit``: the same with a Python backend that appends lines to a file.
+- ``chained``: a tamper-evident JsonAuditBackend (key from ``TRUTHOUND_AUDIT_KEY``, size
+  rotation at MAX_FILE_SIZE_MB, gzip of closed segments), COUNT events, or until killed when
+  COUNT is 0; closes cleanly when COUNT is reached.
 """
 
 from __future__ import annotations
@@ -91,6 +94,18 @@ def main() -> None:  # noqa: PLR0912 - one branch per mode
         backend = AsyncAuditBackend(LineBackend(directory / "python.log"), queue_size=1000)
         for i in numbers:
             backend.log(AuditEvent(event_id=f"{tag}-{i}"))
+    elif mode == "chained":
+        backend = JsonAuditBackend(
+            directory=directory,
+            rotate_daily=False,
+            max_file_size_mb=size,
+            compress=True,
+            durability="none",
+            integrity_key_env="TRUTHOUND_AUDIT_KEY",
+        )
+        for i in numbers:
+            backend.log(AuditEvent(event_id=f"{tag}-{i}", metadata={"payload": "c" * (i % 200)}))
+        backend.close()
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

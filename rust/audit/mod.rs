@@ -9,6 +9,7 @@
 //! `metadata`, and a line whose object has a `"_type"` key is not an event (checkpoints, segment
 //! headers) and is skipped by event readers without being reported as damage.
 
+pub mod chain;
 pub mod encode;
 pub mod event;
 pub mod queue;

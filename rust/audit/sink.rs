@@ -16,17 +16,22 @@
 //! - Compression runs on a background thread, after an exclusive-lock barrier, into a temporary
 //!   file that is renamed over `<segment>.gz` before the plain segment is removed; a crash at any
 //!   point leaves the data readable, and the next start compresses leftovers.
+//! - Tamper evidence ([`ChainConfig`], see [`crate::audit::chain`]): batches are sealed and
+//!   written under the *exclusive* lock, so every thread and process extends one chain whose
+//!   head lives in the lock file; each new segment starts with a checkpoint written by whichever
+//!   writer opens it first; pruning (`max_files`, `max_age`) is recorded in a checkpoint.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::FileExt as _;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::audit::chain::{self, ChainKey, ChainState, Checkpoint, STATE_LEN};
 use crate::audit::time::{now_micros, segment_stamp, utc_date};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -61,6 +66,24 @@ pub struct SinkConfig {
     /// Gzip closed segments in the background.
     pub compress: bool,
     pub durability: Durability,
+    /// Delete closed segments last modified longer ago than this (checked when the sink opens,
+    /// at every rotation and day change, and at every checkpoint).
+    pub max_age: Option<Duration>,
+    /// Tamper evidence (see [`crate::audit::chain`]); `None` writes records unchained.
+    pub chain: Option<ChainConfig>,
+}
+
+/// How a sink seals its records.
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    pub key: ChainKey,
+    /// Checkpoints use the readable text prefix (`FileAuditBackend`).
+    pub text_format: bool,
+    /// A checkpoint is written at least this often, also without records (zero: only at open,
+    /// rotation, retention and close).
+    pub interval: Duration,
+    /// Names this writer in its checkpoints (process id and a random tag by default).
+    pub writer: String,
 }
 
 /// Counters of a sink; every loss or failure is counted.
@@ -74,6 +97,10 @@ pub struct SinkStats {
     pub compressed_segments: AtomicU64,
     pub compression_failures: AtomicU64,
     pub syncs: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub pruned_segments: AtomicU64,
+    /// The most recent write failed (cleared by the next successful one).
+    pub failing: AtomicBool,
 }
 
 struct State {
@@ -94,7 +121,11 @@ pub struct FileSink {
     stats: Arc<SinkStats>,
     last_error: Arc<Mutex<Option<String>>>,
     clock_offset_us: AtomicI64,
+    /// Fixed checkpoint time for tests (`i64::MIN`: the real clock).
+    frozen_clock_us: AtomicI64,
     compressors: Mutex<Vec<JoinHandle<()>>>,
+    timer: Mutex<Option<JoinHandle<()>>>,
+    timer_stop: Arc<(Mutex<bool>, Condvar)>,
 }
 
 fn io_error(path: &Path, action: &str, error: &io::Error) -> Error {
@@ -222,7 +253,8 @@ pub fn list_segments(directory: &Path, stem: &str, suffix: &str) -> io::Result<V
 impl FileSink {
     /// Creates the directory if needed and opens (or creates) the active segment, repairing a
     /// torn tail left by a previous writer.
-    pub fn open(config: SinkConfig) -> Result<Self> {
+    /// `frozen_clock_us` fixes the time written into checkpoints (tests).
+    pub fn open(config: SinkConfig, frozen_clock_us: Option<i64>) -> Result<Self> {
         fs::create_dir_all(&config.directory)
             .map_err(|e| io_error(&config.directory, "create the audit directory", &e))?;
         let lock_path = config
@@ -251,12 +283,31 @@ impl FileSink {
             stats: Arc::new(SinkStats::default()),
             last_error: Arc::new(Mutex::new(None)),
             clock_offset_us: AtomicI64::new(0),
+            frozen_clock_us: AtomicI64::new(frozen_clock_us.unwrap_or(i64::MIN)),
             compressors: Mutex::new(Vec::new()),
+            timer: Mutex::new(None),
+            timer_stop: Arc::new((Mutex::new(false), Condvar::new())),
         };
         {
             let mut state = lock_guard(&sink.state);
             let target = sink.active_path();
             sink.reopen_exclusive(&mut state, &target)?;
+            state
+                .lock
+                .lock()
+                .map_err(|e| io_error(&target, "lock the audit file", &e))?;
+            // Another writer may have rotated the file since `reopen_exclusive` let go.
+            let result = (|| {
+                let target = sink.active_path();
+                if !Self::is_current(&state, &target) {
+                    sink.reopen_locked(&mut state, &target)?;
+                }
+                sink.prune_locked(&mut state)?;
+                let open = sink.checkpoint("open");
+                sink.chain_append(&mut state, b"", open.as_ref())
+            })();
+            let _ = state.lock.unlock();
+            result?;
         }
         if sink.config.compress {
             sink.compress_leftovers();
@@ -350,12 +401,14 @@ impl FileSink {
         state.file = Some(file);
         state.identity = identity(&meta);
         state.known_end = size;
-        if self.config.daily
-            && self.config.compress
-            && !previous.as_os_str().is_empty()
-            && previous != target
-        {
+        let changed = !previous.as_os_str().is_empty() && previous != target;
+        if self.config.daily && self.config.compress && changed {
             self.schedule_compression(previous);
+        }
+        // Every segment starts with a checkpoint (written by whichever writer opens it first).
+        self.chain_append(state, b"", None)?;
+        if changed {
+            self.prune_locked(state)?;
         }
         Ok(())
     }
@@ -372,6 +425,7 @@ impl FileSink {
         let result = self.write_lines_inner(buf, events);
         match &result {
             Ok(()) => {
+                self.stats.failing.store(false, Ordering::Relaxed);
                 self.stats
                     .written_events
                     .fetch_add(events, Ordering::Relaxed);
@@ -380,6 +434,7 @@ impl FileSink {
                     .fetch_add(buf.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
+                self.stats.failing.store(true, Ordering::Relaxed);
                 self.stats
                     .failed_events
                     .fetch_add(events, Ordering::Relaxed);
@@ -402,10 +457,12 @@ impl FileSink {
         let rotate = loop {
             attempts += 1;
             let target = self.active_path();
-            state
-                .lock
-                .lock_shared()
-                .map_err(|e| io_error(&target, "lock the audit file", &e))?;
+            let locked = if self.config.chain.is_some() {
+                state.lock.lock()
+            } else {
+                state.lock.lock_shared()
+            };
+            locked.map_err(|e| io_error(&target, "lock the audit file", &e))?;
             let needs_reopen = if Self::is_current(&state, &target) {
                 // Someone else appended since our last write: make sure they left a whole line.
                 let file = state.file.as_ref().expect("current file");
@@ -428,15 +485,25 @@ impl FileSink {
                 self.reopen_exclusive(&mut state, &target)?;
                 continue;
             }
-            let file = state.file.as_ref().expect("open file");
-            let outcome = (&*file).write_all(buf);
-            let size = file.metadata().map_or(0, |m| m.len());
-            let _ = state.lock.unlock();
-            if let Err(e) = outcome {
-                // A partial write may have left a fragment: force a check before the next write.
-                state.known_end = u64::MAX;
-                return Err(io_error(&target, "append to the audit file", &e));
+            if self.config.chain.is_some() {
+                let outcome = self.chain_append(&mut state, buf, None);
+                let _ = state.lock.unlock();
+                outcome?;
+            } else {
+                let file = state.file.as_ref().expect("open file");
+                let outcome = (&*file).write_all(buf);
+                let _ = state.lock.unlock();
+                if let Err(e) = outcome {
+                    // A partial write may have left a fragment: check before the next write.
+                    state.known_end = u64::MAX;
+                    return Err(io_error(&target, "append to the audit file", &e));
+                }
             }
+            let size = state
+                .file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map_or(0, |m| m.len());
             state.known_end = size;
             break self.config.max_bytes.is_some_and(|max| size >= max);
         };
@@ -460,6 +527,298 @@ impl FileSink {
             self.record_error(&e);
         }
         Ok(())
+    }
+
+    // ---- tamper evidence ----------------------------------------------------------------
+
+    /// The time written into checkpoints.
+    fn checkpoint_clock(&self) -> i64 {
+        match self.frozen_clock_us.load(Ordering::Relaxed) {
+            i64::MIN => now_micros(),
+            frozen => frozen,
+        }
+    }
+
+    /// Fixes the time written into checkpoints (`None`: the real clock); for tests.
+    pub fn freeze_clock(&self, micros: Option<i64>) {
+        self.frozen_clock_us
+            .store(micros.unwrap_or(i64::MIN), Ordering::Relaxed);
+    }
+
+    /// A checkpoint of this writer (`None` when the log is not chained).
+    fn checkpoint(&self, reason: &'static str) -> Option<Checkpoint<'_>> {
+        let chain = self.config.chain.as_ref()?;
+        Some(Checkpoint {
+            reason,
+            time_us: self.checkpoint_clock(),
+            writer: &chain.writer,
+            interval_ms: chain.interval.as_millis() as u64,
+            ..Checkpoint::default()
+        })
+    }
+
+    fn read_chain_state(state: &State, key: &ChainKey) -> Option<ChainState> {
+        let mut bytes = [0u8; STATE_LEN];
+        match state.lock.read_at(&mut bytes, 0) {
+            Ok(STATE_LEN) => ChainState::decode(&bytes, &chain::key_tag(key)),
+            _ => None,
+        }
+    }
+
+    /// Appends `body` (whole unchained lines) as links, preceded by whatever checkpoint the
+    /// segment needs first (`start`, `rotate` or `recover`) and followed by `extra` and by a
+    /// `periodic` checkpoint when one is due; then stores the new head. No-op when unchained.
+    /// The caller holds the exclusive lock and `state.file` is the active segment.
+    fn chain_append(
+        &self,
+        state: &mut State,
+        body: &[u8],
+        extra: Option<&Checkpoint<'_>>,
+    ) -> Result<()> {
+        let Some(chain) = self.config.chain.as_ref() else {
+            return Ok(());
+        };
+        let path = state.path.clone();
+        let file = state.file.as_ref().expect("open file");
+        let meta = file
+            .metadata()
+            .map_err(|e| io_error(&path, "stat the audit file", &e))?;
+        let (size, ident) = (meta.len(), identity(&meta));
+        let mut out = Vec::with_capacity(body.len() + body.len() / 4 + 1024);
+        let mut head = self.chain_head(state, chain, ident, size, &mut out)?;
+        for line in body.split(|b| *b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            if line.last() != Some(&b'}') {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned(),
+                    "a chained record must be one JSON object line",
+                ));
+            }
+            head.head = chain::seal_line(&mut out, line, head.next_seq, &head.head, &chain.key);
+            head.next_seq += 1;
+            head.segment_records += 1;
+        }
+        let now = self.checkpoint_clock();
+        let periodic;
+        let extra = match extra {
+            Some(cp) => Some(cp),
+            None if !chain.interval.is_zero()
+                && now.saturating_sub(head.last_checkpoint_us)
+                    >= chain.interval.as_micros() as i64 =>
+            {
+                periodic = self.checkpoint("periodic").expect("chained");
+                Some(&periodic)
+            }
+            None => None,
+        };
+        if let Some(cp) = extra {
+            self.push_checkpoint(&mut out, &mut head, cp.clone(), chain);
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = (&*file).write_all(&out) {
+            state.known_end = u64::MAX;
+            return Err(io_error(&path, "append to the audit file", &e));
+        }
+        head.segment = ident;
+        head.segment_end = size + out.len() as u64;
+        state.known_end = head.segment_end;
+        let encoded = head.encode();
+        let mut stored = [0u8; STATE_LEN + 32];
+        stored[..STATE_LEN].copy_from_slice(&encoded);
+        stored[STATE_LEN..].copy_from_slice(&chain.key.head_mac(&encoded));
+        state
+            .lock
+            .write_all_at(&stored, 0)
+            .map_err(|e| io_error(&path, "record the audit chain head in the lock file", &e))
+    }
+
+    fn push_checkpoint(
+        &self,
+        out: &mut Vec<u8>,
+        head: &mut ChainState,
+        mut cp: Checkpoint<'_>,
+        chain: &ChainConfig,
+    ) {
+        if cp.reason != "rotate" {
+            cp.segment_records = head.segment_records;
+            cp.segment_digest = (head.segment_records > 0).then_some(head.head);
+        }
+        cp.prev_checkpoint = (head.last_checkpoint != [0u8; 32]).then_some(head.last_checkpoint);
+        let mac = chain::write_checkpoint(
+            out,
+            &cp,
+            chain.text_format,
+            &chain.key,
+            head.next_seq,
+            &head.head,
+        );
+        head.head = mac;
+        head.last_checkpoint = mac;
+        head.last_checkpoint_us = cp.time_us;
+        head.next_seq += 1;
+        head.segment_records = if cp.reason == "rotate" || cp.reason == "start" {
+            1
+        } else {
+            head.segment_records + 1
+        };
+        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The chain head for appending to the active segment (`ident`, `size`), writing into `out`
+    /// the checkpoint a new or inconsistent segment needs first.
+    fn chain_head(
+        &self,
+        state: &State,
+        chain: &ChainConfig,
+        ident: (u64, u64),
+        size: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<ChainState> {
+        let stored = Self::read_chain_state(state, &chain.key);
+        if let Some(head) = stored {
+            if head.segment == ident && head.segment_end == size {
+                return Ok(head);
+            }
+            if head.segment != ident && size == 0 {
+                let mut head = head;
+                let mut cp = self.checkpoint("rotate").expect("chained");
+                cp.segment_records = head.segment_records;
+                cp.segment_digest = (head.segment_records > 0).then_some(head.head);
+                self.push_checkpoint(out, &mut head, cp, chain);
+                return Ok(head);
+            }
+        }
+        self.recover(state, chain, stored, size, out)
+    }
+
+    /// Rebuilds the head from the log itself (see the module docs of `chain`).
+    fn recover(
+        &self,
+        state: &State,
+        chain: &ChainConfig,
+        stored: Option<ChainState>,
+        size: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<ChainState> {
+        let active = File::open(&state.path)
+            .and_then(chain::scan_segment)
+            .map_err(|e| io_error(&state.path, "read the audit file", &e))?;
+        let mut head = ChainState {
+            key_tag: chain::key_tag(&chain.key),
+            last_checkpoint_us: i64::MIN / 2,
+            ..ChainState::default()
+        };
+        let expected = stored.map_or(0, |s| s.next_seq);
+        if let (Some(last), true) = (active.last, size > 0) {
+            head.next_seq = last.seq + 1;
+            head.head = last.mac;
+            head.segment_records = active.links;
+            if let Some(cp) = active.last_checkpoint {
+                head.last_checkpoint = cp.mac;
+            }
+            let mut cp = self.checkpoint("recover").expect("chained");
+            cp.missing = expected.saturating_sub(head.next_seq);
+            self.push_checkpoint(out, &mut head, cp, chain);
+            return Ok(head);
+        }
+        // The active segment has no link: continue from the newest earlier segment that has.
+        let segments = self.segments()?;
+        for segment in segments.iter().rev().filter(|s| s.path != state.path) {
+            let Ok(scan) =
+                open_segment(&segment.path, segment.compressed).and_then(chain::scan_segment)
+            else {
+                continue;
+            };
+            if let Some(last) = scan.last {
+                head.next_seq = last.seq + 1;
+                head.head = last.mac;
+                head.segment_records = scan.links;
+                if let Some(cp) = scan.last_checkpoint {
+                    head.last_checkpoint = cp.mac;
+                }
+                let mut cp = self.checkpoint("rotate").expect("chained");
+                cp.segment_records = scan.links;
+                cp.segment_digest = Some(last.mac);
+                cp.missing = expected.saturating_sub(head.next_seq);
+                self.push_checkpoint(out, &mut head, cp, chain);
+                return Ok(head);
+            }
+        }
+        let mut cp = self.checkpoint("start").expect("chained");
+        cp.missing = expected;
+        self.push_checkpoint(out, &mut head, cp, chain);
+        Ok(head)
+    }
+
+    /// Writes a `periodic` checkpoint if one is due (also when no record was written since the
+    /// last one). Called by the checkpoint timer.
+    pub fn checkpoint_if_due(&self) -> Result<()> {
+        if self.config.chain.is_none() {
+            return Ok(());
+        }
+        let mut state = lock_guard(&self.state);
+        if state.closed {
+            return Ok(());
+        }
+        let target = self.active_path();
+        state
+            .lock
+            .lock()
+            .map_err(|e| io_error(&target, "lock the audit file", &e))?;
+        let result = (|| {
+            if !Self::is_current(&state, &target) {
+                self.reopen_locked(&mut state, &target)?;
+            }
+            self.chain_append(&mut state, b"", None)?;
+            if self.config.max_age.is_some() {
+                self.prune_locked(&mut state)?;
+            }
+            Ok(())
+        })();
+        let _ = state.lock.unlock();
+        if let Err(e) = &result {
+            self.record_error(e);
+        }
+        result
+    }
+
+    /// Starts the thread that writes periodic checkpoints (chained logs with an interval).
+    pub fn start_checkpoint_timer(self: &Arc<Self>) {
+        let Some(chain) = self.config.chain.as_ref() else {
+            return;
+        };
+        if chain.interval.is_zero() {
+            return;
+        }
+        let interval = chain.interval;
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let stop = Arc::clone(&self.timer_stop);
+        let handle = std::thread::Builder::new()
+            .name("truthound-audit-checkpoint".to_owned())
+            .spawn(move || {
+                loop {
+                    {
+                        let (flag, cond) = &*stop;
+                        let guard = lock_guard(flag);
+                        let (guard, _) = cond
+                            .wait_timeout_while(guard, interval / 2, |stopped| !*stopped)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if *guard {
+                            return;
+                        }
+                    }
+                    let Some(sink) = weak.upgrade() else { return };
+                    let _ = sink.checkpoint_if_due();
+                }
+            });
+        if let Ok(handle) = handle {
+            *lock_guard(&self.timer) = Some(handle);
+        }
     }
 
     fn sync_locked(state: &mut State, counters: &SinkStats) -> Result<()> {
@@ -492,9 +851,25 @@ impl FileSink {
         Self::sync_locked(&mut state, &self.stats)
     }
 
-    /// Flushes per policy, waits for background compression, and closes. Idempotent.
+    /// Writes the `close` checkpoint (chained logs), flushes per policy, waits for background
+    /// compression, and closes. Idempotent.
     pub fn close(&self) -> Result<()> {
-        let result = self.flush();
+        {
+            let (flag, cond) = &*self.timer_stop;
+            *lock_guard(flag) = true;
+            cond.notify_all();
+        }
+        let timer = lock_guard(&self.timer).take();
+        if let Some(timer) = timer
+            && timer.thread().id() != std::thread::current().id()
+        {
+            let _ = timer.join();
+        }
+        let mut result = self.close_checkpoint();
+        let flushed = self.flush();
+        if result.is_ok() {
+            result = flushed;
+        }
         {
             let mut state = lock_guard(&self.state);
             state.closed = true;
@@ -503,6 +878,32 @@ impl FileSink {
         let handles = std::mem::take(&mut *lock_guard(&self.compressors));
         for handle in handles {
             let _ = handle.join();
+        }
+        result
+    }
+
+    fn close_checkpoint(&self) -> Result<()> {
+        let Some(cp) = self.checkpoint("close") else {
+            return Ok(());
+        };
+        let mut state = lock_guard(&self.state);
+        if state.closed || state.file.is_none() {
+            return Ok(());
+        }
+        let target = self.active_path();
+        state
+            .lock
+            .lock()
+            .map_err(|e| io_error(&target, "lock the audit file", &e))?;
+        let result = (|| {
+            if !Self::is_current(&state, &target) {
+                self.reopen_locked(&mut state, &target)?;
+            }
+            self.chain_append(&mut state, b"", Some(&cp))
+        })();
+        let _ = state.lock.unlock();
+        if let Err(e) = &result {
+            self.record_error(e);
         }
         result
     }
@@ -560,30 +961,70 @@ impl FileSink {
         };
         fs::rename(target, &rotated).map_err(|e| io_error(target, "rotate the audit file", &e))?;
         self.stats.rotations.fetch_add(1, Ordering::Relaxed);
+        // Opens the new segment: its first link (chained) and the pruning of old ones.
         self.reopen_locked(state, target)?;
-        self.prune_locked();
+        if state.path == target {
+            // `reopen_locked` prunes only on a path change; a size rotation keeps the path.
+            self.prune_locked(state)?;
+        }
         Ok(Some(rotated))
     }
 
-    /// Deletes the oldest closed segments beyond `max_files` (caller holds the exclusive lock).
-    fn prune_locked(&self) {
-        let Some(max_files) = self.config.max_files else {
-            return;
-        };
+    /// Deletes closed segments beyond `max_files` (oldest first) and those older than
+    /// `max_age`; in a chained log a `retention` checkpoint names them, so `verify` can tell a
+    /// pruned segment from a deleted one. The caller holds the exclusive lock.
+    fn prune_locked(&self, state: &mut State) -> Result<()> {
+        if self.config.max_files.is_none() && self.config.max_age.is_none() {
+            return Ok(());
+        }
         let Ok(segments) = self.segments() else {
-            return;
+            return Ok(());
         };
-        let active = self.active_path();
-        let mut excess = segments.len().saturating_sub(max_files.max(1));
-        for segment in &segments {
-            if excess == 0 {
-                break;
+        let active = state.path.clone();
+        let closed: Vec<&Segment> = segments.iter().filter(|s| s.path != active).collect();
+        let mut excess = self
+            .config
+            .max_files
+            .map_or(0, |max| segments.len().saturating_sub(max.max(1)));
+        let cutoff = self
+            .config
+            .max_age
+            .map(|age| std::time::SystemTime::now() - age);
+        let mut pruned = Vec::new();
+        for segment in closed {
+            let expired = cutoff.is_some_and(|cutoff| {
+                fs::metadata(&segment.path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|modified| modified < cutoff)
+            });
+            if excess == 0 && !expired {
+                continue;
             }
-            if segment.path != active {
-                let _ = fs::remove_file(&segment.path);
-                excess -= 1;
+            if fs::remove_file(&segment.path).is_ok() {
+                excess = excess.saturating_sub(1);
+                self.stats.pruned_segments.fetch_add(1, Ordering::Relaxed);
+                pruned.push(
+                    segment
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                );
             }
         }
+        if pruned.is_empty() || self.config.chain.is_none() {
+            return Ok(());
+        }
+        // The first link still on disk: the chain legitimately starts there now.
+        let retained_first_seq = self.segments().ok().and_then(|segments| {
+            segments
+                .iter()
+                .find_map(|s| first_link_of(&s.path, s.compressed).map(|l| l.seq))
+        });
+        let mut cp = self.checkpoint("retention").expect("chained");
+        cp.pruned = pruned;
+        cp.retained_first_seq = retained_first_seq;
+        self.chain_append(state, b"", Some(&cp))
     }
 
     /// Queues compression of closed, uncompressed segments left by earlier runs.
@@ -641,6 +1082,31 @@ impl Drop for FileSink {
     fn drop(&mut self) {
         let _ = self.close();
     }
+}
+
+fn open_segment(path: &Path, compressed: bool) -> io::Result<Box<dyn Read>> {
+    let (path, compressed) = match File::open(path) {
+        Ok(file) if !compressed => return Ok(Box::new(file)),
+        Ok(file) => return Ok(Box::new(flate2::read::MultiGzDecoder::new(file))),
+        // Compressed (renamed) since it was listed.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !compressed => {
+            (PathBuf::from(format!("{}.gz", path.display())), true)
+        }
+        Err(e) => return Err(e),
+    };
+    let file = File::open(path)?;
+    Ok(if compressed {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    })
+}
+
+fn first_link_of(path: &Path, compressed: bool) -> Option<chain::Link> {
+    open_segment(path, compressed)
+        .and_then(chain::first_link)
+        .ok()
+        .flatten()
 }
 
 fn last_byte(file: &File, size: u64) -> Option<u8> {
@@ -728,6 +1194,8 @@ mod tests {
             max_files: None,
             compress: false,
             durability: Durability::Always,
+            max_age: None,
+            chain: None,
         }
     }
 
@@ -751,7 +1219,7 @@ mod tests {
     fn repairs_a_torn_tail_before_appending() {
         let dir = temp_dir("torn");
         fs::write(dir.join("audit.log"), b"{\"a\":1}\n{\"torn").unwrap();
-        let sink = FileSink::open(config(&dir)).unwrap();
+        let sink = FileSink::open(config(&dir), None).unwrap();
         sink.write_lines(b"{\"b\":2}\n", 1).unwrap();
         let text = fs::read_to_string(dir.join("audit.log")).unwrap();
         assert_eq!(text, "{\"a\":1}\n{\"torn\n{\"b\":2}\n");
@@ -766,7 +1234,7 @@ mod tests {
         cfg.max_bytes = Some(100);
         cfg.max_files = Some(3);
         cfg.compress = true;
-        let sink = FileSink::open(cfg).unwrap();
+        let sink = FileSink::open(cfg, None).unwrap();
         for i in 0..50 {
             sink.write_lines(format!("{{\"i\":{i:040}}}\n").as_bytes(), 1)
                 .unwrap();
@@ -779,9 +1247,98 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    fn chained(dir: &Path) -> SinkConfig {
+        let mut cfg = config(dir);
+        cfg.chain = Some(ChainConfig {
+            key: ChainKey::new(b"0123456789abcdef-sink-test", "test").unwrap(),
+            text_format: false,
+            interval: Duration::ZERO,
+            writer: "w".into(),
+        });
+        cfg
+    }
+
+    /// Every line of every segment, oldest first, checked as one chain; returns the lines.
+    fn check_chain(dir: &Path, key: &ChainKey) -> Vec<String> {
+        let mut prev = [0u8; 32];
+        let mut lines = Vec::new();
+        for segment in list_segments(dir, "audit", ".log").unwrap() {
+            let text = fs::read_to_string(&segment.path).unwrap();
+            for line in text.lines() {
+                let link = chain::parse_link(line.as_bytes()).expect("a link");
+                assert_eq!(link.seq, lines.len() as u64, "{line}");
+                let body = &line.as_bytes()[..line.len() - chain::MAC_SUFFIX_LEN];
+                assert_eq!(key.link_mac(&prev, body), link.mac, "{line}");
+                prev = link.mac;
+                lines.push(line.to_owned());
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn a_chain_runs_across_rotations_threads_and_reopens() {
+        let dir = temp_dir("chain");
+        let mut cfg = chained(&dir);
+        cfg.max_bytes = Some(400);
+        let key = cfg.chain.as_ref().unwrap().key.clone();
+        for _ in 0..2 {
+            let sink = Arc::new(FileSink::open(cfg.clone(), None).unwrap());
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let sink = Arc::clone(&sink);
+                    std::thread::spawn(move || {
+                        for i in 0..25 {
+                            sink.write_lines(format!("{{\"t\":{t},\"i\":{i}}}\n").as_bytes(), 1)
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            sink.close().unwrap();
+        }
+        let lines = check_chain(&dir, &key);
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("{\"t\"")).count(),
+            200
+        );
+        let reasons = |r: &str| {
+            lines
+                .iter()
+                .filter(|l| l.contains(&format!("\"reason\":\"{r}\"")))
+                .count()
+        };
+        assert_eq!(reasons("start"), 1);
+        assert_eq!(reasons("open"), 2);
+        assert_eq!(reasons("close"), 2);
+        assert!(reasons("rotate") > 5);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_lost_chain_head_is_recovered_from_the_log() {
+        let dir = temp_dir("recover");
+        let cfg = chained(&dir);
+        let key = cfg.chain.as_ref().unwrap().key.clone();
+        let sink = FileSink::open(cfg.clone(), None).unwrap();
+        sink.write_lines(b"{\"a\":1}\n{\"a\":2}\n", 2).unwrap();
+        drop(sink);
+        fs::write(dir.join(".audit.log.lock"), b"").unwrap();
+        let sink = FileSink::open(cfg, None).unwrap();
+        sink.write_lines(b"{\"a\":3}\n", 1).unwrap();
+        sink.close().unwrap();
+        let lines = check_chain(&dir, &key);
+        assert!(lines.iter().any(|l| l.contains("\"reason\":\"recover\"")));
+        assert!(lines.last().unwrap().contains("\"reason\":\"close\""));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn unwritable_directory_is_a_named_error() {
-        let err = FileSink::open(config(Path::new("/proc/truthound-no-such-dir")))
+        let err = FileSink::open(config(Path::new("/proc/truthound-no-such-dir")), None)
             .err()
             .unwrap();
         assert_eq!(err.kind, ErrorKind::AuditIo);

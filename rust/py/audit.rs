@@ -17,11 +17,12 @@ use pyo3::types::{
     PySet, PyString, PyTime, PyTimeAccess, PyTuple, PyType,
 };
 
+use crate::audit::chain::ChainKey;
 use crate::audit::encode::{write_json_line, write_text_line};
 use crate::audit::event::{Event, TEXT_FIELDS, Value, map_set, text_field_index};
 use crate::audit::queue::{AsyncQueue, BatchSink, Lines, Offer, Overflow};
 use crate::audit::redact::Redactor as CoreRedactor;
-use crate::audit::sink::{Durability, FileSink as CoreSink, SinkConfig};
+use crate::audit::sink::{ChainConfig, Durability, FileSink as CoreSink, SinkConfig};
 use crate::audit::time::days_from_civil;
 use crate::error::{Error, ErrorKind};
 
@@ -485,9 +486,16 @@ impl FileSink {
     /// Opens (creating the directory and file) the active segment; see the module docs of the
     /// core for naming, locking, repair and compression.
     #[new]
+    ///
+    /// Tamper evidence: with `integrity_key` (bytes; `key_source` names where it came from, for
+    /// errors) every record is sealed into the keyed chain and checkpoints are written at open,
+    /// rotation, retention, close and every `checkpoint_interval` seconds (0: no periodic ones).
+    /// `max_age_seconds` deletes closed segments older than that. `writer_id` and `frozen_clock`
+    /// (microseconds) fix what checkpoints record, for reproducible output in tests.
     #[pyo3(signature = (directory, stem, suffix, *, daily=false, max_bytes=None, max_files=None,
         compress=false, durability="periodic", sync_every_events=0, sync_interval_ms=1000,
-        text_format=false, redactor=None))]
+        text_format=false, redactor=None, integrity_key=None, key_source="integrity_key",
+        checkpoint_interval=60.0, writer_id=None, max_age_seconds=None, frozen_clock=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -503,7 +511,39 @@ impl FileSink {
         sync_interval_ms: u64,
         text_format: bool,
         redactor: Option<&Redactor>,
+        integrity_key: Option<&[u8]>,
+        key_source: &str,
+        checkpoint_interval: f64,
+        writer_id: Option<String>,
+        max_age_seconds: Option<f64>,
+        frozen_clock: Option<i64>,
     ) -> PyResult<Self> {
+        if !(checkpoint_interval.is_finite() && checkpoint_interval >= 0.0) {
+            return Err(invalid(
+                format!("checkpoint_interval_seconds={checkpoint_interval}"),
+                "must be a non-negative number of seconds",
+            ));
+        }
+        let max_age = match max_age_seconds {
+            None => None,
+            Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+            Some(s) => return Err(invalid(format!("max_age_seconds={s}"), "must be positive")),
+        };
+        let chain = match integrity_key {
+            None => None,
+            Some(key) => Some(ChainConfig {
+                key: ChainKey::new(key, key_source)?,
+                text_format,
+                interval: Duration::from_secs_f64(checkpoint_interval),
+                writer: writer_id.unwrap_or_else(|| {
+                    format!(
+                        "{}-{}",
+                        std::process::id(),
+                        &crate::audit::event::new_event_id()[..8]
+                    )
+                }),
+            }),
+        };
         let config = SinkConfig {
             directory,
             stem,
@@ -513,13 +553,66 @@ impl FileSink {
             max_files,
             compress,
             durability: parse_durability(durability, sync_every_events, sync_interval_ms)?,
+            max_age,
+            chain,
         };
-        let sink = py.detach(|| CoreSink::open(config))?;
+        let sink = Arc::new(py.detach(|| CoreSink::open(config, frozen_clock))?);
+        sink.start_checkpoint_timer();
         Ok(Self {
-            inner: Arc::new(sink),
+            inner: sink,
             text_format,
             redactor: redactor.map(|r| Arc::clone(&r.inner)),
         })
+    }
+
+    /// Writes a periodic checkpoint if one is due (the timer calls this on its own).
+    fn checkpoint_if_due(&self, py: Python<'_>) -> PyResult<()> {
+        let sink = &self.inner;
+        py.detach(|| sink.checkpoint_if_due()).map_err(PyErr::from)
+    }
+
+    /// Fixes the time written into checkpoints (microseconds since the epoch; `None`: the real
+    /// clock). Tests only.
+    #[pyo3(signature = (micros=None))]
+    fn freeze_clock(&self, micros: Option<i64>) {
+        self.inner.freeze_clock(micros);
+    }
+
+    /// The public id of the integrity key (`None` when records are not chained).
+    #[getter]
+    fn key_id(&self) -> Option<String> {
+        self.inner
+            .config()
+            .chain
+            .as_ref()
+            .map(|c| c.key.id().to_owned())
+    }
+
+    /// Whether the most recent write failed (cleared by the next successful one).
+    #[getter]
+    fn failing(&self) -> bool {
+        self.inner
+            .stats()
+            .failing
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Checkpoints this sink wrote.
+    #[getter]
+    fn checkpoints(&self) -> u64 {
+        self.inner
+            .stats()
+            .checkpoints
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Segments this sink deleted (`max_files`, `max_age_seconds`).
+    #[getter]
+    fn pruned_segments(&self) -> u64 {
+        self.inner
+            .stats()
+            .pruned_segments
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The line this sink would write for `event` (after `redactor`, then its own redactor).

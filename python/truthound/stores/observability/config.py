@@ -104,9 +104,34 @@ class AuditConfig:
     batch_size: int = 100
     flush_interval_seconds: float = 5.0
     extra_context: dict[str, Any] = field(default_factory=dict)
+    #: Tamper evidence of the file/JSON backends: the HMAC key itself (never printed) ...
+    integrity_key: bytes | str | None = field(default=None, repr=False)
+    #: ... or the name of the environment variable that holds it.
+    integrity_key_env: str | None = None
+    #: A checkpoint is written at least this often in a chained log (0: only at open, rotation,
+    #: retention and close); it bounds the unsealed window.
+    checkpoint_interval_seconds: float = 60.0
+    #: Refuse operations (``AuditUnavailableError``) when no audit backend can record them.
+    fail_closed: bool = False
+    #: How long a fail-closed health check may take before the backend counts as unavailable.
+    fail_closed_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         owner = "AuditConfig"
+        _require(
+            self.checkpoint_interval_seconds >= 0,
+            owner,
+            "checkpoint_interval_seconds",
+            self.checkpoint_interval_seconds,
+            "must not be negative",
+        )
+        _require(
+            self.fail_closed_timeout_seconds > 0,
+            owner,
+            "fail_closed_timeout_seconds",
+            self.fail_closed_timeout_seconds,
+            "must be positive",
+        )
         self.level = _coerce_enum(owner, "level", AuditLogLevel, self.level)
         _require(
             self.backend in _AUDIT_BACKENDS,

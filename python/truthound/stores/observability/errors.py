@@ -74,3 +74,14 @@ __all__ += ["MultiprocessError"]
 
 class MultiprocessError(ObservabilityError, OSError):
     """The multiprocess metrics directory (or a file in it) cannot be created or used."""
+
+
+# --- audit: trustworthy trail (fail-closed, tamper evidence) ----------------------------------
+
+__all__ += ["AuditUnavailableError"]
+
+
+class AuditUnavailableError(ObservabilityError, RuntimeError):
+    """Fail-closed mode: no audit backend can record the operation, so it was refused (or, when
+    raised after the operation, its record could not be written). The message names the store
+    and the operation."""

@@ -226,7 +226,11 @@ class ObservabilityManager:
                 self.audit_backend = _audit_backend_from_config(self.config)
                 self._owned.append(self.audit_backend)
             self.audit = AuditLogger(
-                self.audit_backend, store_type=store_type, store_id=store_id or ""
+                self.audit_backend,
+                store_type=store_type,
+                store_id=store_id or "",
+                fail_closed=self.config.audit.fail_closed,
+                fail_closed_timeout_seconds=self.config.audit.fail_closed_timeout_seconds,
             )
 
         self.metrics_backend: Any = None

@@ -12,14 +12,19 @@ import contextlib
 import enum
 import fcntl
 import gzip
+import hashlib
+import hmac
 import json
 import math
 import os
 import re
 import shutil
+import struct
 import threading
 import time
 import uuid
+import weakref
+import zlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -538,6 +543,221 @@ def _text_line(record: _Record) -> str:
     )
 
 
+# ---- tamper evidence (mirror of rust/audit/chain.rs) -------------------------------------------
+
+_MIN_KEY_LEN = 16
+_MAC_SUFFIX_LEN = 74
+_STATE = struct.Struct("<8sQ32s32sqQQQQ8s")
+_STATE_MAGIC = b"TACHAIN1"
+_ZERO = bytes(32)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _ChainKey:
+    """A MAC key with its HMAC state prepared once."""
+
+    def __init__(self, key: bytes, source: str) -> None:
+        if len(key) < _MIN_KEY_LEN:
+            raise InvalidArgumentError(
+                f"{json.dumps(source)}: an audit integrity key needs at least {_MIN_KEY_LEN} bytes"
+            )
+        self._base = hmac.new(bytes(key), digestmod=hashlib.sha256)
+        probe = self._base.copy()
+        probe.update(b"truthound-audit key id")
+        self.id = probe.hexdigest()[:16]
+        self.tag = self.id[:8].encode()
+
+    def link_mac(self, prev: bytes, body: bytes) -> bytes:
+        mac = self._base.copy()
+        mac.update(prev)
+        mac.update(body)
+        return mac.digest()
+
+    def head_mac(self, state: bytes) -> bytes:
+        """The MAC stored after the chain head in the lock file (``verify`` checks it)."""
+        mac = self._base.copy()
+        mac.update(b"truthound-audit head")
+        mac.update(state)
+        return mac.digest()
+
+
+class _Head:
+    """The chain head stored in the lock file (``ChainState`` in the native core)."""
+
+    __slots__ = (
+        "head", "key_tag", "last_checkpoint", "last_checkpoint_us", "next_seq", "segment",
+        "segment_end", "segment_records",
+    )  # fmt: skip
+
+    def __init__(self, key_tag: bytes) -> None:
+        self.next_seq = 0
+        self.head = _ZERO
+        self.last_checkpoint = _ZERO
+        self.last_checkpoint_us = 0
+        self.segment = (0, 0)
+        self.segment_end = 0
+        self.segment_records = 0
+        self.key_tag = key_tag
+
+    def encode(self) -> bytes:
+        return _STATE.pack(
+            _STATE_MAGIC, self.next_seq, self.head, self.last_checkpoint,
+            self.last_checkpoint_us, self.segment[0], self.segment[1], self.segment_end,
+            self.segment_records, self.key_tag,
+        )  # fmt: skip
+
+    @classmethod
+    def decode(cls, data: bytes, key_tag: bytes) -> _Head | None:
+        if len(data) < _STATE.size:
+            return None
+        magic, seq, head, last_cp, last_us, dev, ino, end, records, tag = _STATE.unpack(
+            data[: _STATE.size]
+        )
+        if magic != _STATE_MAGIC or tag != key_tag:
+            return None
+        state = cls(key_tag)
+        state.next_seq, state.head, state.last_checkpoint = seq, head, last_cp
+        state.last_checkpoint_us, state.segment = last_us, (dev, ino)
+        state.segment_end, state.segment_records = end, records
+        return state
+
+
+def _micros_text(micros: int) -> str:
+    return _timestamp_text(_EPOCH + timedelta(microseconds=micros))
+
+
+def _seal_line(out: bytearray, line: bytes, seq: int, prev: bytes, key: _ChainKey) -> bytes:
+    body = line[:-1] + b',"seq":' + str(seq).encode()
+    mac = key.link_mac(prev, body)
+    out += body
+    out += b',"mac":"'
+    out += mac.hex().encode()
+    out += b'"}\n'
+    return mac
+
+
+class _Checkpoint:
+    __slots__ = (
+        "interval_ms", "missing", "prev_checkpoint", "pruned", "reason", "retained_first_seq",
+        "segment_digest", "segment_records", "time_us", "writer",
+    )  # fmt: skip
+
+    def __init__(self, reason: str, time_us: int, writer: str, interval_ms: int) -> None:
+        self.reason = reason
+        self.time_us = time_us
+        self.writer = writer
+        self.interval_ms = interval_ms
+        self.segment_records = 0
+        self.segment_digest: bytes | None = None
+        self.prev_checkpoint: bytes | None = None
+        self.pruned: list[str] = []
+        self.retained_first_seq: int | None = None
+        self.missing = 0
+
+
+def _write_checkpoint(  # noqa: PLR0917 - mirrors the native signature
+    out: bytearray, cp: _Checkpoint, text_format: bool, key: _ChainKey, seq: int, prev: bytes
+) -> bytes:
+    when = _micros_text(cp.time_us)
+    parts = []
+    if text_format:
+        parts.append(f"{when} [CHECKPOINT] [{_js(cp.reason)[1:-1]}]\t")
+    parts.append(
+        f'{{"_type":"checkpoint","reason":{_js(cp.reason)},"time":"{when}",'
+        f'"writer":{_js(cp.writer)},"key_id":"{key.id}","interval_ms":{cp.interval_ms},'
+        f'"segment_records":{cp.segment_records},'
+        f'"segment_digest":"{cp.segment_digest.hex() if cp.segment_digest else ""}",'
+        f'"prev_checkpoint":"{cp.prev_checkpoint.hex() if cp.prev_checkpoint else ""}"'
+    )
+    if cp.reason == "retention":
+        pruned = ",".join(_js(name) for name in cp.pruned)
+        first = seq if cp.retained_first_seq is None else cp.retained_first_seq
+        parts.append(f',"pruned":[{pruned}],"retained_first_seq":{first}')
+    if cp.missing > 0:
+        parts.append(f',"missing":{cp.missing}')
+    parts.append("}")
+    return _seal_line(out, "".join(parts).encode("utf-8"), seq, prev, key)
+
+
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def _parse_link(line: bytes) -> tuple[int, bytes, bool] | None:
+    """``(seq, mac, is_checkpoint)`` of a link line; ``None`` for anything else."""
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if len(line) < _MAC_SUFFIX_LEN + 8 or not line.endswith(b'"}'):
+        return None
+    cut = len(line) - _MAC_SUFFIX_LEN
+    suffix = line[cut:]
+    if not suffix.startswith(b',"mac":"'):
+        return None
+    digits = suffix[8:72]
+    if not _HEX.issuperset(digits):
+        return None
+    body = line[:cut]
+    marker = body.rfind(b',"seq":')
+    number = body[marker + 7 :] if marker >= 0 else b""
+    if not number or not number.isdigit() or not number.isascii():
+        return None
+    json_part = body
+    tab = body.find(b"\t")
+    if tab >= 0 and not body.startswith(b"{"):
+        json_part = body[tab + 1 :]
+    return (
+        int(number),
+        bytes.fromhex(digits.decode()),
+        json_part.startswith(b'{"_type":"checkpoint"'),
+    )
+
+
+class _Scan:
+    __slots__ = ("first", "last", "last_checkpoint", "links")
+
+    def __init__(self) -> None:
+        self.first: tuple[int, bytes, bool] | None = None
+        self.last: tuple[int, bytes, bool] | None = None
+        self.last_checkpoint: tuple[int, bytes, bool] | None = None
+        self.links = 0
+
+
+def _open_segment_file(path: str, compressed: bool) -> Any:
+    try:
+        return gzip.open(path, "rb") if compressed else open(path, "rb")
+    except FileNotFoundError:
+        if compressed:
+            raise
+        return gzip.open(path + ".gz", "rb")
+
+
+def _scan_segment(handle: Any) -> _Scan:
+    scan = _Scan()
+    with handle:
+        for line in handle:
+            link = _parse_link(line)
+            if link is None:
+                continue
+            if scan.first is None:
+                scan.first = link
+            if link[2]:
+                scan.last_checkpoint = link
+            scan.last = link
+            scan.links += 1
+    return scan
+
+
+def _first_link_of(path: str, compressed: bool) -> tuple[int, bytes, bool] | None:
+    try:
+        with _open_segment_file(path, compressed) as handle:
+            for line in handle:
+                link = _parse_link(line)
+                if link is not None:
+                    return link
+    except (OSError, EOFError, zlib.error):
+        return None
+    return None
+
+
 # ---- file sink -------------------------------------------------------------------------------
 
 
@@ -608,6 +828,13 @@ def _sync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
 def _compress_segment(path: str, lock_path: Path, durable: bool) -> None:
     with contextlib.suppress(OSError):
         lock_fd = os.open(lock_path, os.O_RDWR)
@@ -640,7 +867,7 @@ def _compress_segment(path: str, lock_path: Path, durable: bool) -> None:
 class FileSink:
     """A rotating, append-only audit segment writer shared by threads and processes."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - mirrors the native constructor, option by option
         self,
         directory: str | os.PathLike[str],
         stem: str,
@@ -655,7 +882,37 @@ class FileSink:
         sync_interval_ms: int = 1000,
         text_format: bool = False,
         redactor: Redactor | None = None,
+        integrity_key: bytes | None = None,
+        key_source: str = "integrity_key",
+        checkpoint_interval: float = 60.0,
+        writer_id: str | None = None,
+        max_age_seconds: float | None = None,
+        frozen_clock: int | None = None,
     ) -> None:
+        if not (math.isfinite(checkpoint_interval) and checkpoint_interval >= 0):
+            raise InvalidArgumentError(
+                f'"checkpoint_interval_seconds={checkpoint_interval}": must be a non-negative '
+                "number of seconds"
+            )
+        if max_age_seconds is not None and not (
+            math.isfinite(max_age_seconds) and max_age_seconds > 0
+        ):
+            raise InvalidArgumentError(f'"max_age_seconds={max_age_seconds}": must be positive')
+        self._max_age = max_age_seconds
+        self._key = None if integrity_key is None else _ChainKey(integrity_key, key_source)
+        interval_ns = round(checkpoint_interval * 1e9)
+        self._interval_us = interval_ns // 1000
+        self._interval_ms = interval_ns // 1_000_000
+        self._writer = (
+            writer_id if writer_id is not None else f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
+        self._frozen_clock = frozen_clock
+        self._timer_stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        self.checkpoints = 0
+        self.pruned_segments = 0
+        #: The most recent write failed (cleared by the next successful one).
+        self.failing = False
         if durability not in ("none", "periodic", "always"):
             raise InvalidArgumentError(
                 f"{json.dumps(durability)}: durability must be 'none', 'periodic' or 'always'"
@@ -703,8 +960,20 @@ class FileSink:
             raise _io_error(self._lock_path, "open the audit lock file", error) from None
         with self._mutex:
             self._reopen_exclusive(self.active_path)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                # Another writer may have rotated the file since `_reopen_exclusive` let go.
+                target = self.active_path
+                if not self._is_current(target):
+                    self._reopen_locked(target)
+                self._prune_locked()
+                self._chain_append(b"", self._checkpoint("open"))
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         if compress:
             self._compress_leftovers()
+        if self._key is not None and self._interval_us > 0:
+            self._start_timer()
 
     # -- paths --
 
@@ -770,8 +1039,13 @@ class FileSink:
         self._path = target
         self._identity = (st.st_dev, st.st_ino)
         self._known_end = size
-        if self._daily and self._compress and previous and previous != target:
+        changed = bool(previous) and previous != target
+        if self._daily and self._compress and changed:
             self._schedule_compression(previous)
+        # Every segment starts with a checkpoint (written by whichever writer opens it first).
+        self._chain_append(b"", None)
+        if changed:
+            self._prune_locked()
 
     def _is_current(self, target: str) -> bool:
         if self._fd is None or self._path != target:
@@ -788,12 +1062,14 @@ class FileSink:
         """Appends pre-encoded whole lines (``events`` records) with one write."""
         try:
             self._write_lines(data, events)
-        except (AuditIOError, AuditClosedError) as error:
+        except (AuditIOError, AuditClosedError, InvalidArgumentError) as error:
             with self._stats_lock:
+                self.failing = True
                 self.failed_events += events
                 self._last_error = str(error)
             raise
         with self._stats_lock:
+            self.failing = False
             self.written_events += events
 
     def _write_lines(self, data: bytes, events: int) -> None:  # noqa: PLR0915, PLR0912
@@ -805,7 +1081,9 @@ class FileSink:
                 attempts += 1
                 target = self.active_path
                 try:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+                    fcntl.flock(
+                        self._lock_fd, fcntl.LOCK_SH if self._key is None else fcntl.LOCK_EX
+                    )
                 except OSError as error:
                     raise _io_error(target, "lock the audit file", error) from None
                 if self._is_current(target):
@@ -827,12 +1105,18 @@ class FileSink:
                     continue
                 fd = self._fd
                 assert fd is not None
+                if self._key is not None:
+                    try:
+                        self._chain_append(data, None)
+                    finally:
+                        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    size = os.fstat(fd).st_size
+                    self._known_end = size
+                    rotate = self._max_bytes is not None and size >= self._max_bytes
+                    break
                 failure: OSError | None = None
                 try:
-                    view = memoryview(data)
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
+                    _write_all(fd, data)
                 except OSError as error:
                     failure = error
                 size = os.fstat(fd).st_size
@@ -887,12 +1171,22 @@ class FileSink:
             self._sync_locked()
 
     def close(self) -> None:
-        """Flushes, waits for background compression, and closes. Idempotent."""
+        """Writes the ``close`` checkpoint (chained logs), flushes, waits for background
+        compression, and closes. Idempotent."""
+        self._timer_stop.set()
+        timer = self._timer
+        self._timer = None
+        if timer is not None and timer is not threading.current_thread():
+            timer.join()
         error: AuditIOError | None = None
+        try:
+            self._close_checkpoint()
+        except AuditIOError as caught:
+            error = caught
         try:
             self.flush()
         except AuditIOError as caught:
-            error = caught
+            error = error or caught
         with self._mutex:
             self._closed = True
             if self._fd is not None:
@@ -943,26 +1237,266 @@ class FileSink:
         except OSError as error:
             raise _io_error(target, "rotate the audit file", error) from None
         self.rotations += 1
+        # Opens the new segment: its first link (chained) and the pruning of old ones.
         self._reopen_locked(target)
         self._prune_locked()
         return candidate
 
     def _prune_locked(self) -> None:
-        if self._max_files is None:
+        """Deletes closed segments beyond ``max_files`` (oldest first) and those older than
+        ``max_age_seconds``; a chained log records them in a ``retention`` checkpoint. The caller
+        holds the exclusive lock."""
+        if self._max_files is None and self._max_age is None:
             return
         try:
             segments = self.segments()
         except AuditIOError:
             return
-        active = self.active_path
-        excess = len(segments) - max(self._max_files, 1)
+        active = self._path
+        excess = 0 if self._max_files is None else len(segments) - max(self._max_files, 1)
+        cutoff = None if self._max_age is None else time.time() - self._max_age
+        pruned: list[str] = []
         for path, *_ in segments:
-            if excess <= 0:
-                break
-            if path != active:
-                with contextlib.suppress(OSError):
-                    os.remove(path)
-                excess -= 1
+            if path == active:
+                continue
+            expired = False
+            if cutoff is not None:
+                try:
+                    expired = os.stat(path).st_mtime < cutoff
+                except OSError:
+                    expired = False
+            if excess <= 0 and not expired:
+                continue
+            try:
+                os.remove(path)
+            except OSError:
+                continue
+            excess -= 1
+            with self._stats_lock:
+                self.pruned_segments += 1
+            pruned.append(os.path.basename(path))
+        if not pruned or self._key is None:
+            return
+        retained: int | None = None
+        with contextlib.suppress(AuditIOError):
+            for path, _day, _stamp, compressed in self.segments():
+                link = _first_link_of(path, compressed)
+                if link is not None:
+                    retained = link[0]
+                    break
+        cp = self._checkpoint("retention")
+        assert cp is not None
+        cp.pruned = pruned
+        cp.retained_first_seq = retained
+        self._chain_append(b"", cp)
+
+    # -- tamper evidence --
+
+    def _checkpoint_clock(self) -> int:
+        frozen = self._frozen_clock
+        return time.time_ns() // 1000 if frozen is None else frozen
+
+    def freeze_clock(self, micros: int | None = None) -> None:
+        """Fixes the time written into checkpoints (``None``: the real clock). Tests only."""
+        self._frozen_clock = micros
+
+    def _checkpoint(self, reason: str) -> _Checkpoint | None:
+        if self._key is None:
+            return None
+        return _Checkpoint(reason, self._checkpoint_clock(), self._writer, self._interval_ms)
+
+    def _chain_append(self, body: bytes, extra: _Checkpoint | None) -> None:
+        """Appends ``body`` as links, preceded by the checkpoint a new or inconsistent segment
+        needs and followed by ``extra`` and a due ``periodic`` checkpoint; stores the head.
+        The caller holds the exclusive lock."""
+        key = self._key
+        if key is None:
+            return
+        fd = self._fd
+        assert fd is not None
+        path = self._path
+        try:
+            st = os.fstat(fd)
+        except OSError as error:
+            raise _io_error(path, "stat the audit file", error) from None
+        size, ident = st.st_size, (st.st_dev, st.st_ino)
+        out = bytearray()
+        head = self._chain_head(key, ident, size, out)
+        for line in body.split(b"\n"):
+            if not line:
+                continue
+            if not line.endswith(b"}"):
+                raise InvalidArgumentError(
+                    f"{json.dumps(line[:80].decode('utf-8', 'replace'))}: a chained record must "
+                    "be one JSON object line"
+                )
+            head.head = _seal_line(out, line, head.next_seq, head.head, key)
+            head.next_seq += 1
+            head.segment_records += 1
+        if extra is None and (
+            self._interval_us > 0
+            and self._checkpoint_clock() - head.last_checkpoint_us >= self._interval_us
+        ):
+            extra = self._checkpoint("periodic")
+        if extra is not None:
+            self._push_checkpoint(out, head, extra, key)
+        if not out:
+            return
+        try:
+            _write_all(fd, bytes(out))
+        except OSError as error:
+            self._known_end = -1
+            raise _io_error(path, "append to the audit file", error) from None
+        head.segment = ident
+        head.segment_end = size + len(out)
+        self._known_end = head.segment_end
+        encoded = head.encode()
+        try:
+            os.pwrite(self._lock_fd, encoded + key.head_mac(encoded), 0)
+        except OSError as error:
+            raise _io_error(path, "record the audit chain head in the lock file", error) from None
+
+    def _push_checkpoint(
+        self, out: bytearray, head: _Head, cp: _Checkpoint, key: _ChainKey
+    ) -> None:
+        if cp.reason != "rotate":
+            cp.segment_records = head.segment_records
+            cp.segment_digest = head.head if head.segment_records > 0 else None
+        cp.prev_checkpoint = head.last_checkpoint if head.last_checkpoint != _ZERO else None
+        mac = _write_checkpoint(out, cp, self._text_format, key, head.next_seq, head.head)
+        head.head = mac
+        head.last_checkpoint = mac
+        head.last_checkpoint_us = cp.time_us
+        head.next_seq += 1
+        head.segment_records = 1 if cp.reason in ("rotate", "start") else head.segment_records + 1
+        with self._stats_lock:
+            self.checkpoints += 1
+
+    def _chain_head(
+        self, key: _ChainKey, ident: tuple[int, int], size: int, out: bytearray
+    ) -> _Head:
+        try:
+            stored = _Head.decode(os.pread(self._lock_fd, _STATE.size, 0), key.tag)
+        except OSError:
+            stored = None
+        if stored is not None:
+            if stored.segment == ident and stored.segment_end == size:
+                return stored
+            if stored.segment != ident and size == 0:
+                cp = self._checkpoint("rotate")
+                assert cp is not None
+                cp.segment_records = stored.segment_records
+                cp.segment_digest = stored.head if stored.segment_records > 0 else None
+                self._push_checkpoint(out, stored, cp, key)
+                return stored
+        return self._recover(key, stored, size, out)
+
+    def _recover(self, key: _ChainKey, stored: _Head | None, size: int, out: bytearray) -> _Head:
+        try:
+            active = _scan_segment(open(self._path, "rb"))  # noqa: SIM115
+        except OSError as error:
+            raise _io_error(self._path, "read the audit file", error) from None
+        head = _Head(key.tag)
+        head.last_checkpoint_us = -(2**62)
+        expected = 0 if stored is None else stored.next_seq
+        if active.last is not None and size > 0:
+            head.next_seq = active.last[0] + 1
+            head.head = active.last[1]
+            head.segment_records = active.links
+            if active.last_checkpoint is not None:
+                head.last_checkpoint = active.last_checkpoint[1]
+            cp = self._checkpoint("recover")
+            assert cp is not None
+            cp.missing = max(expected - head.next_seq, 0)
+            self._push_checkpoint(out, head, cp, key)
+            return head
+        for path, _day, _stamp, compressed in reversed(self.segments()):
+            if path == self._path:
+                continue
+            try:
+                scan = _scan_segment(_open_segment_file(path, compressed))
+            except (OSError, EOFError, zlib.error):
+                continue
+            if scan.last is not None:
+                head.next_seq = scan.last[0] + 1
+                head.head = scan.last[1]
+                head.segment_records = scan.links
+                if scan.last_checkpoint is not None:
+                    head.last_checkpoint = scan.last_checkpoint[1]
+                cp = self._checkpoint("rotate")
+                assert cp is not None
+                cp.segment_records = scan.links
+                cp.segment_digest = scan.last[1]
+                cp.missing = max(expected - head.next_seq, 0)
+                self._push_checkpoint(out, head, cp, key)
+                return head
+        cp = self._checkpoint("start")
+        assert cp is not None
+        cp.missing = expected
+        self._push_checkpoint(out, head, cp, key)
+        return head
+
+    def checkpoint_if_due(self) -> None:
+        """Writes a periodic checkpoint if one is due (the timer calls this on its own)."""
+        if self._key is None:
+            return
+        with self._mutex:
+            if self._closed:
+                return
+            target = self.active_path
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                if not self._is_current(target):
+                    self._reopen_locked(target)
+                self._chain_append(b"", None)
+                if self._max_age is not None:
+                    self._prune_locked()
+            except (AuditIOError, InvalidArgumentError) as error:
+                self._last_error = str(error)
+                raise
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _start_timer(self) -> None:
+        interval = self._interval_us / 2e6
+        stop = self._timer_stop
+        ref = weakref.ref(self)
+
+        def run() -> None:
+            while not stop.wait(interval):
+                sink = ref()
+                if sink is None:
+                    return
+                with contextlib.suppress(Exception):
+                    sink.checkpoint_if_due()
+                del sink
+
+        self._timer = threading.Thread(target=run, name="truthound-audit-checkpoint", daemon=True)
+        self._timer.start()
+
+    def _close_checkpoint(self) -> None:
+        cp = self._checkpoint("close")
+        if cp is None:
+            return
+        with self._mutex:
+            if self._closed or self._fd is None:
+                return
+            target = self.active_path
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                if not self._is_current(target):
+                    self._reopen_locked(target)
+                self._chain_append(b"", cp)
+            except AuditIOError as error:
+                self._last_error = str(error)
+                raise
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    @property
+    def key_id(self) -> str | None:
+        """The public id of the integrity key (``None`` when records are not chained)."""
+        return None if self._key is None else self._key.id
 
     def _compress_leftovers(self) -> None:
         try:

@@ -11,13 +11,17 @@ from .backends import (
     FileAuditBackend,
     InMemoryAuditBackend,
     JsonAuditBackend,
+    backend_healthy,
 )
 from .events import AuditEvent, AuditEventType, AuditStatus
+from .export import OtlpAuditBackend
 from .logger import AuditLogger
 from .reader import QueryReport
 from .redaction import DEFAULT_PATTERNS, DataRedactor
+from .verify import DEFAULT_KEY_ENV, Finding, VerifyReport, verify, verify_main
 
 __all__ = [
+    "DEFAULT_KEY_ENV",
     "DEFAULT_PATTERNS",
     "AsyncAuditBackend",
     "AuditEvent",
@@ -27,7 +31,13 @@ __all__ = [
     "CompositeAuditBackend",
     "DataRedactor",
     "FileAuditBackend",
+    "Finding",
     "InMemoryAuditBackend",
     "JsonAuditBackend",
+    "OtlpAuditBackend",
     "QueryReport",
+    "VerifyReport",
+    "backend_healthy",
+    "verify",
+    "verify_main",
 ]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import os
+import queue
 import threading
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -67,6 +71,7 @@ class _Backend:
         if config is not None and not isinstance(config, AuditConfig):
             raise InvalidArgumentError(f"config={config!r} must be an AuditConfig")
         applies = config is not None or self._leaf
+        self._config_given = config is not None
         self.config = config if config is not None else AuditConfig()
         self._level_excluded: frozenset[str] = (
             _excluded(self.config.level) if applies else frozenset()
@@ -85,6 +90,47 @@ class _Backend:
             return False
         return True
 
+    def healthy(self, timeout: float = 5.0) -> bool:
+        """Whether the backend can record an event now (used by fail-closed loggers)."""
+        return True
+
+
+def _call_with_timeout(function: Callable[[], Any], timeout: float) -> tuple[bool, Any]:
+    """Runs ``function`` on a daemon thread; ``(False, None)`` if it does not return within
+    ``timeout`` seconds (it keeps running in the background), ``(True, result)`` otherwise (an
+    exception counts as the result ``False``)."""
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append(function())
+        except Exception:
+            outcome.append(False)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="truthound-audit-probe", daemon=True).start()
+    if not done.wait(timeout):
+        return False, None
+    return True, outcome[0]
+
+
+def backend_healthy(backend: Any, timeout: float = 5.0) -> bool:
+    """Whether ``backend`` can record an event now, deciding within ``timeout`` seconds.
+
+    The built-in backends answer without blocking; any other backend is asked through its
+    ``healthy()`` method (if it has one; without one it is assumed able to record) on a helper
+    thread, and counts as unavailable when it does not answer in time.
+    """
+    if isinstance(backend, _Backend):
+        return backend.healthy(timeout)
+    probe = getattr(backend, "healthy", None)
+    if probe is None:
+        return True
+    finished, result = _call_with_timeout(probe, timeout)
+    return finished and result is not False
+
 
 class InMemoryAuditBackend(_Backend):
     """A bounded in-memory ring: when full, the oldest event is evicted and counted in
@@ -102,15 +148,16 @@ class InMemoryAuditBackend(_Backend):
         #: Events logged (after the level filter).
         self.logged_events = 0
 
-    def log(self, event: AuditEvent) -> None:
+    def log(self, event: AuditEvent) -> bool:
         if not self._accepts(event):
-            return
+            return True
         stored = self.redactor.redact_event(event) if self.redactor else event.copy()
         with self._lock:
             if len(self._events) == self.max_events:
                 self.evicted_events += 1
             self._events.append(stored)
             self.logged_events += 1
+        return True
 
     def query(  # noqa: PLR0917 - the existing API passes these positionally
         self,
@@ -173,7 +220,28 @@ class _SegmentBackend(_Backend):
         durability: str,
         sync_every_events: int,
         sync_interval_ms: int,
+        integrity_key: bytes | str | None,
+        integrity_key_env: str | None,
+        checkpoint_interval_seconds: float | None,
+        retention_days: int | None,
     ) -> None:
+        key, source = _resolve_key(self.config, integrity_key, integrity_key_env)
+        interval = (
+            self.config.checkpoint_interval_seconds
+            if checkpoint_interval_seconds is None
+            else checkpoint_interval_seconds
+        )
+        # Deleting audit data by age needs an explicit decision: retention_days= or a config.
+        if retention_days is not None:
+            days = retention_days
+        else:
+            days = self.config.retention_days if self._config_given else 0
+        if not isinstance(days, int) or days < 0:
+            raise InvalidArgumentError(
+                f"retention_days={days!r} must be a non-negative int (0 keeps files forever)"
+            )
+        #: Days closed segments are kept (0: forever).
+        self.retention_days = days
         if max_files is not None and (not isinstance(max_files, int) or max_files < 1):
             raise InvalidArgumentError(f"max_files={max_files!r} must be a positive int")
         if max_bytes is not None and max_bytes < 1:
@@ -191,17 +259,33 @@ class _SegmentBackend(_Backend):
             sync_interval_ms=sync_interval_ms,
             text_format=self._text_format,
             redactor=self.redactor._core if self.redactor else None,
+            integrity_key=key,
+            key_source=source,
+            checkpoint_interval=interval,
+            max_age_seconds=days * 86400.0 if days else None,
         )
+        #: Whether records are sealed into the keyed chain (tamper evidence).
+        self.tamper_evident = key is not None
+        self._probe_after = 0.0
         #: The AuditLogger fast path (fields straight to the core, no AuditEvent built).
         self._log_fields = self._sink.log_fields
         self.last_query_report = QueryReport()
 
-    def log(self, event: AuditEvent) -> None:
+    def log(self, event: AuditEvent) -> bool:
         """Writes the event now (one whole line, one ``write``); raises ``AuditIOError`` naming
         the file when it cannot be written (the event is counted in ``failed_events``)."""
         if not self._accepts(event):
-            return
+            return True
         self._sink.log_event(event, None)
+        return True
+
+    def healthy(self, timeout: float = 5.0) -> bool:
+        """Whether a record can be written now: the backend is open and its directory exists,
+        is writable and has free space (a full disk or a read-only mount refuses; a write can
+        still fail later for other reasons, and is then counted in ``failed_events``)."""
+        del timeout
+        sink = self._sink
+        return not sink.closed and _directory_writable(Path(sink.active_path).parent)
 
     def query(  # noqa: PLR0917 - the existing API passes these positionally
         self,
@@ -273,6 +357,52 @@ class _SegmentBackend(_Backend):
     def last_error(self) -> str | None:
         return self._sink.last_error
 
+    @property
+    def checkpoints(self) -> int:
+        """Checkpoints written (tamper-evident logs)."""
+        return self._sink.checkpoints
+
+    @property
+    def pruned_segments(self) -> int:
+        """Segments deleted by ``max_files`` or ``retention_days``."""
+        return self._sink.pruned_segments
+
+    @property
+    def key_id(self) -> str | None:
+        """Public id of the integrity key (``None`` when not tamper-evident)."""
+        return self._sink.key_id
+
+    def checkpoint(self) -> None:
+        """Writes a periodic checkpoint now if one is due (a timer does this on its own)."""
+        self._sink.checkpoint_if_due()
+
+
+def _resolve_key(
+    config: AuditConfig, key: bytes | str | None, key_env: str | None
+) -> tuple[bytes | None, str]:
+    """The integrity key (explicit argument, then the config, then the environment variable the
+    argument or the config names) and where it came from; never read from the log."""
+    if key is None and key_env is None:
+        key, key_env = config.integrity_key, config.integrity_key_env
+    if key is not None:
+        return (key.encode() if isinstance(key, str) else bytes(key)), "integrity_key"
+    if key_env:
+        value = os.environ.get(key_env)
+        if not value:
+            raise InvalidArgumentError(
+                f"integrity_key_env={key_env!r}: the environment variable is not set"
+            )
+        return value.encode(), f"environment variable {key_env}"
+    return None, "integrity_key"
+
+
+def _directory_writable(directory: Path) -> bool:
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK) and stats.f_bavail > 0
+
 
 def _mb(value: float | None) -> int | None:
     if value is None:
@@ -291,6 +421,14 @@ class FileAuditBackend(_SegmentBackend):
     at most ``max_files`` files (active included). ``durability``: ``"none"``, ``"periodic"``
     (default: ``fdatasync`` every ``sync_interval_ms`` = 1000 ms and/or every
     ``sync_every_events``, and on flush/close) or ``"always"`` (before ``log`` returns).
+
+    Tamper evidence (opt-in): with ``integrity_key`` (bytes/str, at least 16 bytes) or
+    ``integrity_key_env`` (the name of an environment variable holding it), or the same fields
+    of the ``AuditConfig``, every record gets a sequence number and a chained HMAC-SHA256, and
+    signed checkpoints are written at open, rotation, pruning, close and every
+    ``checkpoint_interval_seconds`` (default 60); check the files with
+    ``audit.verify(path, key)``. ``retention_days`` (or the config's, when a config is given)
+    deletes closed segments not modified for that many days (0: keep forever).
     """
 
     _text_format = True
@@ -306,6 +444,10 @@ class FileAuditBackend(_SegmentBackend):
         durability: str = "periodic",
         sync_every_events: int = 0,
         sync_interval_ms: int = 1000,
+        integrity_key: bytes | str | None = None,
+        integrity_key_env: str | None = None,
+        checkpoint_interval_seconds: float | None = None,
+        retention_days: int | None = None,
     ) -> None:
         super().__init__(config)
         path = Path(file_path or self.config.file_path or "./audit.log")
@@ -322,6 +464,10 @@ class FileAuditBackend(_SegmentBackend):
             durability=durability,
             sync_every_events=sync_every_events,
             sync_interval_ms=sync_interval_ms,
+            integrity_key=integrity_key,
+            integrity_key_env=integrity_key_env,
+            checkpoint_interval_seconds=checkpoint_interval_seconds,
+            retention_days=retention_days,
         )
 
 
@@ -329,7 +475,8 @@ class JsonAuditBackend(_SegmentBackend):
     """JSON Lines, one file per UTC day (``<prefix>-YYYY-MM-DD.jsonl``), queryable across every
     file. ``compress=True`` gzips closed files in the background. With ``file_path`` (the existing
     API) that exact file is used and daily rotation is off unless asked for. Optional size
-    rotation (``max_file_size_mb``) and retention by count (``max_files``); durability as for
+    rotation (``max_file_size_mb``), retention by count (``max_files``) and age
+    (``retention_days``); durability and tamper evidence (``integrity_key``...) as for
     ``FileAuditBackend``.
     """
 
@@ -347,6 +494,10 @@ class JsonAuditBackend(_SegmentBackend):
         durability: str = "periodic",
         sync_every_events: int = 0,
         sync_interval_ms: int = 1000,
+        integrity_key: bytes | str | None = None,
+        integrity_key_env: str | None = None,
+        checkpoint_interval_seconds: float | None = None,
+        retention_days: int | None = None,
     ) -> None:
         super().__init__(config)
         explicit = file_path or (self.config.file_path if directory is None else None)
@@ -377,6 +528,10 @@ class JsonAuditBackend(_SegmentBackend):
             durability=durability,
             sync_every_events=sync_every_events,
             sync_interval_ms=sync_interval_ms,
+            integrity_key=integrity_key,
+            integrity_key_env=integrity_key_env,
+            checkpoint_interval_seconds=checkpoint_interval_seconds,
+            retention_days=retention_days,
         )
 
     @property
@@ -385,38 +540,147 @@ class JsonAuditBackend(_SegmentBackend):
         return Path(self._sink.active_path)
 
 
+class _Worker:
+    """One backend's delivery thread (composite with a timeout): calls run in order; a call
+    still running after the timeout marks the backend as hung until it returns."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.started: float | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            call = self._calls.get()
+            if call is None:
+                return
+            function, done, outcome = call
+            self.started = time.monotonic()
+            try:
+                outcome.append((True, function()))
+            except Exception as error:
+                outcome.append((False, error))
+            finally:
+                self.started = None
+                done.set()
+
+    def hung(self, timeout: float) -> bool:
+        started = self.started
+        return started is not None and time.monotonic() - started > timeout
+
+    def submit(self, function: Callable[[], Any]) -> tuple[threading.Event, list[Any]]:
+        done = threading.Event()
+        outcome: list[Any] = []
+        self._calls.put((function, done, outcome))
+        return done, outcome
+
+    def stop(self) -> None:
+        self._calls.put(None)
+
+
 class CompositeAuditBackend(_Backend):
     """Fan-out: every backend gets its own copy of each event; a failing backend does not stop
-    the others, and each failure is counted (``failed_deliveries``, ``last_errors``)."""
+    the others, and each failure is counted (``failed_deliveries``, ``last_errors``).
+
+    With ``timeout_seconds``, each backend is served by its own thread and ``log``/``flush``/
+    ``close`` wait at most that long for all of them: a backend that has not answered in time
+    (a hung disk, a stuck network peer) is cut off and counted in ``timed_out_deliveries``, and
+    while it stays stuck its events are skipped (counted there too) instead of piling up.
+    ``log`` returns whether at least one backend recorded the event.
+    """
 
     _leaf = False
 
     def __init__(
-        self, backends: Sequence[Any] | None = None, config: AuditConfig | None = None
+        self,
+        backends: Sequence[Any] | None = None,
+        config: AuditConfig | None = None,
+        *,
+        timeout_seconds: float | None = None,
     ) -> None:
         super().__init__(config)
+        if timeout_seconds is not None and not timeout_seconds > 0:
+            raise InvalidArgumentError(f"timeout_seconds={timeout_seconds!r} must be positive")
         self.backends: list[Any] = list(backends or [])
-        #: Deliveries (one per backend per event) that raised.
+        self.timeout_seconds = timeout_seconds
+        #: Deliveries (one per backend per event) that raised or were refused.
         self.failed_deliveries = 0
+        #: Deliveries cut off by ``timeout_seconds`` (or skipped while their backend hung).
+        self.timed_out_deliveries = 0
         #: The last error of each backend (by index).
         self.last_errors: dict[int, str] = {}
         self._lock = threading.Lock()
+        self._workers = (
+            [_Worker(f"truthound-audit-composite-{i}") for i in range(len(self.backends))]
+            if timeout_seconds is not None
+            else None
+        )
 
-    def _fail(self, index: int, error: BaseException) -> None:
+    def _fail(self, index: int, error: BaseException | str) -> None:
         with self._lock:
             self.failed_deliveries += 1
-            self.last_errors[index] = f"{type(error).__name__}: {error}"
+            self.last_errors[index] = (
+                error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+            )
 
-    def log(self, event: AuditEvent) -> None:
+    def _time_out(self, index: int, what: str) -> None:
+        with self._lock:
+            self.timed_out_deliveries += 1
+            self.last_errors[index] = f"timed out after {self.timeout_seconds} s ({what})"
+
+    def _each(self, what: str, call: Callable[[Any], Any]) -> list[tuple[int, Any]]:
+        """Calls ``call(backend)`` for every backend; returns ``(index, result)`` of those that
+        returned in time without raising."""
+        results: list[tuple[int, Any]] = []
+        workers = self._workers
+        if workers is None:
+            for index, backend in enumerate(self.backends):
+                try:
+                    results.append((index, call(backend)))
+                except Exception as error:
+                    self._fail(index, error)
+            return results
+        timeout = self.timeout_seconds
+        assert timeout is not None
+        waiting = []
+        for index, (backend, worker) in enumerate(zip(self.backends, workers, strict=True)):
+            if worker.hung(timeout):
+                self._time_out(index, what)
+                continue
+            waiting.append((index, *worker.submit(functools.partial(call, backend))))
+        deadline = time.monotonic() + timeout
+        for index, done, outcome in waiting:
+            if not done.wait(max(deadline - time.monotonic(), 0.0)):
+                self._time_out(index, what)
+                continue
+            returned, value = outcome[0]
+            if returned:
+                results.append((index, value))
+            else:
+                self._fail(index, value)
+        return results
+
+    def log(self, event: AuditEvent) -> bool:
         if not self._accepts(event):
-            return
+            return True
         if self.redactor is not None:
             event = self.redactor.redact_event(event)
-        for index, backend in enumerate(self.backends):
-            try:
-                backend.log(event.copy())
-            except Exception as error:
-                self._fail(index, error)
+        recorded = 0
+        for index, result in self._each("log", lambda backend: backend.log(event.copy())):
+            if result is False:
+                self._fail(index, "the backend did not record the event")
+            else:
+                recorded += 1
+        return recorded > 0
+
+    def healthy(self, timeout: float = 5.0) -> bool:
+        """At least one backend can record (each asked within the timeout)."""
+        limit = self.timeout_seconds or timeout
+        return any(
+            healthy
+            for _, healthy in self._each("health check", lambda b: backend_healthy(b, limit))
+        )
 
     def query(self, *args: Any, **kwargs: Any) -> list[AuditEvent]:
         """The first backend that answers (in order) answers the query."""
@@ -428,18 +692,12 @@ class CompositeAuditBackend(_Backend):
         return []
 
     def flush(self) -> None:
-        for index, backend in enumerate(self.backends):
-            try:
-                backend.flush()
-            except Exception as error:
-                self._fail(index, error)
+        self._each("flush", lambda backend: backend.flush())
 
     def close(self) -> None:
-        for index, backend in enumerate(self.backends):
-            try:
-                backend.close()
-            except Exception as error:
-                self._fail(index, error)
+        self._each("close", lambda backend: backend.close())
+        for worker in self._workers or []:
+            worker.stop()
 
 
 # Strong references: an async backend that was never closed must still be drained at exit, even
@@ -553,17 +811,26 @@ class AsyncAuditBackend(_Backend):
                             labels={"backend": self._backend_name},
                         )
 
-    def log(self, event: AuditEvent) -> None:
-        """Queues the event (never blocks longer than the overflow policy allows)."""
+    def log(self, event: AuditEvent) -> bool:
+        """Queues the event (never blocks longer than the overflow policy allows); returns
+        whether it was accepted (``False``: dropped and counted)."""
         if not self._accepts(event):
-            return
+            return True
         if self._native:
-            accepted = self._writer.log_event(event, self._core_redactor)
+            accepted: bool = self._writer.log_event(event, self._core_redactor)
         else:
             queued = self.redactor.redact_event(event) if self.redactor else event.copy()
             accepted = self._writer.log_event(queued, None)
         if not accepted:
             self._report()
+        return accepted
+
+    def healthy(self, timeout: float = 5.0) -> bool:
+        """Open, with room in the queue, and the wrapped backend able to record."""
+        writer = self._writer
+        if writer.closed or writer.pending >= writer.capacity:
+            return False
+        return backend_healthy(self.backend, timeout)
 
     def _fast_log_fields(  # noqa: PLR0917 - the core fast-path signature
         self,
@@ -579,14 +846,16 @@ class AsyncAuditBackend(_Backend):
         metadata: Any,
         error_message: Any,
         extra: dict[str, Any] | None,
-    ) -> None:
+    ) -> bool:
         if self._core_redactor is not None and redactor is None:
             redactor = self._core_redactor
-        if not self._writer.log_fields(
+        accepted: bool = self._writer.log_fields(
             redactor, event_type, status, store_type, store_id, operation, item_id, user_id,
             duration_ms, metadata, error_message, extra,
-        ):  # fmt: skip
+        )  # fmt: skip
+        if not accepted:
             self._report()
+        return accepted
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Waits until everything logged before the call is persisted; ``False`` on timeout."""

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .. import _context
+from ..errors import AuditUnavailableError, InvalidArgumentError
 from .events import (
     ALIASES,
     AuditEvent,
@@ -57,6 +58,13 @@ class AuditLogger:
 
     Correlation: an event logged without an explicit ``trace_id``/``span_id`` inside a span
     (``_context.current_span``) is stamped with that span's ids.
+
+    Fail-closed mode (``fail_closed=True``): ``operation()`` first asks the backend whether it
+    can record (``CompositeAuditBackend``: at least one of its backends; each answer within
+    ``fail_closed_timeout_seconds``) and raises ``AuditUnavailableError`` *before running the
+    block* when it cannot (counted in ``refused_operations``). Every ``log_*`` call raises
+    ``AuditUnavailableError`` when its event was not recorded (the backend raised, refused or
+    dropped it).
     """
 
     def __init__(
@@ -65,6 +73,9 @@ class AuditLogger:
         store_type: str = "unknown",
         store_id: str | None = None,
         redactor: DataRedactor | None = None,
+        *,
+        fail_closed: bool = False,
+        fail_closed_timeout_seconds: float = 5.0,
     ) -> None:
         if backend is None:
             from .backends import InMemoryAuditBackend
@@ -74,6 +85,42 @@ class AuditLogger:
         self.store_type = store_type
         self.store_id = store_id if store_id is not None else uuid.uuid4().hex[:8]
         self.redactor = redactor
+        if not fail_closed_timeout_seconds > 0:
+            raise InvalidArgumentError(
+                f"fail_closed_timeout_seconds={fail_closed_timeout_seconds!r} must be positive"
+            )
+        self.fail_closed = fail_closed
+        self.fail_closed_timeout_seconds = fail_closed_timeout_seconds
+        #: Operations refused in fail-closed mode because no backend could record them.
+        self.refused_operations = 0
+        #: Events that were not recorded in fail-closed mode (an ``AuditUnavailableError``).
+        self.unrecorded_events = 0
+
+    # -- fail-closed --
+
+    def ensure_available(self, operation: str = "operation") -> None:
+        """In fail-closed mode, raises ``AuditUnavailableError`` unless the backend can record
+        an event now (decided within ``fail_closed_timeout_seconds``). No-op otherwise."""
+        if not self.fail_closed:
+            return
+        from .backends import backend_healthy
+
+        if backend_healthy(self.backend, self.fail_closed_timeout_seconds):
+            return
+        self.refused_operations += 1
+        raise AuditUnavailableError(
+            f"{self._name(operation)!r}: refused (fail-closed): no audit backend can record it"
+        )
+
+    def _name(self, operation: str) -> str:
+        return f"{self.store_type}/{self.store_id}: {operation}"
+
+    def _unrecorded(self, operation: str, error: BaseException | None) -> None:
+        self.unrecorded_events += 1
+        raise AuditUnavailableError(
+            f"{self._name(operation)!r}: its audit record could not be written"
+            + (f" ({type(error).__name__}: {error})" if error is not None else "")
+        ) from error
 
     # -- the one place events are emitted --
 
@@ -105,11 +152,23 @@ class AuditLogger:
         # Fields the record format keeps elsewhere (an explicit event_id or timestamp) take the
         # object path.
         if fast is not None and (extra is None or _TEXT_KEYS.issuperset(extra)):
-            fast(
-                None if redactor is None else redactor._core,
-                event_type, status, self.store_type, self.store_id, operation, item_id,
-                user_id, duration_ms, metadata, error_message, extra,
-            )  # fmt: skip
+            if not self.fail_closed:
+                fast(
+                    None if redactor is None else redactor._core,
+                    event_type, status, self.store_type, self.store_id, operation, item_id,
+                    user_id, duration_ms, metadata, error_message, extra,
+                )  # fmt: skip
+                return
+            try:
+                recorded = fast(
+                    None if redactor is None else redactor._core,
+                    event_type, status, self.store_type, self.store_id, operation, item_id,
+                    user_id, duration_ms, metadata, error_message, extra,
+                )  # fmt: skip
+            except Exception as error:
+                self._unrecorded(operation, error)
+            if recorded is False:
+                self._unrecorded(operation, None)
             return
         event = AuditEvent(
             event_type=event_type,
@@ -126,7 +185,18 @@ class AuditLogger:
         )
         if redactor is not None:
             event = redactor.redact_event(event)
-        backend.log(event)
+        self._deliver(event)
+
+    def _deliver(self, event: AuditEvent) -> None:
+        if not self.fail_closed:
+            self.backend.log(event)
+            return
+        try:
+            recorded = self.backend.log(event)
+        except Exception as error:
+            self._unrecorded(event.operation, error)
+        if recorded is False:
+            self._unrecorded(event.operation, None)
 
     @staticmethod
     def _split(fields: dict[str, Any]) -> dict[str, Any] | None:
@@ -286,7 +356,11 @@ class AuditLogger:
     ) -> Iterator[AuditEvent]:
         """Times the block and logs one event on exit: ``SUCCESS``, or ``FAILURE`` with
         ``error_type``/``error_message`` when the block raises (the exception propagates). The
-        yielded event may be modified inside the block."""
+        yielded event may be modified inside the block.
+
+        Fail-closed mode: raises ``AuditUnavailableError`` before the block runs when no backend
+        can record, and after it when the block succeeded but its event was not recorded."""
+        self.ensure_available(operation)
         event = AuditEvent(
             event_type=event_type,
             store_type=self.store_type,
@@ -309,10 +383,12 @@ class AuditLogger:
             event.trace_id = span.trace_id
             event.span_id = span.span_id
         started = time.perf_counter_ns()
+        failed = False
         try:
             yield event
             event.status = AuditStatus.SUCCESS
         except BaseException as error:
+            failed = True
             event.status = AuditStatus.FAILURE
             event.error_type = type(error).__name__
             event.error_message = str(error)
@@ -325,7 +401,12 @@ class AuditLogger:
                 self.backend.filtered_events += 1
             else:
                 logged = self.redactor.redact_event(event) if self.redactor else event
-                self.backend.log(logged)
+                try:
+                    self._deliver(logged)
+                except AuditUnavailableError:
+                    # Never mask the block's own exception; it is counted either way.
+                    if not failed:
+                        raise
 
     def flush(self) -> None:
         self.backend.flush()

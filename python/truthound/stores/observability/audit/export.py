@@ -1,0 +1,272 @@
+"""``OtlpAuditBackend``: audit events as OTLP log records, for central storage by a collector.
+
+Each event becomes one OpenTelemetry log record (built with opentelemetry-sdk's
+``ReadableLogRecord`` and sent by its OTLP log exporter, HTTP/protobuf or gRPC):
+
+- ``time_unix_nano`` = the event's timestamp; ``observed_time_unix_nano`` = when it was logged;
+- ``severity``: ``INFO`` for success, ``WARN`` for partial/denied, ``ERROR`` for failure;
+- ``event_name`` = ``truthound.audit.<event_type>``;
+- ``body`` = the whole (redacted) record as a map, metadata nested as it was logged;
+- attributes for indexing: ``audit.event_id``, ``audit.event_type``, ``audit.status``,
+  ``audit.store_type``, ``audit.store_id``, ``audit.operation``, ``audit.item_id``,
+  ``enduser.id``, ``session.id``, ``client.address``, ``user_agent.original``,
+  ``audit.correlation_id``, ``audit.tenant_id``, ``error.type``, ``audit.duration_ms`` (each only
+  when set);
+- ``trace_id``/``span_id`` from the event when they are valid W3C ids (so a backend can join the
+  audit record to its trace).
+
+Redaction (the config's, like every leaf backend) is applied before the record is built, so no
+unredacted value leaves the process. ``log`` buffers; a batch is exported when it reaches
+``max_batch_size`` and on ``flush``/``close`` (wrap the backend in ``AsyncAuditBackend`` to take
+exports off the caller's thread and flush on a timer). A failed export is counted
+(``failed_exports``, ``failed_events``, ``last_error``), never raised; the exporter's own retry
+policy applies within ``timeout_seconds``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config import AuditConfig
+from ..errors import AuditClosedError, InvalidArgumentError
+from .backends import _Backend
+from .events import AuditEvent, AuditStatus
+
+__all__ = ["OtlpAuditBackend"]
+
+_SCOPE = "truthound.stores.observability.audit"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_PROTOCOLS = ("http/protobuf", "grpc")
+_ATTRIBUTES = (
+    ("event_id", "audit.event_id"),
+    ("store_type", "audit.store_type"),
+    ("store_id", "audit.store_id"),
+    ("operation", "audit.operation"),
+    ("item_id", "audit.item_id"),
+    ("user_id", "enduser.id"),
+    ("session_id", "session.id"),
+    ("ip_address", "client.address"),
+    ("user_agent", "user_agent.original"),
+    ("correlation_id", "audit.correlation_id"),
+    ("tenant_id", "audit.tenant_id"),
+    ("error_type", "error.type"),
+)
+
+
+def _hex_id(value: str | None, length: int) -> int | None:
+    if value is None or len(value) != length:
+        return None
+    try:
+        number = int(value, 16)
+    except ValueError:
+        return None
+    return number or None
+
+
+def _log_exporter(
+    endpoint: str | None, protocol: str, headers: Mapping[str, str], timeout: float
+) -> Any:
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
+            OTLPLogExporter as GrpcLogExporter,
+        )
+
+        if endpoint is None:
+            return GrpcLogExporter(headers=dict(headers) or None, timeout=timeout)
+        url = urlsplit(endpoint if "://" in endpoint else f"grpc://{endpoint}")
+        return GrpcLogExporter(
+            endpoint=url.netloc,
+            insecure=url.scheme not in ("https", "grpcs"),
+            headers=dict(headers) or None,
+            timeout=timeout,
+        )
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+        OTLPLogExporter as HttpLogExporter,
+    )
+
+    if endpoint is not None and urlsplit(endpoint).path in ("", "/"):
+        endpoint = endpoint.rstrip("/") + "/v1/logs"
+    return HttpLogExporter(endpoint=endpoint, headers=dict(headers) or None, timeout=timeout)
+
+
+class OtlpAuditBackend(_Backend):
+    """Sends audit events as OTLP log records (see the module docs for the mapping).
+
+    ``endpoint``: the collector (``http://host:4318`` for HTTP, ``/v1/logs`` is added; or
+    ``host:4317`` for gRPC); ``None`` uses the OpenTelemetry environment variables
+    (``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT``...). ``protocol``: ``"http/protobuf"`` (default) or
+    ``"grpc"``. ``exporter``: any opentelemetry-sdk ``LogRecordExporter`` instead.
+
+    Counters: ``exported_events``, ``failed_events`` (in batches the collector did not accept),
+    ``failed_exports``, ``filtered_events`` (excluded by level); ``last_error``.
+    """
+
+    def __init__(
+        self,
+        config: AuditConfig | None = None,
+        *,
+        endpoint: str | None = None,
+        protocol: str = "http/protobuf",
+        headers: Mapping[str, str] | None = None,
+        timeout_seconds: float = 10.0,
+        service_name: str = "truthound-store",
+        resource_attributes: Mapping[str, Any] | None = None,
+        max_batch_size: int = 512,
+        exporter: Any = None,
+    ) -> None:
+        super().__init__(config)
+        if protocol not in _PROTOCOLS:
+            raise InvalidArgumentError(f"protocol={protocol!r}: expected one of {_PROTOCOLS}")
+        if not isinstance(max_batch_size, int) or max_batch_size < 1:
+            raise InvalidArgumentError(f"max_batch_size={max_batch_size!r} must be a positive int")
+        if not timeout_seconds > 0:
+            raise InvalidArgumentError(f"timeout_seconds={timeout_seconds!r} must be positive")
+        try:
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        except ImportError as error:  # pragma: no cover - exercised without the extra
+            raise InvalidArgumentError(
+                "OtlpAuditBackend needs opentelemetry-sdk and the OTLP exporters (install the "
+                "'opentelemetry' extra)"
+            ) from error
+        self.endpoint = endpoint
+        self.protocol = protocol
+        self.max_batch_size = max_batch_size
+        self._exporter = (
+            exporter
+            if exporter is not None
+            else _log_exporter(endpoint, protocol, headers or {}, timeout_seconds)
+        )
+        self._resource = Resource.create(
+            {"service.name": service_name, **dict(resource_attributes or {})}
+        )
+        self._scope = InstrumentationScope(_SCOPE)
+        self._buffer: list[Any] = []
+        self._lock = threading.Lock()
+        self._export_lock = threading.Lock()
+        self._closed = False
+        self._failing = False
+        #: Events the collector accepted.
+        self.exported_events = 0
+        #: Events in batches that failed to export (each failure also in ``failed_exports``).
+        self.failed_events = 0
+        #: Export calls that failed.
+        self.failed_exports = 0
+        #: The last export error.
+        self.last_error: str | None = None
+
+    # -- building records --
+
+    def _record(self, event: AuditEvent) -> Any:
+        from opentelemetry import trace
+        from opentelemetry._logs import LogRecord, SeverityNumber
+        from opentelemetry.sdk._logs import ReadableLogRecord
+
+        if event.status is AuditStatus.SUCCESS:
+            severity, text = SeverityNumber.INFO, "INFO"
+        elif event.status is AuditStatus.FAILURE:
+            severity, text = SeverityNumber.ERROR, "ERROR"
+        else:
+            severity, text = SeverityNumber.WARN, "WARN"
+        body = {k: v for k, v in event.to_dict().items() if v not in (None, "", {})}
+        attributes: dict[str, Any] = {
+            "audit.event_type": event.event_type.value,
+            "audit.status": event.status.value,
+        }
+        for name, key in _ATTRIBUTES:
+            value = getattr(event, name)
+            if value not in (None, ""):
+                attributes[key] = str(value)
+        if event.duration_ms is not None:
+            attributes["audit.duration_ms"] = float(event.duration_ms)
+        trace_id = _hex_id(event.trace_id, 32)
+        span_id = _hex_id(event.span_id, 16)
+        context = None
+        if trace_id is not None and span_id is not None:
+            span_context = trace.SpanContext(
+                trace_id, span_id, is_remote=False, trace_flags=trace.TraceFlags(1)
+            )
+            context = trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+        record = LogRecord(
+            timestamp=((event.timestamp - _EPOCH) // _MICROSECOND) * 1000,
+            observed_timestamp=time.time_ns(),
+            context=context,
+            severity_text=text,
+            severity_number=severity,
+            body=body,
+            attributes=attributes,
+            event_name=f"truthound.audit.{event.event_type.value}",
+        )
+        return ReadableLogRecord(record, resource=self._resource, instrumentation_scope=self._scope)
+
+    # -- the backend protocol --
+
+    def log(self, event: AuditEvent) -> bool:
+        """Redacts, converts and buffers the event; exports when the batch is full."""
+        if self._closed:
+            raise AuditClosedError('"OtlpAuditBackend": the backend is closed')
+        if not self._accepts(event):
+            return True
+        if self.redactor is not None:
+            event = self.redactor.redact_event(event)
+        record = self._record(event)
+        with self._lock:
+            self._buffer.append(record)
+            full = len(self._buffer) >= self.max_batch_size
+        if full:
+            self._export()
+        return True
+
+    def _export(self) -> bool:
+        with self._export_lock:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return True
+            from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+            try:
+                result = self._exporter.export(batch)
+                error = None if result == LogRecordExportResult.SUCCESS else f"export: {result}"
+            except Exception as caught:
+                error = f"{type(caught).__name__}: {caught}"
+            if error is None:
+                self.exported_events += len(batch)
+                self._failing = False
+                return True
+            self.failed_exports += 1
+            self.failed_events += len(batch)
+            self.last_error = error
+            self._failing = True
+            return False
+
+    def flush(self) -> bool:
+        """Exports what is buffered; ``False`` if the export failed (counted)."""
+        return self._export()
+
+    def close(self) -> None:
+        """Exports what is buffered and shuts the exporter down. Idempotent."""
+        if self._closed:
+            return
+        self._export()
+        self._closed = True
+        self._exporter.shutdown()
+
+    def healthy(self, timeout: float = 5.0) -> bool:
+        """Open, and the last export (if any) succeeded."""
+        return not self._closed and not self._failing
+
+    def query(self, *args: Any, **kwargs: Any) -> list[AuditEvent]:
+        """Export only: events are queried in the collector's store, not here."""
+        return []
+
+    @property
+    def pending_events(self) -> int:
+        """Events buffered, not yet exported."""
+        return len(self._buffer)
