@@ -16,20 +16,18 @@ W3C ids: ``test_span_context`` documents exactly what the example does with them
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 import os
 import re
 import socket
-import sys
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+import receivers
 from prometheus_client.parser import text_string_to_metric_families
 
 from truthound.stores.observability.audit import (
@@ -645,20 +643,6 @@ def spec_event(**changes: Any) -> AuditEvent:
 def members(block: str, enum: str) -> list[str]:
     """The member names an enumeration example lists (``Enum.NAME  # comment`` lines)."""
     return re.findall(rf"^{enum}\.(\w+)\s+#", block, re.MULTILINE)
-
-
-def _load_receivers() -> ModuleType:
-    path = Path(__file__).parent / "tracing" / "receivers.py"
-    spec = importlib.util.spec_from_file_location("tracing_receivers", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-receivers = _load_receivers()
 
 
 def start_receiver(factory: Any, port: int) -> Any:

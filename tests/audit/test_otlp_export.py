@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from otlp_logs import OtlpLogsGrpcReceiver, OtlpLogsHttpReceiver
 
 from truthound.stores.observability.audit import (
     AsyncAuditBackend,
@@ -25,8 +26,6 @@ from truthound.stores.observability.audit import (
     OtlpAuditBackend,
 )
 from truthound.stores.observability.config import AuditConfig
-
-from .otlp_receivers import OtlpLogsGrpcReceiver, OtlpLogsHttpReceiver
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,15 +7,13 @@ real loopback receiver decoding with the official protobuf classes.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+import receivers
 
 from truthound.stores.base import StoreNotFoundError
 from truthound.stores.filesystem import FileSystemStore
@@ -72,21 +70,9 @@ def get_result(item_id: str) -> dict:
 """
 
 
-def _load_receivers() -> ModuleType:
-    path = Path(__file__).parents[1] / "tracing" / "receivers.py"
-    spec = importlib.util.spec_from_file_location("tracing_receivers", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def collector() -> Iterator[Any]:
     """An OTLP/gRPC receiver on the example's own endpoint, localhost:4317."""
-    receivers = _load_receivers()
     try:
         receiver = receivers.OtlpGrpcReceiver(port=4317)
     except RuntimeError:

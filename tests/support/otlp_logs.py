@@ -2,21 +2,17 @@
 ``opentelemetry-proto`` classes.
 
 The HTTP and gRPC plumbing (``_HttpReceiver``, ``_Collector``) is the tracing suite's, reused
-from ``tests/tracing/receivers.py``; only the logs service differs.
+from ``receivers.py`` beside this file; only the logs service differs.
 """
 
 from __future__ import annotations
 
-import sys
 from concurrent import futures
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tracing"))
+from receivers import _Collector, _HttpReceiver, _kv, wait_until
 
-from receivers import BlackHole, _Collector, _HttpReceiver, _kv, wait_until
-
-__all__ = ["BlackHole", "OtlpLogsGrpcReceiver", "OtlpLogsHttpReceiver", "wait_until"]
+__all__ = ["OtlpLogsGrpcReceiver", "OtlpLogsHttpReceiver", "wait_until"]
 
 
 def _any(value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Loopback collectors for the export tests, each decoding with an independent implementation.
+"""Loopback collectors shared by the export tests, each decoding with an independent
+implementation.
 
 * ``OtlpHttpReceiver``: ``POST /v1/traces`` decoded with the official ``opentelemetry-proto``
   classes (``ExportTraceServiceRequest``).
