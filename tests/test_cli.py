@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,24 @@ def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for command in ("demo", "audit", "bench", "core"):
         assert command in text
+
+
+def test_demo_audit_trail_verifies_and_tampering_is_caught(
+    demo_output: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_file = demo_output / "demo-audit.key"
+    capsys.readouterr()
+    assert main(["audit", "verify", str(demo_output / "audit"), "--key-file", str(key_file)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("OK: 1 log(s)")
+
+    tampered = tmp_path / "audit"
+    shutil.copytree(demo_output / "audit", tampered)
+    active = next(p for p in tampered.iterdir() if p.name.endswith(".jsonl"))
+    lines = active.read_bytes().splitlines(keepends=True)
+    lines[3] = lines[3].replace(b'"status": "success"', b'"status": "failure"', 1)
+    lines[3] = lines[3].replace(b'"status":"success"', b'"status":"failure"', 1)
+    active.write_bytes(b"".join(lines))
+    assert main(["audit", "verify", str(tampered), "--key-file", str(key_file)]) == 1
+    report = capsys.readouterr().out
+    assert "modified" in report
+    assert active.name in report

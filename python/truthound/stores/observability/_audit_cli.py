@@ -1,4 +1,5 @@
-"""``truthound-obs audit query`` and ``audit tail``: reading audit files without writing to them.
+"""``truthound-obs audit query`` and ``audit tail``: reading audit files without writing to them
+(``audit verify`` is ``audit.verify_main``).
 
 Both accept audit files (``.jsonl``, ``.log``, either optionally ``.gz``) and directories (every
 such file inside). They never open a writer, so they are safe to run against a live trail.
@@ -231,3 +232,10 @@ def add_audit_commands(commands: Any) -> None:
         "--interval", type=float, default=0.5, help="seconds between checks with --follow"
     )
     tail.set_defaults(handler=_tail)
+    # Listed here for `audit --help`; `truthound-obs audit verify ...` is handed to verify_main
+    # whole (see cli.main), which owns its arguments and help.
+    sub.add_parser(
+        "verify",
+        help="check tamper-evident audit logs (sequence, chained HMAC, checkpoints)",
+        add_help=False,
+    )

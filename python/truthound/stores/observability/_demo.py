@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
+import secrets
 import shutil
 import sys
 import time
@@ -28,7 +30,8 @@ from truthound.stores.filesystem import FileSystemStore
 
 from ._audit_cli import UsageError
 from ._core import active_core
-from .audit import AsyncAuditBackend, JsonAuditBackend
+from .audit import AsyncAuditBackend, JsonAuditBackend, verify
+from .audit.verify import DEFAULT_KEY_ENV
 from .config import AuditConfig, AuditLogLevel, MetricsConfig, ObservabilityConfig
 from .metrics import HistogramValue, MetricValue, PrometheusMetricsBackend
 from .protocols import ObservabilityContext
@@ -192,6 +195,22 @@ class _Progress:
             self.out.write("\n")
 
 
+def _integrity_key(output: Path) -> tuple[bytes, str]:
+    """The audit chain's key: ``TRUTHOUND_AUDIT_KEY`` when set, else a fresh demo key.
+
+    A demo key is written beside the output so that ``audit verify --key-file`` can be tried;
+    real keys belong in a secret store, never next to the logs they protect.
+    """
+    configured = os.environ.get(DEFAULT_KEY_ENV)
+    if configured:
+        return configured.encode(), f"key from {DEFAULT_KEY_ENV}"
+    key = secrets.token_hex(32).encode()
+    key_file = output / "demo-audit.key"
+    key_file.write_bytes(key)
+    key_file.chmod(0o600)
+    return key, f"demo key in {key_file}"
+
+
 def _tracer(
     args: argparse.Namespace, output: Path, stack: ExitStack
 ) -> tuple[OpenTelemetryTracer, str]:
@@ -251,12 +270,15 @@ def _run_demo(args: argparse.Namespace, stack: ExitStack) -> int:  # noqa: PLR09
         metrics=MetricsConfig(prefix="", histogram_buckets=LATENCY_BUCKETS),
         environment="demo",
     )
+    key, key_note = _integrity_key(output)
     json_backend = JsonAuditBackend(
         audit_config,
         directory=output / "audit",
         rotate_daily=True,
         max_file_size_mb=args.audit_segment_mb,
         compress=True,
+        integrity_key=key,
+        checkpoint_interval_seconds=5,
     )
     metrics = PrometheusMetricsBackend(config.metrics)
     audit = AsyncAuditBackend(json_backend, queue_size=65536, metrics=metrics)
@@ -279,7 +301,11 @@ def _run_demo(args: argparse.Namespace, stack: ExitStack) -> int:  # noqa: PLR09
     print(
         f"  metrics    http://127.0.0.1:{port}/metrics  (scrape it while the demo runs)", file=out
     )
-    print(f"  audit      {output / 'audit'}  (JSON Lines, redacted, rotated, gzipped)", file=out)
+    print(
+        f"  audit      {output / 'audit'}  (JSON Lines: redacted, rotated, gzipped, "
+        f"HMAC-chained; {key_note})",
+        file=out,
+    )
     print(f"  spans      {spans_destination}", file=out)
     print(f"  store      {output / 'store'}", file=out)
 
@@ -316,6 +342,7 @@ def _run_demo(args: argparse.Namespace, stack: ExitStack) -> int:  # noqa: PLR09
     segments = json_backend.segments()
     manager.shutdown()
     audit.close()
+    integrity = verify(output / "audit", key)
 
     print("\nsummary", file=out)
     print(f"  core                 {active_core()}", file=out)
@@ -342,6 +369,12 @@ def _run_demo(args: argparse.Namespace, stack: ExitStack) -> int:  # noqa: PLR09
         file=out,
     )
     print(
+        f"  audit integrity      {'verified' if integrity.ok else 'FAILED'}: "
+        f"{integrity.records} sealed records, {integrity.checkpoints} checkpoints, "
+        f"{len(integrity.findings)} findings",
+        file=out,
+    )
+    print(
         f"  spans                {tracer.exported_spans} exported, {tracer.dropped_spans} dropped",
         file=out,
     )
@@ -350,8 +383,14 @@ def _run_demo(args: argparse.Namespace, stack: ExitStack) -> int:  # noqa: PLR09
         file=out,
     )
     print(f"\nnext: truthound-obs audit query {output / 'audit'} --type read --limit 5", file=out)
+    if not os.environ.get(DEFAULT_KEY_ENV):
+        print(
+            f"      truthound-obs audit verify {output / 'audit'} "
+            f"--key-file {output / 'demo-audit.key'}",
+            file=out,
+        )
     lost = audit.dropped_events + audit.failed_events + tracer.dropped_spans
-    return 0 if lost == 0 else 1
+    return 0 if lost == 0 and integrity.ok else 1
 
 
 def _positive(text: str) -> int:

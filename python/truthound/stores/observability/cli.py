@@ -64,8 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``truthound-obs``; returns the process exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:2] == ["audit", "verify"]:
+        from .audit import verify_main
+
+        return verify_main(arguments[2:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     try:
         status: int = args.handler(args)
     except UsageError as error:
