@@ -28,6 +28,8 @@ def test_the_environment_configures_every_pillar() -> None:
             "TRUTHOUND_AUDIT_BACKEND": "file",
             "TRUTHOUND_AUDIT_PATH": "/var/log/audit.log",
             "TRUTHOUND_AUDIT_RETENTION_DAYS": "30",
+            "TRUTHOUND_AUDIT_FAIL_CLOSED": "on",
+            "TRUTHOUND_AUDIT_INTEGRITY_KEY_ENV": "ORDERS_AUDIT_KEY",
             "TRUTHOUND_METRICS_ENABLED": "on",
             "TRUTHOUND_METRICS_PREFIX": "svc",
             "TRUTHOUND_METRICS_PORT": "9200",
@@ -45,6 +47,8 @@ def test_the_environment_configures_every_pillar() -> None:
     assert config.audit.level is AuditLogLevel.MINIMAL
     assert (config.audit.backend, config.audit.file_path) == ("file", Path("/var/log/audit.log"))
     assert config.audit.retention_days == 30
+    assert config.audit.fail_closed
+    assert config.audit.integrity_key_env == "ORDERS_AUDIT_KEY"
     assert (config.metrics.prefix, config.metrics.http_port) == ("svc", 9200)
     assert config.metrics.enable_http_server
     assert config.metrics.push_gateway_url == "http://gateway:9091"

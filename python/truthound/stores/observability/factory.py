@@ -10,6 +10,8 @@ Environment variables (read by ``get_default_observability_config``; booleans ac
 ``TRUTHOUND_AUDIT_BACKEND``            ``memory``, ``file``, ``json``
 ``TRUTHOUND_AUDIT_PATH``               audit file path
 ``TRUTHOUND_AUDIT_RETENTION_DAYS``     days to keep audit files
+``TRUTHOUND_AUDIT_FAIL_CLOSED``        refuse operations no audit backend can record
+``TRUTHOUND_AUDIT_INTEGRITY_KEY_ENV``  name of the variable holding the audit chain's key
 ``TRUTHOUND_METRICS_ENABLED``          metrics on/off (default on)
 ``TRUTHOUND_METRICS_PREFIX``           metric name prefix
 ``TRUTHOUND_METRICS_PORT``             scrape endpoint port
@@ -83,6 +85,8 @@ _VARIABLES: dict[str, tuple[str, str, Callable[[str, str], Any]]] = {
     "TRUTHOUND_AUDIT_BACKEND": ("audit", "backend", _text),
     "TRUTHOUND_AUDIT_PATH": ("audit", "file_path", _text),
     "TRUTHOUND_AUDIT_RETENTION_DAYS": ("audit", "retention_days", _number(int)),
+    "TRUTHOUND_AUDIT_FAIL_CLOSED": ("audit", "fail_closed", _boolean),
+    "TRUTHOUND_AUDIT_INTEGRITY_KEY_ENV": ("audit", "integrity_key_env", _text),
     "TRUTHOUND_METRICS_ENABLED": ("metrics", "enabled", _boolean),
     "TRUTHOUND_METRICS_PREFIX": ("metrics", "prefix", _text),
     "TRUTHOUND_METRICS_PORT": ("metrics", "http_port", _number(int)),

@@ -80,6 +80,7 @@ _AUDIT_OUTCOMES = (
     ("failed", "failed_events"),
     ("evicted", "evicted_events"),
     ("filtered", "filtered_events"),
+    ("exported", "exported_events"),
 )
 _SPAN_OUTCOMES = (
     ("exported", "exported_spans"),
@@ -98,12 +99,24 @@ _METRICS_COUNTERS = (
 _SELF_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "observability_audit_events_total": (
         ("backend", "outcome"),
-        "Audit events by backend and outcome (written, persisted, dropped, failed, evicted, "
-        "filtered by level)",
+        "Audit events by backend and outcome (written, persisted, exported, dropped, failed, "
+        "evicted, filtered by level)",
     ),
     "observability_audit_delivery_failures_total": (
         ("backend",),
         "Deliveries from a composite audit backend to one of its backends that failed",
+    ),
+    "observability_audit_delivery_timeouts_total": (
+        ("backend",),
+        "Deliveries from a composite audit backend cut off because a backend hung",
+    ),
+    "observability_audit_refused_operations_total": (
+        (),
+        "Operations refused in fail-closed mode because no audit backend could record them",
+    ),
+    "observability_audit_unrecorded_events_total": (
+        (),
+        "Audit events that no backend recorded (fail-closed mode raises for each)",
     ),
     "observability_spans_total": (
         ("outcome",),
@@ -131,6 +144,27 @@ _SELF_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
         "Leftovers of interrupted multiprocess compactions that were cleaned up",
     ),
 }
+
+
+_AUDIT_EVENTS = "observability_audit_events_total"
+_SPANS = "observability_spans_total"
+_AUDIT_DELIVERIES = (
+    ("observability_audit_delivery_failures_total", "failed_deliveries"),
+    ("observability_audit_delivery_timeouts_total", "timed_out_deliveries"),
+)
+_AUDIT_LOGGER_COUNTERS = (
+    ("observability_audit_refused_operations_total", "refused_operations"),
+    ("observability_audit_unrecorded_events_total", "unrecorded_events"),
+)
+
+
+def _reading(
+    component: Any, attribute: str, metric: str, labels: dict[str, str]
+) -> Iterator[tuple[str, dict[str, str], float]]:
+    """``component.attribute`` as a reading of ``metric``, when the component counts it."""
+    value = getattr(component, attribute, None)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        yield metric, labels, float(value)
 
 
 def _audit_backends(backend: Any) -> Iterator[Any]:
@@ -166,21 +200,16 @@ class _SelfObservation:
             for backend in _audit_backends(manager.audit_backend):
                 name = type(backend).__name__
                 for outcome, attribute in _AUDIT_OUTCOMES:
-                    value = getattr(backend, attribute, None)
-                    if isinstance(value, int | float):
-                        labels = {"backend": name, "outcome": outcome}
-                        yield "observability_audit_events_total", labels, float(value)
-                failures = getattr(backend, "failed_deliveries", None)
-                if isinstance(failures, int | float):
-                    yield "observability_audit_delivery_failures_total", {"backend": name}, failures
+                    labels = {"backend": name, "outcome": outcome}
+                    yield from _reading(backend, attribute, _AUDIT_EVENTS, labels)
+                for metric, attribute in _AUDIT_DELIVERIES:
+                    yield from _reading(backend, attribute, metric, {"backend": name})
+        for metric, attribute in _AUDIT_LOGGER_COUNTERS:
+            yield from _reading(manager.audit, attribute, metric, {})
         for outcome, attribute in _SPAN_OUTCOMES:
-            value = getattr(manager.tracer, attribute, None)
-            if isinstance(value, int | float):
-                yield "observability_spans_total", {"outcome": outcome}, float(value)
+            yield from _reading(manager.tracer, attribute, _SPANS, {"outcome": outcome})
         for metric, attribute in _METRICS_COUNTERS:
-            value = getattr(manager.metrics_backend, attribute, None)
-            if isinstance(value, int | float):
-                yield metric, {}, float(value)
+            yield from _reading(manager.metrics_backend, attribute, metric, {})
 
     def __call__(self) -> None:
         backend = self._manager.metrics_backend
