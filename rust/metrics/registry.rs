@@ -285,14 +285,16 @@ enum SummaryState {
 /// Rejects a value the metric type forbids; `what` names the metric in the error.
 pub fn check_value(kind: Kind, layout: &Layout, value: f64, what: &str) -> Result<()> {
     let bad = match kind {
-        Kind::Counter | Kind::Summary => value.is_nan() || value < 0.0,
+        Kind::Counter => value.is_nan() || value < 0.0,
+        // The quantile sketch has no bin for infinity (nor a finite sum to report).
+        Kind::Summary => value.is_nan() || value < 0.0 || value.is_infinite(),
         Kind::Histogram => value.is_nan() || (value < 0.0 && !layout.allows_negative()),
         Kind::Gauge => false,
     };
     if bad {
         let reason = match kind {
             Kind::Counter => "a counter only goes up: the increment must be >= 0 and not NaN",
-            Kind::Summary => "a summary observation must be >= 0 and not NaN",
+            Kind::Summary => "a summary observation must be finite and >= 0",
             _ => "a histogram observation must not be NaN, nor negative unless a bucket bound is",
         };
         return Err(Error::new(

@@ -110,6 +110,9 @@ def test_forbidden_observations(backend: InMemoryMetricsBackend) -> None:
         backend.summary("size", -1.0)
     with pytest.raises(InvalidMetricValueError, match="size"):
         backend.summary_series("size").observe(math.nan)
+    with pytest.raises(InvalidMetricValueError, match="must be finite"):
+        backend.summary("size", math.inf)  # the quantile sketch has no bin for infinity
+    backend.histogram("latency", math.inf)  # a histogram counts it in +Inf
     with pytest.raises(TypeError):
         backend.gauge("g", "12")  # type: ignore[arg-type]
     backend.gauge("g", math.nan)  # gauges take any float

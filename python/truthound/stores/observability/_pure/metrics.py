@@ -438,8 +438,9 @@ class _Layout:
                 "a histogram observation must not be NaN, nor negative unless a bucket bound is"
             )
         elif kind == "summary":
-            bad = math.isnan(value) or value < 0.0
-            reason = "a summary observation must be >= 0 and not NaN"
+            # The quantile sketch has no bin for infinity (nor a finite sum to report).
+            bad = not math.isfinite(value) or value < 0.0
+            reason = "a summary observation must be finite and >= 0"
         else:
             return
         if bad:
