@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod error;
 pub mod float;
+pub mod fork;
 pub mod metrics;
 pub mod tracing;
 

@@ -10,6 +10,7 @@ store propagate unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -25,6 +26,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from truthound.stores.base import BaseStore, StoreQuery
 
+from . import _fork
 from .audit import (
     AsyncAuditBackend,
     AuditEventType,
@@ -183,12 +185,17 @@ class _SelfObservation:
     Every component keeps its counters in plain attributes; at scrape time their growth since
     the last scrape is added to counters named ``observability_*`` (the backend's prefix applies),
     so a lost audit event, a dropped span or a failed push is visible where alerts are written.
+
+    In a forked child (pre-fork servers), the readings at the fork become the baseline: the
+    child publishes only what it counts itself, whether a component's counters start again at
+    zero there or carry on from the parent's, so a sum over the processes counts nothing twice.
     """
 
     def __init__(self, manager: ObservabilityManager) -> None:
         self._manager = manager
         self._published: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._lock = threading.Lock()
+        _fork.track(self, "_lock", forget=_SelfObservation._after_fork_in_child)
         register = getattr(manager.metrics_backend, "register", None)
         if callable(register):
             for name, (label_names, documentation) in _SELF_METRICS.items():
@@ -210,6 +217,14 @@ class _SelfObservation:
             yield from _reading(manager.tracer, attribute, _SPANS, {"outcome": outcome})
         for metric, attribute in _METRICS_COUNTERS:
             yield from _reading(manager.metrics_backend, attribute, metric, {})
+
+    def _after_fork_in_child(self) -> None:
+        # Tracked after the components it reads, so their own fork handling has run.
+        with contextlib.suppress(Exception):
+            self._published = {
+                (name, tuple(sorted(labels.items()))): value
+                for name, labels, value in self._readings()
+            }
 
     def __call__(self) -> None:
         backend = self._manager.metrics_backend
