@@ -1,6 +1,6 @@
 //! Fork safety, shared by the pillars: after `fork()` only the forking thread exists in the
 //! child, so every lock another thread held stays held forever there, and every thread the
-//! parent started (writers, timers, compressors) is gone. Two tools, one `pthread_atfork`
+//! parent started (writers, timers, compressors) is gone. Three tools, one `pthread_atfork`
 //! registration:
 //!
 //! - The *fork gate*, for short critical sections that never wait for anything outside the core
@@ -26,7 +26,10 @@
 //!   another process is never dropped (its destructor could join threads that do not exist or
 //!   read a half-updated structure); it is leaked, which costs a few hundred bytes per fork.
 //!
-//! Both rely on the handlers being registered before the fork: every constructor calls
+//! - [`spawn`]: the core creates its threads inside the gate, because glibc cannot fork safely
+//!   while another thread is inside `pthread_create` (see there).
+//!
+//! All rely on the handlers being registered before the fork: every constructor calls
 //! [`register`] (or [`enter`]). Forks that bypass `pthread_atfork` (a raw `clone` syscall)
 //! are not seen; `fork()`, Python's `os.fork`, `multiprocessing` and pre-fork servers all call
 //! the handlers.
@@ -217,6 +220,26 @@ pub fn write<T>(lock: &RwLock<T>) -> Gated<RwLockWriteGuard<'_, T>> {
             .unwrap_or_else(std::sync::PoisonError::into_inner),
         _token: token,
     }
+}
+
+/// Starts a thread inside the fork gate, so that `fork()` never runs while a thread of ours is
+/// being created.
+///
+/// glibc (2.36 at least) frees the thread-local blocks left in a reused stack inside
+/// `pthread_create` after letting go of its stack-cache lock. A fork in that window hands the
+/// child a stack whose blocks are freed but still recorded, and the child's next
+/// `pthread_create` that picks that stack frees them again: "double free or corruption", abort.
+/// Creating a thread waits for nothing outside the core, so the gate's bound holds.
+pub fn spawn<F, T>(
+    builder: std::thread::Builder,
+    f: F,
+) -> std::io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let _token = enter();
+    builder.spawn(f)
 }
 
 type ChildHook = fn();

@@ -216,9 +216,10 @@ impl<B: Batch> AsyncQueue<B> {
         let thread_shared = Arc::clone(shared);
         let make_sink = Arc::clone(&self.make_sink);
         let interval = self.interval;
-        let handle = std::thread::Builder::new()
-            .name("truthound-audit-writer".to_owned())
-            .spawn(move || writer_loop(&thread_shared, make_sink(), interval))?;
+        let handle = crate::fork::spawn(
+            std::thread::Builder::new().name("truthound-audit-writer".to_owned()),
+            move || writer_loop(&thread_shared, make_sink(), interval),
+        )?;
         state.writer_started = true;
         *lock(&shared.writer) = Some(handle);
         Ok(())

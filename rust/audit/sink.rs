@@ -908,9 +908,9 @@ impl FileSink {
         let weak = self.me.clone();
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let thread_stop = Arc::clone(&stop);
-        let handle = std::thread::Builder::new()
-            .name("truthound-audit-checkpoint".to_owned())
-            .spawn(move || {
+        let handle = crate::fork::spawn(
+            std::thread::Builder::new().name("truthound-audit-checkpoint".to_owned()),
+            move || {
                 loop {
                     {
                         let (flag, cond) = &*thread_stop;
@@ -925,7 +925,8 @@ impl FileSink {
                     let Some(sink) = weak.upgrade() else { return };
                     let _ = sink.checkpoint_if_due();
                 }
-            });
+            },
+        );
         if let Ok(handle) = handle {
             *lock_guard(&proc.timer) = Some(Timer { handle, stop });
         }
@@ -1145,7 +1146,10 @@ impl FileSink {
         self.chain_append(proc, state, b"", Some(&cp))
     }
 
-    /// Queues compression of closed, uncompressed segments left by earlier runs.
+    /// Queues compression of closed, uncompressed segments left by earlier runs. A segment that
+    /// also has its `.gz` was being compressed when its writer stopped (a crash, or a process
+    /// that exited without closing the sink, such as a recycled pre-fork worker): the `.gz`
+    /// may not be durable yet, so it is made again from the plain segment and replaces it.
     fn compress_leftovers(&self, proc: &Proc) {
         let Ok(segments) = self.segments() else {
             return;
@@ -1153,10 +1157,7 @@ impl FileSink {
         let active = self.active_path();
         for segment in segments {
             if !segment.compressed && segment.path != active {
-                let gz = PathBuf::from(format!("{}.gz", segment.path.display()));
-                if !gz.exists() {
-                    self.schedule_compression(proc, segment.path);
-                }
+                self.schedule_compression(proc, segment.path);
             }
         }
     }
@@ -1166,9 +1167,9 @@ impl FileSink {
         let last_error = Arc::clone(&self.last_error);
         let lock_path = self.lock_path();
         let durable = self.config.durability != Durability::None;
-        let handle = std::thread::Builder::new()
-            .name("truthound-audit-gzip".to_owned())
-            .spawn(move || match compress_segment(&path, &lock_path, durable) {
+        let handle = crate::fork::spawn(
+            std::thread::Builder::new().name("truthound-audit-gzip".to_owned()),
+            move || match compress_segment(&path, &lock_path, durable) {
                 Ok(()) => {
                     stats.compressed_segments.fetch_add(1, Ordering::Relaxed);
                 }
@@ -1176,7 +1177,8 @@ impl FileSink {
                     stats.compression_failures.fetch_add(1, Ordering::Relaxed);
                     last_error.store(Some(Arc::new(e.to_string())));
                 }
-            });
+            },
+        );
         match handle {
             Ok(handle) => {
                 let mut handles = lock_guard(&proc.compressors);

@@ -426,6 +426,10 @@ fn parse_durability(name: &str, every_events: u64, interval_ms: u64) -> PyResult
 }
 
 /// A rotating, append-only audit segment writer shared by threads and processes.
+///
+/// Fork-safe: a forked child never uses the descriptors, locks or threads it inherited; on its
+/// first write it opens the files again and joins the chain as a writer of its own. Counters
+/// are per process.
 #[pyclass(frozen, module = "truthound.stores.observability._native")]
 pub struct FileSink {
     inner: Arc<CoreSink>,

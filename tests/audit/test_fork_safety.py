@@ -12,6 +12,7 @@ written by a parent and its children verifies clean.
 from __future__ import annotations
 
 import fcntl
+import gzip
 import multiprocessing
 import os
 import subprocess
@@ -82,12 +83,21 @@ def chained_json(directory: Path, **options: Any) -> JsonAuditBackend:
     return JsonAuditBackend(**settings)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "trials",
+    [
+        pytest.param(TRIALS, marks=pytest.mark.timeout(120)),
+        pytest.param(10 * TRIALS, marks=[pytest.mark.slow, pytest.mark.timeout(600)]),
+    ],
+)
 @pytest.mark.parametrize("mode", ["async", "sync"])
-def test_children_log_at_once_while_the_parent_writes(core: str, mode: str, tmp_path: Path) -> None:
+def test_children_log_at_once_while_the_parent_writes(
+    core: str, mode: str, trials: int, tmp_path: Path
+) -> None:
     """Two threads log continuously (async: through the queue and its writer thread; sync:
     straight into the file, rotating and gzipping segments, with a checkpoint timer running)
-    while the process forks 50 times; each child logs, flushes and (every other one) closes."""
+    while the process forks 50 times (500 in the slow variant); each child logs, flushes and
+    (every other one) closes."""
     inner = chained_json(
         tmp_path, max_file_size_mb=0.02, compress=True, checkpoint_interval_seconds=0.05
     )
@@ -113,7 +123,7 @@ def test_children_log_at_once_while_the_parent_writes(core: str, mode: str, tmp_
     for thread in threads:
         thread.start()
     try:
-        for trial in range(TRIALS):
+        for trial in range(trials):
             time.sleep(0.002)
 
             def child(trial: int = trial) -> None:
@@ -142,9 +152,9 @@ def test_children_log_at_once_while_the_parent_writes(core: str, mode: str, tmp_
     backend.close()
     counts = item_counts(tmp_path)
     expected = {f"parent-{w}-{n}" for w in (0, 1) for n in range(logged[w])}
-    expected |= {f"child-{t}-{i}" for t in range(TRIALS) for i in range(CHILD_EVENTS)}
+    expected |= {f"child-{t}-{i}" for t in range(trials) for i in range(CHILD_EVENTS)}
     assert set(counts) == expected
-    assert set(counts.values()) == {1}, "every event exactly once"
+    assert [item for item, n in counts.items() if n != 1] == [], "every event exactly once"
     assert_clean(tmp_path)
 
 
@@ -182,6 +192,36 @@ def test_the_parents_queued_events_are_written_once_by_the_parent(
     assert backend.flush(timeout=10)
     assert [e.item_id for e in inner.get_all()] == [f"parent-{i}" for i in range(10)]
     backend.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_compression_cut_short_by_an_exit_loses_and_duplicates_nothing(
+    core: str, tmp_path: Path
+) -> None:
+    """A worker that exits without closing its sink (a recycled pre-fork worker, a
+    multiprocessing child) can leave a rotated segment both plain and half-compressed. Queries
+    read it once; the next writer to open the log compresses it again from the plain copy."""
+    backend = JsonAuditBackend(
+        directory=tmp_path, rotate_daily=False, max_file_size_mb=0.002, compress=True
+    )
+    logger = AuditLogger(backend, store_type="fork")
+    for i in range(40):
+        logger.log_create(f"event-{i}")
+    backend.close()
+    compressed = sorted(tmp_path.glob("audit.*.jsonl.gz"))
+    assert compressed, "size rotation produced compressed segments"
+    victim = compressed[0]
+    plain = victim.with_suffix("")
+    content = gzip.decompress(victim.read_bytes())
+    plain.write_bytes(content)  # the plain file was not removed yet ...
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # ... nor the .gz synced
+    reopened = JsonAuditBackend(directory=tmp_path, rotate_daily=False, compress=True)
+    assert sorted(e.item_id for e in reopened.query(limit=None)) == sorted(
+        f"event-{i}" for i in range(40)
+    )
+    reopened.close()
+    assert not plain.exists()
+    assert gzip.decompress(victim.read_bytes()) == content
 
 
 def _memory(_: Path) -> Any:

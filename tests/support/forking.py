@@ -8,6 +8,7 @@ the writers.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import hmac
@@ -47,14 +48,16 @@ def start_child(body: Callable[[], object]) -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
-        os.close(read_fd)
-        code = 0
+        code = 1
         try:
+            os.close(read_fd)
             body()
+            code = 0
         except BaseException:
-            os.write(write_fd, traceback.format_exc().encode()[-8000:])
-            code = 1
-        os._exit(code)
+            with contextlib.suppress(BaseException):
+                os.write(write_fd, traceback.format_exc().encode()[-8000:])
+        finally:
+            os._exit(code)  # whatever happened: never back into the test runner
     os.close(write_fd)
     return pid, read_fd
 
@@ -137,12 +140,15 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
 
 
 def read_lines(directory: Path) -> list[bytes]:
-    """Every line of every ``*.jsonl`` / ``*.jsonl.gz`` segment in ``directory``."""
+    """Every line of every ``*.jsonl`` / ``*.jsonl.gz`` segment in ``directory``. A segment
+    present in both forms (a compression interrupted between writing the ``.gz`` and removing
+    the plain file) is read from the plain file."""
     lines: list[bytes] = []
+    names = {path.name for path in directory.iterdir()}
     for path in sorted(directory.iterdir()):
         if path.name.endswith(".jsonl"):
             data = path.read_bytes()
-        elif path.name.endswith(".jsonl.gz"):
+        elif path.name.endswith(".jsonl.gz") and path.name[:-3] not in names:
             data = gzip.decompress(path.read_bytes())
         else:
             continue

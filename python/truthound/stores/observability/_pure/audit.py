@@ -973,7 +973,7 @@ class FileSink:
             self._ensure_open()
         if compress:
             self._compress_leftovers()
-        _fork.track(self, "_mutex", "_stats_lock", forget=FileSink._after_fork_in_child)
+        _fork.track(self, "_stats_lock", forget=FileSink._after_fork_in_child)
 
     def _ensure_open(self) -> None:
         """Opens the sink in this process, once: the lock file, the active segment (repairing a
@@ -1002,11 +1002,16 @@ class FileSink:
 
     def _after_fork_in_child(self) -> None:
         """Drops what belongs to the parent (see the class docs); the child reopens lazily."""
-        for fd in (self._fd, self._lock_fd):
-            if fd is not None:
-                # Closing a copy never releases the parent's flock (it holds the description).
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        # The descriptors are closed only if no thread was changing them at the fork (one may
+        # have closed `_fd` and not yet stored its successor, and the number been reused since);
+        # otherwise they stay open, unused. Closing a copy never releases the parent's flock.
+        consistent = self._mutex.acquire(blocking=False)
+        self._mutex = threading.Lock()
+        if consistent:
+            for fd in (self._fd, self._lock_fd):
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
         self._fd = self._lock_fd = None
         self._opened = False
         self._path = ""
@@ -1559,13 +1564,15 @@ class FileSink:
         return None if self._key is None else self._key.id
 
     def _compress_leftovers(self) -> None:
+        """Compresses closed segments left uncompressed by earlier runs, also those whose
+        ``.gz`` exists already (an interrupted compression: made again, see the native core)."""
         try:
             segments = self.segments()
         except AuditIOError:
             return
         active = self.active_path
         for path, _day, _stamp, compressed in segments:
-            if not compressed and path != active and not os.path.exists(path + ".gz"):
+            if not compressed and path != active:
                 self._schedule_compression(path)
 
     def _schedule_compression(self, path: str) -> None:
