@@ -302,3 +302,18 @@ def test_data_previews_are_audited_redacted_and_kept_out_of_spans(tracer: InMemo
     assert len(large.metadata["data_preview"]) == 203
     for span in tracer.get_spans_by_name("store.save"):
         assert not any("preview" in key for key in span.attributes)
+
+
+def test_stopping_an_iteration_early_is_a_successful_operation(
+    observed: ObservableStore[dict[str, Any]], tracer: InMemoryTracer
+) -> None:
+    observed.save_batch([{"id": f"i{n}"} for n in range(5)])
+    iterator = observed.iter_query(StoreQuery(), batch_size=2)
+    assert next(iterator)["id"].startswith("i")
+    iterator.close()
+    assert _operations(observed, "iter_query") == 1.0
+    assert _operations(observed, "iter_query", "failure") == 0.0
+    (event,) = _audit(observed, "iter_query")
+    assert event.status is AuditStatus.SUCCESS
+    (span,) = tracer.get_spans_by_name("store.iter_query")
+    assert span.status is SpanStatus.OK

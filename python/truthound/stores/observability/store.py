@@ -537,10 +537,18 @@ class ObservableStore(BaseStore[T, Any], Generic[T]):
         *,
         context: ObservabilityContext | None = None,
     ) -> Iterator[T]:
-        """Observed as one operation spanning the whole iteration (it ends when the iterator is
-        exhausted or closed)."""
+        """Observed as one operation spanning the whole iteration: it ends when the iterator is
+        exhausted, or closed early (which is a success: the caller had enough)."""
         with self._observe("iter_query", AuditEventType.QUERY, context, **_query_fields(query)):
-            yield from self._store.iter_query(query, batch_size)
+            items = self._store.iter_query(query, batch_size)
+            try:
+                yield from items
+            except GeneratorExit:
+                return
+            finally:
+                close = getattr(items, "close", None)
+                if callable(close):
+                    close()
 
     def get_latest(
         self, data_asset: str, *, context: ObservabilityContext | None = None
