@@ -111,7 +111,8 @@ def test_audit_query_table_and_tail(demo_output: Path, capsys: pytest.CaptureFix
     ("argv", "message"),
     [
         (["audit", "query", "/nonexistent/audit"], "no such audit file or directory"),
-        (["audit", "query", ".", "--since", "yesterday"], "yesterday"),
+        (["audit", "query", ".", "--since", "yesterday"], "--since 'yesterday' is not an ISO"),
+        (["bench", "--seconds", "-1"], "'-1' is not a positive number of seconds"),
         (["audit", "query", ".", "--type", "explode"], "unknown event type 'explode'"),
         (["audit", "query", ".", "--limit", "0"], "--limit 0"),
         (["demo", "--operations", "0"], "0 is not a positive integer"),

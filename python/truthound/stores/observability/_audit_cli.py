@@ -142,6 +142,15 @@ def _filter_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_filter(args: argparse.Namespace, limit: int | None) -> QueryFilter:
+    for option, value in (("--since", args.start_time), ("--until", args.end_time)):
+        if value is not None:
+            try:
+                QueryFilter.build(value, None, None, None, None, None, None)
+            except ValueError:
+                raise UsageError(
+                    f"{option} {value!r} is not an ISO 8601 date or time "
+                    "(for example 2026-01-31 or 2026-01-31T12:00:00+00:00)"
+                ) from None
     try:
         return QueryFilter.build(
             args.start_time,
