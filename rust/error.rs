@@ -25,6 +25,9 @@ pub enum ErrorKind {
     AuditClosed,
     /// Metrics: the multiprocess directory or a file in it cannot be used (`OSError`).
     Multiprocess,
+    /// An argument of the wrong type, such as labels that are not a mapping (both `ValueError`
+    /// and `TypeError`, so `except InvalidArgumentError` and `except TypeError` both catch it).
+    InvalidArgumentType,
 }
 
 /// A rejected operation: what kind of failure, which item, and why.

@@ -111,7 +111,8 @@ def test_audit_query_table_and_tail(demo_output: Path, capsys: pytest.CaptureFix
     ("argv", "message"),
     [
         (["audit", "query", "/nonexistent/audit"], "no such audit file or directory"),
-        (["audit", "query", ".", "--since", "yesterday"], "yesterday"),
+        (["audit", "query", ".", "--since", "yesterday"], "--since 'yesterday' is not an ISO"),
+        (["bench", "--seconds", "-1"], "'-1' is not a positive number of seconds"),
         (["audit", "query", ".", "--type", "explode"], "unknown event type 'explode'"),
         (["audit", "query", ".", "--limit", "0"], "--limit 0"),
         (["demo", "--operations", "0"], "0 is not a positive integer"),
@@ -192,3 +193,33 @@ def test_demo_audit_trail_verifies_and_tampering_is_caught(
     report = capsys.readouterr().out
     assert "modified" in report
     assert active.name in report
+
+
+def test_following_a_trail_across_rotations_prints_each_event_once(
+    core: str, tmp_path: Path
+) -> None:
+    import io
+
+    from truthound.stores.observability._audit_cli import _Follower
+    from truthound.stores.observability.audit import AuditLogger, JsonAuditBackend
+    from truthound.stores.observability.audit.reader import QueryFilter
+
+    backend = JsonAuditBackend(
+        directory=tmp_path, max_file_size_mb=0.002, compress=True, durability="none"
+    )
+    logger = AuditLogger(backend, store_type="s3", store_id="bucket")
+    logger.log_create("before-start")
+    out = io.StringIO()
+    follower = _Follower(
+        [str(tmp_path)], QueryFilter.build(None, None, None, None, None, None, None), "jsonl", out
+    )
+    for n in range(60):
+        logger.log_create(f"item-{n:02d}")
+        if n % 7 == 0:
+            follower.poll()
+    backend.close()
+    follower.poll()
+    follower.poll()
+    printed = [json.loads(line)["item_id"] for line in out.getvalue().splitlines()]
+    assert sorted(printed) == [f"item-{n:02d}" for n in range(60)]
+    assert len(backend.segments()) > 3, "the trail rotated several times"

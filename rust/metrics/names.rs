@@ -23,17 +23,17 @@ impl Kind {
         }
     }
 
-    /// Parses the lower-case name.
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
+    /// Parses the lower-case name `kind` given for `metric` (the error names the metric).
+    pub fn parse(metric: &str, kind: &str) -> Result<Self> {
+        match kind {
             "counter" => Ok(Kind::Counter),
             "gauge" => Ok(Kind::Gauge),
             "histogram" => Ok(Kind::Histogram),
             "summary" => Ok(Kind::Summary),
             _ => Err(Error::new(
                 ErrorKind::InvalidArgument,
-                name,
-                "metric type must be one of counter, gauge, histogram, summary",
+                metric,
+                format!("metric type {kind:?} must be one of counter, gauge, histogram, summary"),
             )),
         }
     }
@@ -105,24 +105,28 @@ pub fn validate_label_name(metric: &str, kind: Kind, label: &str) -> Result<()> 
     ))
 }
 
-/// Rejects an invalid backend prefix (empty, or a valid metric name).
+/// Rejects an invalid backend prefix: it must be empty or a valid metric name, and not `_`
+/// alone (that would join as no prefix at all, see [`join_prefix`]).
 pub fn validate_prefix(prefix: &str) -> Result<()> {
-    if prefix.is_empty() || is_valid_metric_name(prefix) {
+    if prefix.is_empty() || (is_valid_metric_name(prefix) && prefix != "_") {
         Ok(())
     } else {
         Err(Error::new(
             ErrorKind::InvalidMetricName,
             prefix,
-            "prefix must be empty or match [a-zA-Z_:][a-zA-Z0-9_:]*",
+            "prefix must be empty or match [a-zA-Z_:][a-zA-Z0-9_:]* (and not be '_' alone)",
         ))
     }
 }
 
 /// The exposed name of `name` under a backend `prefix`: `{prefix}_{name}`, or `name` itself
-/// with an empty prefix. The rule is uniform (no shared-segment or already-prefixed special
-/// cases) so that two different caller names can never expose the same metric.
+/// with an empty prefix. One trailing `_` of the prefix is dropped first, so `"app"` and
+/// `"app_"` both give `app_requests_total` (prefixes are written both ways; `app__requests`
+/// is never what was meant). Otherwise the rule is uniform (no shared-segment or
+/// already-prefixed special cases), so two different caller names never expose one metric.
 #[must_use]
 pub fn join_prefix(prefix: &str, name: &str) -> String {
+    let prefix = prefix.strip_suffix('_').unwrap_or(prefix);
     if prefix.is_empty() {
         name.to_owned()
     } else {
@@ -157,6 +161,29 @@ mod tests {
             join_prefix("truthound_store", "store_operations_total"),
             "truthound_store_store_operations_total"
         );
+    }
+
+    #[test]
+    fn one_trailing_underscore_of_the_prefix_is_dropped() {
+        assert_eq!(join_prefix("app_", "ops_total"), "app_ops_total");
+        assert_eq!(join_prefix("app", "ops_total"), "app_ops_total");
+        // Only one: the rest is the caller's (a valid, if odd, name).
+        assert_eq!(join_prefix("app__", "ops_total"), "app__ops_total");
+        assert!(validate_prefix("app_").is_ok());
+        assert!(validate_prefix("").is_ok());
+        let error = validate_prefix("_").unwrap_err();
+        assert_eq!(error.kind, ErrorKind::InvalidMetricName);
+        assert_eq!(error.item, "_");
+        assert!(validate_prefix("1app").is_err());
+    }
+
+    #[test]
+    fn an_unknown_metric_type_names_the_metric_and_the_type() {
+        assert_eq!(Kind::parse("m", "summary"), Ok(Kind::Summary));
+        let error = Kind::parse("latency", "timer").unwrap_err();
+        assert_eq!(error.kind, ErrorKind::InvalidArgument);
+        assert_eq!(error.item, "latency");
+        assert!(error.reason.contains("\"timer\""), "{}", error.reason);
     }
 
     #[test]

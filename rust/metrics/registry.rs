@@ -283,27 +283,43 @@ enum SummaryState {
 }
 
 /// Rejects a value the metric type forbids; `what` names the metric in the error.
+///
+/// Counters, histograms and summaries take finite values only: one infinite value would leave
+/// the counter, `_sum` or quantiles infinite for good (NaN likewise). Gauges take any float.
+/// Histograms reject negative observations unless a bucket bound is negative, so that `_sum`
+/// stays a counter as OpenMetrics requires (with a negative bound, `_sum` is not exposed).
 pub fn check_value(kind: Kind, layout: &Layout, value: f64, what: &str) -> Result<()> {
-    let bad = match kind {
-        Kind::Counter => value.is_nan() || value < 0.0,
+    let finite = value.is_finite();
+    let reason = match kind {
+        Kind::Counter if !finite || value < 0.0 => {
+            "a counter only goes up by finite amounts: the increment must be finite and >= 0"
+                .to_owned()
+        }
         // The quantile sketch has no bin for infinity (nor a finite sum to report).
-        Kind::Summary => value.is_nan() || value < 0.0 || value.is_infinite(),
-        Kind::Histogram => value.is_nan() || (value < 0.0 && !layout.allows_negative()),
-        Kind::Gauge => false,
+        Kind::Summary if !finite || value < 0.0 => {
+            "a summary observation must be finite and >= 0".to_owned()
+        }
+        Kind::Histogram if !finite => {
+            "a histogram observation must be finite (an infinite one would leave _sum infinite)"
+                .to_owned()
+        }
+        Kind::Histogram if value < 0.0 && !layout.allows_negative() => format!(
+            "a histogram observation must be >= 0, so that _sum stays a counter as OpenMetrics \
+             requires; to observe negative values, declare a negative bucket bound, e.g. \
+             register({what:?}, \"histogram\", buckets=[-10.0, 0.0, 10.0])"
+        ),
+        _ => return Ok(()),
     };
-    if bad {
-        let reason = match kind {
-            Kind::Counter => "a counter only goes up: the increment must be >= 0 and not NaN",
-            Kind::Summary => "a summary observation must be finite and >= 0",
-            _ => "a histogram observation must not be NaN, nor negative unless a bucket bound is",
-        };
-        return Err(Error::new(
-            ErrorKind::InvalidMetricValue,
-            what,
-            format!("{reason} (got {})", format_float(value)),
-        ));
-    }
-    Ok(())
+    Err(invalid_value(what, &reason, value))
+}
+
+#[cold]
+fn invalid_value(what: &str, reason: &str, value: f64) -> Error {
+    Error::new(
+        ErrorKind::InvalidMetricValue,
+        what,
+        format!("{reason} (got {})", format_float(value)),
+    )
 }
 
 impl Series {
@@ -1753,6 +1769,79 @@ mod tests {
         assert_eq!(s.histogram_snapshot(), (vec![1, 3, 4], 6.5));
         assert!(s.histogram_observe("h", -1.0, None).is_err());
         assert!(s.histogram_observe("h", f64::NAN, None).is_err());
+    }
+
+    #[test]
+    fn non_finite_values_are_rejected_except_by_gauges() {
+        let r = registry(RegistryConfig::default());
+        let counter = r
+            .family("c", Kind::Counter, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        let histogram = r
+            .family("h", Kind::Histogram, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        let summary = r
+            .family("s", Kind::Summary, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        for bad in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+            let error = counter.counter_add("c", bad).unwrap_err();
+            assert_eq!(
+                (error.kind, error.item.as_str()),
+                (ErrorKind::InvalidMetricValue, "c")
+            );
+            let error = histogram.histogram_observe("h", bad, None).unwrap_err();
+            assert_eq!(
+                (error.kind, error.item.as_str()),
+                (ErrorKind::InvalidMetricValue, "h")
+            );
+            assert!(summary.summary_observe("s", bad, 1000.0).is_err());
+        }
+        assert_eq!(counter.scalar(), 0.0);
+        assert_eq!(histogram.histogram_snapshot(), (vec![0; 16], 0.0));
+        let gauge = r
+            .family("g", Kind::Gauge, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        gauge.gauge_set(f64::INFINITY);
+        assert_eq!(gauge.scalar(), f64::INFINITY);
+    }
+
+    #[test]
+    fn a_negative_observation_error_says_how_to_allow_them() {
+        let r = registry(RegistryConfig::default());
+        let s = r
+            .family("temp", Kind::Histogram, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        let error = s.histogram_observe("temp", -5.0, None).unwrap_err();
+        assert!(error.reason.contains("counter"), "{}", error.reason);
+        assert!(
+            error.reason.contains("buckets=[-10.0, 0.0, 10.0]"),
+            "{}",
+            error.reason
+        );
+        assert!(
+            error.reason.contains("register(\"temp\""),
+            "{}",
+            error.reason
+        );
+        let below = r
+            .register(
+                "delta",
+                Kind::Histogram,
+                &FamilySpec {
+                    buckets: Some(&[-1.0, 0.0, 1.0]),
+                    ..FamilySpec::default()
+                },
+                true,
+            )
+            .unwrap()
+            .series(&[], r.clock());
+        below.histogram_observe("delta", -5.0, None).unwrap();
+        assert_eq!(below.histogram_snapshot(), (vec![1, 1, 1, 1], -5.0));
     }
 
     #[test]

@@ -19,6 +19,10 @@ pyo3::import_exception!(truthound.stores.observability.errors, AuditIOError);
 pyo3::import_exception!(truthound.stores.observability.errors, AuditClosedError);
 
 pyo3::import_exception!(truthound.stores.observability.errors, MultiprocessError);
+pyo3::import_exception!(
+    truthound.stores.observability.errors,
+    InvalidArgumentTypeError
+);
 
 impl From<Error> for PyErr {
     #[cold]
@@ -33,6 +37,7 @@ impl From<Error> for PyErr {
             ErrorKind::AuditIo => AuditIOError::new_err(message),
             ErrorKind::AuditClosed => AuditClosedError::new_err(message),
             ErrorKind::Multiprocess => MultiprocessError::new_err(message),
+            ErrorKind::InvalidArgumentType => InvalidArgumentTypeError::new_err(message),
         }
     }
 }

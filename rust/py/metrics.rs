@@ -96,9 +96,25 @@ fn value_str<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
     }
 }
 
-/// Iterates the (name, value) pairs of a dict or any mapping.
+#[cold]
+fn not_a_mapping(labels: &Bound<'_, PyAny>, what: &str) -> PyErr {
+    let type_name = labels
+        .get_type()
+        .name()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+    Error::new(
+        ErrorKind::InvalidArgumentType,
+        what,
+        format!("labels must be a mapping of label names to values (a dict), not {type_name}"),
+    )
+    .into()
+}
+
+/// Iterates the (name, value) pairs of a dict or any mapping (an object with `items()`);
+/// anything else is rejected naming `what` (the metric, or the argument).
 fn for_each_label<'py>(
     labels: &Bound<'py, PyAny>,
+    what: &str,
     mut f: impl FnMut(Bound<'py, PyAny>, Bound<'py, PyAny>) -> PyResult<()>,
 ) -> PyResult<usize> {
     if let Ok(dict) = labels.cast::<PyDict>() {
@@ -107,11 +123,12 @@ fn for_each_label<'py>(
         }
         return Ok(dict.len());
     }
+    let items = intern!(labels.py(), "items");
+    if !labels.hasattr(items)? {
+        return Err(not_a_mapping(labels, what));
+    }
     let mut count = 0;
-    for item in labels
-        .call_method0(intern!(labels.py(), "items"))?
-        .try_iter()?
-    {
+    for item in labels.call_method0(items)?.try_iter()? {
         let (key, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item?.extract()?;
         f(key, value)?;
         count += 1;
@@ -119,10 +136,10 @@ fn for_each_label<'py>(
     Ok(count)
 }
 
-fn given_names(labels: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+fn given_names(labels: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Vec<String>> {
     let mut names = Vec::new();
     if let Some(labels) = labels {
-        for_each_label(labels, |key, _| {
+        for_each_label(labels, what, |key, _| {
             let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
             names.push(key.to_str()?.to_owned());
             Ok(())
@@ -132,8 +149,8 @@ fn given_names(labels: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
 }
 
 #[cold]
-fn schema_error(family: &Family, labels: Option<&Bound<'_, PyAny>>) -> PyErr {
-    match given_names(labels) {
+fn schema_error(family: &Family, labels: Option<&Bound<'_, PyAny>>, what: &str) -> PyErr {
+    match given_names(labels, what) {
         Ok(names) => {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             family.schema_error(&names).into()
@@ -142,24 +159,26 @@ fn schema_error(family: &Family, labels: Option<&Bound<'_, PyAny>>) -> PyErr {
     }
 }
 
-/// The series of `family` for the call's labels (created on first use).
+/// The series of `family` for the call's labels (created on first use); `what` is the
+/// caller's metric name, for errors.
 #[inline]
 fn series_for(
     family: &Family,
     labels: Option<&Bound<'_, PyAny>>,
     clock: &dyn Clock,
+    what: &str,
 ) -> PyResult<Arc<Series>> {
     let wanted = family.label_names().len();
     let Some(labels) = labels else {
         return if wanted == 0 {
             Ok(family.series(&[], clock))
         } else {
-            Err(schema_error(family, None))
+            Err(schema_error(family, None, what))
         };
     };
     if wanted <= INLINE_LABELS {
         let mut slots: [Option<Bound<'_, PyString>>; INLINE_LABELS] = Default::default();
-        fill_slots(family, labels, &mut slots[..wanted])?;
+        fill_slots(family, labels, &mut slots[..wanted], what)?;
         let mut values: [&str; INLINE_LABELS] = [""; INLINE_LABELS];
         for (value, slot) in values.iter_mut().zip(&slots[..wanted]) {
             *value = slot.as_ref().expect("every slot filled").to_str()?;
@@ -167,7 +186,7 @@ fn series_for(
         Ok(family.series(&values[..wanted], clock))
     } else {
         let mut slots: Vec<Option<Bound<'_, PyString>>> = vec![None; wanted];
-        fill_slots(family, labels, &mut slots)?;
+        fill_slots(family, labels, &mut slots, what)?;
         let values = slots
             .iter()
             .map(|s| s.as_ref().expect("every slot filled").to_str())
@@ -181,9 +200,10 @@ fn fill_slots<'py>(
     family: &Family,
     labels: &Bound<'py, PyAny>,
     slots: &mut [Option<Bound<'py, PyString>>],
+    what: &str,
 ) -> PyResult<()> {
     let mut mismatch = false;
-    let count = for_each_label(labels, |key, value| {
+    let count = for_each_label(labels, what, |key, value| {
         let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
         match family.label_index(key.to_str()?) {
             Some(index) => slots[index] = Some(value_str(&value)?),
@@ -192,7 +212,7 @@ fn fill_slots<'py>(
         Ok(())
     })?;
     if mismatch || count != slots.len() || slots.iter().any(Option::is_none) {
-        return Err(schema_error(family, Some(labels)));
+        return Err(schema_error(family, Some(labels), what));
     }
     Ok(())
 }
@@ -208,7 +228,7 @@ fn registry_config(
         ..RegistryConfig::default()
     };
     if let Some(labels) = default_labels {
-        for_each_label(labels, |key, value| {
+        for_each_label(labels, "default_labels", |key, value| {
             let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
             config.default_labels.push((
                 key.to_str()?.to_owned(),
@@ -258,7 +278,7 @@ impl MetricSet {
         kind: Kind,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Arc<Family>> {
-        let names = given_names(labels)?;
+        let names = given_names(labels, name)?;
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         Ok(self.inner.family(name, kind, &names)?)
     }
@@ -273,7 +293,7 @@ impl MetricSet {
     ) -> PyResult<Arc<Series>> {
         let family = self.family(name, kind, labels)?;
         family.layout().check(value, name)?;
-        series_for(&family, labels, self.inner.clock())
+        series_for(&family, labels, self.inner.clock(), name)
     }
 
     fn handle(
@@ -284,7 +304,7 @@ impl MetricSet {
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Handle> {
         let family = self.family(name, kind, labels)?;
-        let series = series_for(&family, labels, self.inner.clock())?;
+        let series = series_for(&family, labels, self.inner.clock(), name)?;
         let names = family.label_names().to_vec();
         Ok(Handle {
             registry: Arc::clone(&self.inner),
@@ -472,7 +492,7 @@ impl MetricSet {
         quantiles: Option<Vec<f64>>,
         multiprocess_mode: Option<&str>,
     ) -> PyResult<()> {
-        let kind = Kind::parse(kind)?;
+        let kind = Kind::parse(name, kind)?;
         let mode = multiprocess_mode.map(GaugeMode::parse).transpose()?;
         let spec = FamilySpec {
             documentation,
@@ -563,7 +583,7 @@ impl MetricSet {
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let mut filter_owned: Vec<(String, String)> = Vec::new();
         if let Some(labels) = labels {
-            for_each_label(labels, |key, value| {
+            for_each_label(labels, name, |key, value| {
                 let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
                 filter_owned.push((
                     key.to_str()?.to_owned(),
@@ -996,10 +1016,13 @@ impl OperationRecorder {
         success: bool,
         labels: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let extra = given_names(Some(labels))?;
+        let operation_name = operation.to_str()?;
+        let extra = given_names(Some(labels), operation_name)?;
         self.declare(registry, &extra)?;
         let merged = PyDict::new(py);
-        for_each_label(labels, |key, value| merged.set_item(key, value))?;
+        for_each_label(labels, operation_name, |key, value| {
+            merged.set_item(key, value)
+        })?;
         merged.set_item(intern!(py, "store"), &*self.store)?;
         merged.set_item(intern!(py, "operation"), operation)?;
         let duration_labels = merged.copy()?;
@@ -1018,6 +1041,21 @@ impl OperationRecorder {
         let exemplar = current_exemplar(py, registry.span_var.as_ref(), &registry.inner);
         Ok(histogram.histogram_observe(DURATION, seconds, exemplar)?)
     }
+}
+
+/// The duration of a recorded operation is NaN or infinite: rejected, as one such value would
+/// leave the latency histogram's `_sum` meaningless for good.
+#[cold]
+fn non_finite_duration(operation: &str, seconds: f64) -> PyErr {
+    Error::new(
+        ErrorKind::InvalidMetricValue,
+        operation,
+        format!(
+            "the duration must be a finite number (got {} seconds)",
+            crate::float::format_float(seconds)
+        ),
+    )
+    .into()
 }
 
 #[pymethods]
@@ -1068,10 +1106,8 @@ impl OperationRecorder {
                 .into());
             }
         };
-        if seconds.is_nan() {
-            return Err(
-                Error::new(ErrorKind::InvalidMetricValue, name, "the duration is NaN").into(),
-            );
+        if !seconds.is_finite() {
+            return Err(non_finite_duration(name, seconds));
         }
         if seconds < 0.0 {
             seconds = 0.0; // a clock step must not raise into the store

@@ -380,11 +380,60 @@ def test_handles_keep_working_after_reset() -> None:
     assert ops.labels == [("op", "read")]
 
 
-def test_disabled_config_records_nothing() -> None:
-    backend = InMemoryMetricsBackend(MetricsConfig(enabled=False))
+@pytest.mark.parametrize("backend_class", [InMemoryMetricsBackend, PrometheusMetricsBackend])
+def test_disabled_config_records_nothing_on_any_path(backend_class: Any) -> None:
+    """``MetricsConfig(enabled=False)``: the direct calls, the pre-bound handles, declared
+    metrics, ``StoreMetrics`` (whose fast path binds handles or the core's recorder) and the
+    registry all record nothing; every export is empty."""
+    backend = backend_class(MetricsConfig(enabled=False))
     backend.increment("x")
+    backend.counter("x", 2.0, {"a": "b"})
+    backend.gauge("g", 1.0)
+    backend.gauge_add("g", 1.0)
     backend.histogram("h", 1.0)
+    backend.summary("s", 1.0)
+    with backend.timer("t"):
+        pass
+    counter = backend.counter_series("cs", {"op": "read"})
+    counter.inc()
+    gauge = backend.gauge_series("gs")
+    gauge.set(3.0)
+    gauge.inc()
+    gauge.dec(2.0)
+    backend.histogram_series("hs").observe(1.0)
+    backend.summary_series("ss").observe(1.0)
+    assert (counter.value, gauge.value, counter.labels) == (0.0, 0.0, [("op", "read")])
+    backend.register("declared", "counter", "help").labels().inc()
+    backend.register("by_op", "histogram", label_names=["op"]).labels(op="read").observe(1.0)
+    store = StoreMetrics(backend, "s3", "bucket")
+    store.record_operation("read", duration_ms=3.0)
+    store.record_operation("read", duration_ms=3.0)  # cached handles
+    store.record_operation("write", 0.5, False, labels={"region": "eu"})
+    store.record_size(bytes_read=10, bytes_written=20)
+    store.record_connection_opened()
+    store.record_connection_closed()
+    store.record_cache_hit()
+    store.record_cache_miss()
+    store.record_error("TimeoutError")
+    store.record_save(0.1, 5)
+    store.record_get(0.1, hit=False)
+    store.record_query(0.1, 3)
+    store.set_item_count(4)
+    store.set_active_connections(2)
+    store.record_batch("put", 3, 0.2)
+    store.record_replication("eu", 0.3)
+    store.set_replication_lag("eu", 1.5)
+    registry = MetricsRegistry()
+    registry.register_backend("disabled", backend)
+    registry.increment("r")
+    registry.histogram("rh", 1.0)
+    StoreMetrics(registry, "gcs").record_operation("read", duration_ms=1.0)
+    assert registry.backend_failures == 0
     assert backend.get_metrics() == []
+    assert backend.collect() == []
+    assert backend.get("store_operations_total") is None
+    assert backend.export("prometheus") == ""
+    assert backend.export("openmetrics") == "# EOF\n"
 
 
 def test_store_metrics_after_a_backend_reset() -> None:

@@ -8,12 +8,18 @@ import pytest
 
 from truthound.stores.observability.errors import (
     InvalidArgumentError,
+    InvalidArgumentTypeError,
     InvalidLabelError,
     InvalidMetricNameError,
     InvalidMetricValueError,
     MetricConflictError,
 )
-from truthound.stores.observability.metrics import InMemoryMetricsBackend
+from truthound.stores.observability.metrics import (
+    HistogramValue,
+    InMemoryMetricsBackend,
+    MetricsRegistry,
+    StoreMetrics,
+)
 
 
 @pytest.fixture
@@ -92,7 +98,7 @@ def test_label_schema_conflicts_name_the_label(backend: InMemoryMetricsBackend) 
     assert backend.get("ops") == 1.0
 
 
-@pytest.mark.parametrize("value", [-1.0, -0.001, math.nan, -math.inf])
+@pytest.mark.parametrize("value", [-1.0, -0.001, math.nan, -math.inf, math.inf])
 def test_counters_only_go_up(backend: InMemoryMetricsBackend, value: float) -> None:
     with pytest.raises(InvalidMetricValueError, match="requests"):
         backend.increment("requests", value)
@@ -112,7 +118,6 @@ def test_forbidden_observations(backend: InMemoryMetricsBackend) -> None:
         backend.summary_series("size").observe(math.nan)
     with pytest.raises(InvalidMetricValueError, match="must be finite"):
         backend.summary("size", math.inf)  # the quantile sketch has no bin for infinity
-    backend.histogram("latency", math.inf)  # a histogram counts it in +Inf
     with pytest.raises(TypeError):
         backend.gauge("g", "12")  # type: ignore[arg-type]
     backend.gauge("g", math.nan)  # gauges take any float
@@ -155,3 +160,127 @@ def test_default_cardinality_limit_is_documented() -> None:
 
     assert MetricsConfig().max_series_per_metric == 10_000
     assert InMemoryMetricsBackend().config.max_series_per_metric == 10_000
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_non_finite_values_are_rejected_where_they_would_stick(
+    backend: InMemoryMetricsBackend, value: float
+) -> None:
+    """One infinite increment or observation would leave a counter, a ``_sum`` or a latency
+    histogram infinite for good (rate() NaN for ever): rejected, naming the metric (or the
+    operation), with nothing recorded. Gauges take any float."""
+    with pytest.raises(InvalidMetricValueError, match=r'"latency".*finite'):
+        backend.histogram("latency", value)
+    with pytest.raises(InvalidMetricValueError, match=r'"latency".*finite'):
+        backend.histogram_series("latency").observe(value)
+    with pytest.raises(InvalidMetricValueError, match="size"):
+        backend.summary("size", value)
+    store = StoreMetrics(backend, "s3")
+    with pytest.raises(InvalidMetricValueError, match=r'"read".*finite'):
+        store.record_operation("read", duration_ms=value)
+    with pytest.raises(InvalidMetricValueError, match=r'"read".*finite'):
+        store.record_operation("read", value)
+    with pytest.raises(InvalidMetricValueError, match=r'"read".*finite'):
+        store.record_operation("read", duration_ms=value, labels={"region": "eu"})
+    # Through a backend that is not ours (the generic path of StoreMetrics) too.
+    registry = MetricsRegistry()
+    registry.register_backend("memory", backend)
+    with pytest.raises(InvalidMetricValueError, match=r"'read'.*finite"):
+        StoreMetrics(registry, "s3").record_operation("read", duration_ms=value)
+    latency = backend.get("latency")  # the handle created the series; nothing was observed
+    assert isinstance(latency, HistogramValue)
+    assert (latency.count, latency.sum) == (0, 0.0)
+    assert backend.get("size") is None
+    assert backend.get("store_operations_total") is None
+    assert backend.get("store_operation_duration_seconds") is None
+    backend.gauge("temperature", value)
+    backend.gauge_add("level", value)
+    assert backend.get("temperature") is not None
+
+
+def test_negative_observations_need_a_negative_bucket_bound(
+    backend: InMemoryMetricsBackend,
+) -> None:
+    """The error says why (``_sum`` stays a counter) and how to allow negatives."""
+    with pytest.raises(InvalidMetricValueError) as caught:
+        backend.histogram("temperature_celsius", -5.0)
+    message = str(caught.value)
+    assert message.startswith('"temperature_celsius": ')
+    assert "_sum stays a counter" in message
+    assert 'register("temperature_celsius", "histogram", buckets=[-10.0, 0.0, 10.0])' in message
+    assert "(got -5.0)" in message
+    # Following the advice (declared before the first observation, as in a fixed program):
+    fixed = InMemoryMetricsBackend(prefix="")
+    fixed.register("temperature_celsius", "histogram", buckets=[-10.0, 0.0, 10.0])
+    fixed.histogram("temperature_celsius", -5.0)
+    value = fixed.get("temperature_celsius")
+    assert isinstance(value, HistogramValue)
+    assert (value.count, value.sum, value.buckets[0.0]) == (1, -5.0, 1)
+
+
+def test_labels_must_be_a_mapping(backend: InMemoryMetricsBackend) -> None:
+    """Labels given as pairs (or anything but a mapping) are a typed error naming the metric,
+    on the first call of a metric and on later ones, for every recording path."""
+    pairs = [("op", "read")]
+    calls = [
+        lambda: backend.increment("ops", labels=pairs),  # type: ignore[arg-type]
+        lambda: backend.gauge("level", 1.0, pairs),  # type: ignore[arg-type]
+        lambda: backend.histogram("latency", 1.0, pairs),  # type: ignore[arg-type]
+        lambda: backend.summary("size", 1.0, pairs),  # type: ignore[arg-type]
+        lambda: backend.counter_series("ops", pairs),  # type: ignore[arg-type]
+        lambda: backend.get("ops", pairs),  # type: ignore[arg-type]
+    ]
+    for attempt in (1, 2):
+        for call in calls:
+            with pytest.raises(InvalidArgumentTypeError) as caught:
+                call()
+            message = str(caught.value)
+            assert "labels must be a mapping" in message
+            assert "not list" in message
+            assert isinstance(caught.value, TypeError)
+            assert isinstance(caught.value, InvalidArgumentError)
+        if attempt == 1:  # now with the metrics known (their cached, faster path)
+            backend.increment("ops", labels={"op": "read"})
+            backend.gauge("level", 1.0, {"op": "read"})
+            backend.histogram("latency", 1.0, {"op": "read"})
+            backend.summary("size", 1.0, {"op": "read"})
+    with pytest.raises(InvalidArgumentTypeError, match='"ops"'):
+        backend.increment("ops", labels="op=read")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentTypeError, match=r'"read".*mapping'):
+        StoreMetrics(backend, "s3").record_operation("read", 1.0, labels=pairs)  # type: ignore[arg-type]
+    assert backend.get("ops") == 1.0
+    # The registry re-raises bad input instead of counting it as a backend failure.
+    registry = MetricsRegistry()
+    registry.register_backend("memory", backend)
+    with pytest.raises(InvalidArgumentTypeError, match='"ops"'):
+        registry.increment("ops", labels=pairs)  # type: ignore[arg-type]
+    assert registry.backend_failures == 0
+
+
+def test_an_unknown_metric_type_names_the_metric(backend: InMemoryMetricsBackend) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"'latency'.*'timer'.*counter, gauge"):
+        backend.register("latency", "timer")
+    with pytest.raises(InvalidArgumentError, match="'latency'"):
+        backend.register("latency", 3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("prefix", ["app", "app_"])
+def test_one_trailing_underscore_of_a_prefix_is_dropped(prefix: str) -> None:
+    """``prefix="app_"`` means what ``prefix="app"`` means (never ``app__requests_total``),
+    on every path that joins a prefix, and on both cores."""
+    backend = InMemoryMetricsBackend(prefix=prefix)
+    backend.increment("requests")
+    backend.counter_series("hits").inc()
+    StoreMetrics(backend, "s3").record_operation("read", duration_ms=1.0)
+    text = backend.export()
+    assert "app_requests_total 1.0\n" in text
+    assert "app_hits_total 1.0\n" in text
+    assert 'app_store_operations_total{operation="read",status="success",store="s3"} 1.0' in text
+    assert "__" not in text
+    assert backend.get("requests") == 1.0
+    assert backend.get_counter("requests_total") == 1.0
+
+
+def test_a_prefix_of_only_an_underscore_is_rejected() -> None:
+    with pytest.raises(InvalidMetricNameError, match='"_"'):
+        InMemoryMetricsBackend(prefix="_")

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from truthound.stores.observability import _native, _pure
+from truthound.stores.observability.errors import InvalidArgumentError
 
 pytestmark = pytest.mark.only_core("native")
 
@@ -30,6 +31,7 @@ operations = st.lists(
         st.sampled_from(NAMES),
         numbers,
         st.dictionaries(st.sampled_from(LABELS), values, max_size=2),
+        st.booleans(),  # pass the labels as a list of pairs (not a mapping: rejected)
     ),
     max_size=40,
 )
@@ -38,14 +40,15 @@ operations = st.lists(
 def apply(registry: Any, ops: list[Any]) -> list[str]:
     """Runs the operations; returns the outcome of each (error type and item, or 'ok')."""
     outcomes = []
-    for op, name, value, labels in ops:
+    for op, name, value, label_dict, as_pairs in ops:
+        labels: Any = list(label_dict.items()) if as_pairs else label_dict
         try:
             if op == "register":
                 registry.register(
                     "histogram" if isinstance(value, int) else "summary",
                     name,
                     f"help {name}",
-                    sorted(labels),
+                    sorted(label_dict),
                     [0.5, 1.0, 10.0],
                     [0.1, 0.5, 0.99],
                 )
@@ -60,9 +63,9 @@ def apply(registry: Any, ops: list[Any]) -> list[str]:
     return outcomes
 
 
-def make(core: Any) -> Any:
+def make(core: Any, prefix: str = "app") -> Any:
     return core.MetricSet(
-        prefix="app",
+        prefix=prefix,
         default_labels={"svc": 'v"1', "a": "default"},
         buckets=[0.001, 0.5, 1.0, 100.0],
         max_series_per_metric=3,
@@ -80,9 +83,9 @@ def same(left: Any, right: Any) -> bool:
 
 
 @settings(max_examples=300)
-@given(operations)
-def test_same_outcomes_and_byte_identical_exposition(ops: list[Any]) -> None:
-    native, pure = make(_native), make(_pure)
+@given(operations, st.sampled_from(["app", "app_", ""]))
+def test_same_outcomes_and_byte_identical_exposition(ops: list[Any], prefix: str) -> None:
+    native, pure = make(_native, prefix), make(_pure, prefix)
     assert apply(native, ops) == apply(pure, ops)
     assert native.encode() == pure.encode()
     assert native.encode(openmetrics=True) == pure.encode(openmetrics=True)
@@ -133,10 +136,12 @@ def test_summary_sketches_are_bit_identical(
 recordings = st.lists(
     st.tuples(
         st.sampled_from(["read", "write", "dé\nl", ""]),
-        st.sampled_from([None, 0.0, -3.0, 12.5, 1e-9, math.nan, 7]),
-        st.sampled_from([None, 45.0, -1.0, math.nan]),
+        st.sampled_from([None, 0.0, -3.0, 12.5, 1e-9, math.nan, 7, math.inf]),
+        st.sampled_from([None, 45.0, -1.0, math.nan, -math.inf]),
         st.sampled_from([True, False, None, 0, 1, "yes"]),
-        st.sampled_from([None, {}, {"region": "eu"}, {"store": "override"}, {"le": "x"}]),
+        st.sampled_from(
+            [None, {}, {"region": "eu"}, {"store": "override"}, {"le": "x"}, [("region", "eu")]]
+        ),
         st.booleans(),
     ),
     max_size=25,
@@ -164,3 +169,39 @@ def test_record_operation_is_identical_in_both_cores(calls: list[Any]) -> None:
         registries.append(registry)
     assert outcomes[0] == outcomes[1]
     assert registries[0].encode(True) == registries[1].encode(True)
+
+
+REJECTIONS: list[tuple[str, Any]] = [
+    ("prefix of only '_'", lambda c: c.MetricSet(prefix="_")),
+    ("default labels as pairs", lambda c: c.MetricSet(default_labels=[("a", "b")])),
+    ("unknown metric type", lambda c: c.MetricSet().register("timer", "latency")),
+    ("infinite increment", lambda c: c.MetricSet().increment("ops", math.inf)),
+    ("infinite handle increment", lambda c: c.MetricSet().counter_series("ops").inc(math.inf)),
+    ("labels as pairs", lambda c: c.MetricSet().increment("ops", 1.0, [("a", "b")])),
+    ("labels as a string", lambda c: c.MetricSet().gauge("level", 1.0, "a=b")),
+    ("labels as pairs to get", lambda c: c.MetricSet().get("ops", [("a", "b")])),
+    ("infinite observation", lambda c: c.MetricSet().histogram("latency", math.inf)),
+    ("negative observation", lambda c: c.MetricSet().histogram("latency", -5.0)),
+    (
+        "infinite duration",
+        lambda c: c.OperationRecorder(c.MetricSet(), "s3", "h", "d").record_operation(
+            "read", duration_ms=math.inf
+        ),
+    ),
+    (
+        "duration labels as pairs",
+        lambda c: c.OperationRecorder(c.MetricSet(), "s3", "h", "d").record_operation(
+            "read", 1.0, None, [("a", "b")]
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "action"), REJECTIONS, ids=[r[0] for r in REJECTIONS])
+def test_rejections_have_the_same_type_and_message_in_both_cores(what: str, action: Any) -> None:
+    outcomes = []
+    for core in (_native, _pure):
+        with pytest.raises(InvalidArgumentError) as caught:  # each a subclass of it
+            action(core)
+        outcomes.append((type(caught.value), str(caught.value)))
+    assert outcomes[0] == outcomes[1], what

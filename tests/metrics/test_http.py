@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from truthound.stores.observability.config import MetricsConfig
-from truthound.stores.observability.errors import MetricsServerError
+from truthound.stores.observability.errors import (
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    MetricsServerError,
+)
 from truthound.stores.observability.metrics import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -122,3 +128,135 @@ def test_config_port_and_path_and_auto_start(net: Any) -> None:
         assert net.http_get(f"http://127.0.0.1:{port}/metrics")[0] == 404
     assert backend.http_server_port is None
     assert PrometheusMetricsBackend(config, auto_start_server=False).http_server_port is None
+
+
+def _connection_threads(port: int) -> list[threading.Thread]:
+    """The threads serving client connections of the endpoint on ``port``."""
+    name = f"truthound-metrics-http-{port}-connection"
+    return [t for t in threading.enumerate() if t.name == name]
+
+
+def _reads_end_of_stream(sock: socket.socket) -> bool:
+    """Whether the peer closed the connection (a read returns EOF or a reset) within 10 s."""
+    sock.settimeout(10.0)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _scrape(client: http.client.HTTPConnection) -> http.client.HTTPResponse:
+    client.request("GET", "/metrics")
+    return client.getresponse()
+
+
+@pytest.mark.timeout(60)
+def test_stop_closes_keep_alive_connections(net: Any) -> None:
+    """A client that keeps its connection open (HTTP/1.1 keep-alive, as Prometheus does) gets
+    no response after stop(), and no handler thread outlives it."""
+    backend = PrometheusMetricsBackend(prefix="app")
+    backend.increment("requests")
+    port = backend.start_http_server(port=0)
+    clients = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(2)]
+    try:
+        for client in clients:
+            client.request("GET", "/metrics")
+            response = client.getresponse()
+            assert response.status == 200
+            assert b"app_requests_total 1.0\n" in response.read()
+            assert not response.will_close  # the connection stays open for the next scrape
+        assert len(_connection_threads(port)) == 2
+        backend.stop_http_server()
+        backend.increment("requests")
+        assert _connection_threads(port) == []
+        assert clients[0].sock is not None
+        assert _reads_end_of_stream(clients[0].sock)  # closed by the server, unprompted
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            _scrape(clients[1])
+    finally:
+        for client in clients:
+            client.close()
+        backend.stop_http_server()
+    # A new endpoint on the same port serves again (the old one holds nothing).
+    assert backend.start_http_server(port=port) == port
+    try:
+        status, _, body = net.http_get(f"http://127.0.0.1:{port}/metrics")
+        assert (status, b"app_requests_total 2.0\n" in body) == (200, True)
+    finally:
+        backend.stop_http_server()
+
+
+@pytest.mark.timeout(60)
+def test_idle_keep_alive_connections_are_closed_after_the_handler_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An idle client cannot hold a handler thread for ever (the timeout is 30 s; shortened
+    here), while the endpoint keeps serving others."""
+    from truthound.stores.observability.metrics import _http
+
+    assert _http._Handler.timeout == _http.IDLE_TIMEOUT_SECONDS == 30.0
+    monkeypatch.setattr(_http._Handler, "timeout", 0.5)
+    backend = PrometheusMetricsBackend()
+    port = backend.start_http_server(port=0)
+    try:
+        idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+        with idle:
+            assert _reads_end_of_stream(idle)  # it never sent a request
+        client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        client.request("GET", "/metrics")
+        assert client.getresponse().status == 200
+        client.close()
+    finally:
+        backend.stop_http_server()
+
+
+def _has_ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this host has no IPv6 loopback")
+def test_serves_on_ipv6(net: Any) -> None:
+    backend = PrometheusMetricsBackend(prefix="app")
+    backend.increment("requests")
+    port = backend.start_http_server(port=0, addr="::1")
+    try:
+        assert backend.http_server_address == "::1"
+        status, _, body = net.http_get(f"http://[::1]:{port}/metrics")
+        assert (status, b"app_requests_total 1.0\n" in body) == (200, True)
+    finally:
+        backend.stop_http_server()
+    port = backend.start_http_server(port=0, addr="::")  # every interface, IPv6 and IPv4
+    try:
+        assert backend.http_server_address == "::"
+        assert net.http_get(f"http://[::1]:{port}/metrics")[0] == 200
+        if socket.has_dualstack_ipv6():
+            assert net.http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200
+    finally:
+        backend.stop_http_server()
+
+
+@pytest.mark.timeout(60)
+def test_bad_server_arguments_name_the_argument() -> None:
+    backend = PrometheusMetricsBackend()
+    with pytest.raises(InvalidArgumentTypeError, match=r"port='9090'.*int") as caught:
+        backend.start_http_server(port="9090")  # type: ignore[arg-type]
+    assert isinstance(caught.value, TypeError)
+    with pytest.raises(InvalidArgumentTypeError, match="port=True"):
+        backend.start_http_server(port=True)
+    with pytest.raises(InvalidArgumentError, match="port=70000"):
+        backend.start_http_server(port=70000)
+    with pytest.raises(InvalidArgumentTypeError, match="addr=1"):
+        backend.start_http_server(port=0, addr=1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="path='metrics'"):
+        backend.start_http_server(port=0, path="metrics")
+    with pytest.raises(InvalidArgumentTypeError, match="path=5"):
+        backend.start_http_server(port=0, path=5)  # type: ignore[arg-type]
+    assert backend.http_server_port is None

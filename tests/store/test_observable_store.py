@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from truthound.stores.observability import (
     InMemoryAuditBackend,
     InMemoryMetricsBackend,
     InMemoryTracer,
+    JsonAuditBackend,
     MetricsConfig,
     NoopTracer,
     ObservabilityConfig,
@@ -302,3 +304,99 @@ def test_data_previews_are_audited_redacted_and_kept_out_of_spans(tracer: InMemo
     assert len(large.metadata["data_preview"]) == 203
     for span in tracer.get_spans_by_name("store.save"):
         assert not any("preview" in key for key in span.attributes)
+
+
+def test_stopping_an_iteration_early_is_a_successful_operation(
+    observed: ObservableStore[dict[str, Any]], tracer: InMemoryTracer
+) -> None:
+    observed.save_batch([{"id": f"i{n}"} for n in range(5)])
+    iterator = observed.iter_query(StoreQuery(), batch_size=2)
+    assert next(iterator)["id"].startswith("i")
+    iterator.close()
+    assert _operations(observed, "iter_query") == 1.0
+    assert _operations(observed, "iter_query", "failure") == 0.0
+    (event,) = _audit(observed, "iter_query")
+    assert event.status is AuditStatus.SUCCESS
+    (span,) = tracer.get_spans_by_name("store.iter_query")
+    assert span.status is SpanStatus.OK
+
+
+def test_closing_a_store_releases_what_it_built(tmp_path: Path) -> None:
+    config = ObservabilityConfig(
+        audit=AuditConfig(backend="json", file_path=tmp_path / "audit.jsonl"),
+        metrics=MetricsConfig(enable_http_server=True, http_port=0),
+        tracing=TracingConfig(enabled=False),
+    )
+    threads_before = threading.active_count()
+    for _ in range(5):
+        store = ObservableStore(InMemoryStore(), config)
+        with store:
+            store.save({"id": "x"})
+            assert store.observability.metrics_backend.http_server_port is not None
+        assert store.observability.metrics_backend.http_server_port is None
+    assert threading.active_count() <= threads_before + 1  # at most a lingering daemon exiting
+    events = JsonAuditBackend(config.audit, file_path=tmp_path / "audit.jsonl").query(limit=None)
+    assert len([e for e in events if e.operation == "save"]) == 5
+
+
+def test_closing_a_view_leaves_the_shared_stack_open(observed: ObservableStore[Any]) -> None:
+    view = observed.with_user("alice")
+    view.close()
+    observed.count()  # the root's audit writer and metrics still work
+    assert _operations(observed, "count") == 1.0
+
+
+def test_store_spans_nest_under_the_callers_current_span(
+    observed: ObservableStore[dict[str, Any]], tracer: InMemoryTracer
+) -> None:
+    with tracer.start_span("http.request") as request:
+        observed.count()
+    (span,) = tracer.get_spans_by_name("store.count")
+    assert span.trace_id == request.trace_id
+    assert span.parent_span_id == request.span_id
+
+
+def test_default_tracing_without_an_endpoint_stays_in_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for variable in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(variable, raising=False)
+    config = ObservabilityConfig(audit=AuditConfig(backend="memory"))
+    with pytest.warns(RuntimeWarning, match="no OTLP endpoint is configured"):
+        store = ObservableStore(InMemoryStore(), config)
+    assert isinstance(store.observability.tracer, InMemoryTracer)
+    with store:
+        store.save({"id": "x"})
+    assert [s.name for s in store.observability.tracer.get_spans()][-2:] == [
+        "store.save",
+        "store.close",
+    ]
+
+
+def test_own_counters_are_published_once_per_component(tracer: InMemoryTracer) -> None:
+    config = ObservabilityConfig(audit=AuditConfig(backend="memory"))
+    metrics = InMemoryMetricsBackend(prefix="")
+    shared_audit = InMemoryAuditBackend()
+    stores = [
+        ObservableStore(
+            InMemoryStore(),
+            manager=ObservabilityManager(
+                config,
+                "InMemoryStore",
+                audit_backend=audit,
+                metrics_backend=metrics,
+                tracer=tracer,
+            ),
+        )
+        for audit in (shared_audit, shared_audit, InMemoryAuditBackend())
+    ]
+    for store in stores:
+        store.save({"id": "x"})
+    metrics.export()
+    metrics.export()
+    written = metrics.get(
+        "observability_audit_events_total",
+        {"backend": "InMemoryAuditBackend", "outcome": "written"},
+    )
+    assert written == 3.0  # two events in the shared backend, one in the other; none twice
+    assert len(metrics._collect_hooks) == 1

@@ -11,7 +11,9 @@ import argparse
 import json
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -51,7 +53,13 @@ def _segments(paths: Sequence[str]) -> list[Path]:
             found.append(path)
         else:
             raise UsageError(f"no such audit file or directory: {text}")
-    unique = sorted(set(found), key=lambda p: (p.stat().st_mtime, p.name))
+    ages: dict[Path, float] = {}
+    for path in set(found):
+        try:
+            ages[path] = path.stat().st_mtime
+        except FileNotFoundError:
+            continue  # rotated or compressed while we were listing
+    unique = sorted(ages, key=lambda p: (ages[p], p.name))
     if not unique:
         raise UsageError(f"no audit files ({', '.join(_SUFFIXES)}) in {', '.join(paths)}")
     return unique
@@ -134,6 +142,15 @@ def _filter_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_filter(args: argparse.Namespace, limit: int | None) -> QueryFilter:
+    for option, value in (("--since", args.start_time), ("--until", args.end_time)):
+        if value is not None:
+            try:
+                QueryFilter.build(value, None, None, None, None, None, None)
+            except ValueError:
+                raise UsageError(
+                    f"{option} {value!r} is not an ISO 8601 date or time "
+                    "(for example 2026-01-31 or 2026-01-31T12:00:00+00:00)"
+                ) from None
     try:
         return QueryFilter.build(
             args.start_time,
@@ -169,36 +186,103 @@ def _tail(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Follower:
+    """Prints events appended to a live trail, across rotations and compression.
+
+    Each uncompressed segment is read incrementally, remembered by name and inode: when the
+    active file is rotated (renamed) a new file takes its name and is read from the start, while
+    the renamed one, and any segment compressed later, is read once more in full. Events are
+    remembered by id, so that re-reading prints nothing twice, and events logged before we
+    started (present in those re-read segments) are not printed at all.
+    """
+
+    _REMEMBERED = 100_000
+
+    def __init__(self, paths: Sequence[str], flt: QueryFilter, output_format: str, out: TextIO):
+        self.paths, self.flt, self.output_format, self.out = paths, flt, output_format, out
+        self.started = datetime.now(UTC)
+        self.seen_archives: set[Path] = set()
+        self.files: dict[Path, tuple[int, int]] = {}  # path -> (inode, bytes read)
+        self.partial: dict[Path, bytes] = {}  # an incomplete last line, per path
+        for path in _segments(paths):
+            if path.name.endswith(".gz"):
+                self.seen_archives.add(path)
+            else:
+                status = path.stat()
+                self.files[path] = (status.st_ino, status.st_size)
+        self.printed: set[str] = set()
+        self.printed_order: deque[str] = deque()
+
+    def _show(self, events: Iterable[AuditEvent], *, since_start: bool) -> None:
+        fresh = [
+            event
+            for event in events
+            if event.event_id not in self.printed
+            and (not since_start or event.timestamp >= self.started)
+            and self.flt.matches(event)
+        ]
+        for event in fresh:
+            self.printed.add(event.event_id)
+            self.printed_order.append(event.event_id)
+            if len(self.printed_order) > self._REMEMBERED:
+                self.printed.discard(self.printed_order.popleft())
+        if fresh:
+            _write(fresh, self.output_format, self.out, header=False)
+            self.out.flush()
+
+    def _read_archive(self, path: Path) -> None:
+        self.seen_archives.add(path)
+        entry = [(str(path), "", "", True)]
+        archived = iter_events(entry, _is_text_format(path), QueryReport())
+        self._show((event for _, event in archived), since_start=True)
+
+    def _read_appended(self, path: Path) -> None:
+        try:
+            status = path.stat()
+            inode, done = self.files.get(path, (None, 0))
+            fresh_file = inode != status.st_ino
+            if fresh_file:  # a new file under this name (after a rotation), or a new segment
+                done = 0
+                self.partial.pop(path, None)
+            if status.st_size <= done:
+                return
+            with path.open("rb") as handle:
+                handle.seek(done)
+                data = self.partial.pop(path, b"") + handle.read(status.st_size - done)
+        except FileNotFoundError:
+            return  # compressed meanwhile: its .gz is read on a later poll
+        self.files[path] = (status.st_ino, status.st_size)
+        lines = data.split(b"\n")
+        if lines[-1]:
+            self.partial[path] = lines[-1]  # an incomplete line: wait for the rest
+        text = _is_text_format(path)
+        parsed = (parse_line(raw, text) for raw in lines[:-1])
+        self._show((value for kind, value in parsed if kind == "event"), since_start=fresh_file)
+
+    def poll(self) -> None:
+        try:
+            segments = _segments(self.paths)
+        except UsageError:
+            return  # between a rotation's rename and the new file: try again next time
+        for path in segments:
+            if path.name.endswith(".gz"):
+                if path not in self.seen_archives:
+                    self._read_archive(path)
+            else:
+                self._read_appended(path)
+        current = set(segments)
+        for gone in [path for path in self.files if path not in current]:
+            del self.files[gone]
+            self.partial.pop(gone, None)
+
+
 def _follow(paths: Sequence[str], flt: QueryFilter, output_format: str, interval: float) -> None:
     """Prints events appended from now on, following rotation, until interrupted."""
-    offsets = {path: path.stat().st_size for path in _segments(paths)}
-    pending: dict[Path, bytes] = {}
+    follower = _Follower(paths, flt, output_format, sys.stdout)
     try:
         while True:
             time.sleep(interval)
-            for path in _segments(paths):
-                if path.name.endswith(".gz"):
-                    offsets.setdefault(path, path.stat().st_size)
-                    continue
-                start = offsets.get(path, 0)
-                size = path.stat().st_size
-                if size <= start:
-                    continue
-                with path.open("rb") as handle:
-                    handle.seek(start)
-                    data = pending.pop(path, b"") + handle.read(size - start)
-                offsets[path] = size
-                lines = data.split(b"\n")
-                if lines[-1]:
-                    pending[path] = lines[-1]  # an incomplete line: wait for the rest
-                fresh = []
-                for raw in lines[:-1]:
-                    kind, value = parse_line(raw, _is_text_format(path))
-                    if kind == "event" and flt.matches(value):
-                        fresh.append(value)
-                if fresh:
-                    _write(fresh, output_format, sys.stdout, header=False)
-                    sys.stdout.flush()
+            follower.poll()
     except KeyboardInterrupt:
         return
 

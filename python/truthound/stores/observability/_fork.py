@@ -33,18 +33,23 @@ from typing import Any
 
 __all__ = ["at_exit", "track"]
 
-_tracked: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], Callable[[Any], None] | None]]
-_tracked = weakref.WeakKeyDictionary()
+_Entry = tuple[tuple[str, ...], Callable[[Any], None] | None, bool]
+_tracked: weakref.WeakKeyDictionary[Any, _Entry] = weakref.WeakKeyDictionary()
 _RLOCK_TYPE = type(threading.RLock())
 
 
-def track(obj: Any, *lock_names: str, forget: Callable[[Any], None] | None = None) -> None:
+def track(
+    obj: Any,
+    *lock_names: str,
+    forget: Callable[[Any], None] | None = None,
+    last: bool = False,
+) -> None:
     """Re-creates ``obj``'s named locks, then calls ``forget(obj)``, in every forked child.
 
-    Objects are handled in the order they were first tracked (so an object made from others
-    sees them already renewed).
+    Objects are handled in the order they were first tracked; with ``last=True`` after every
+    object tracked without it (for an object that reads others once they are renewed).
     """
-    _tracked[obj] = (lock_names, forget)
+    _tracked[obj] = (lock_names, forget, last)
 
 
 _exit_callbacks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
@@ -99,16 +104,20 @@ def _arm_multiprocessing() -> None:
 def _after_fork_in_child() -> None:
     global _exited
     _exited = False
-    for obj, (names, forget) in list(_tracked.items()):
-        for name in names:
-            current = getattr(obj, name, None)
-            setattr(
-                obj,
-                name,
-                threading.RLock() if type(current) is _RLOCK_TYPE else threading.Lock(),
-            )
-        if forget is not None:
-            forget(obj)
+    entries = list(_tracked.items())
+    for phase in (False, True):
+        for obj, (names, forget, last) in entries:
+            if last is not phase:
+                continue
+            for name in names:
+                current = getattr(obj, name, None)
+                setattr(
+                    obj,
+                    name,
+                    threading.RLock() if type(current) is _RLOCK_TYPE else threading.Lock(),
+                )
+            if forget is not None:
+                forget(obj)
     _arm_multiprocessing()
 
 

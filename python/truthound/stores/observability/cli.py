@@ -35,6 +35,16 @@ def _bench(args: argparse.Namespace) -> int:
     return run(seconds_per_case=args.seconds, out=sys.stdout, progress=sys.stderr)
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="truthound-obs",
@@ -51,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         "and prometheus_client / the OpenTelemetry SDK when installed.",
     )
     bench.add_argument(
-        "--seconds", type=float, default=0.4, help="measuring time per case (default 0.4)"
+        "--seconds",
+        type=_positive_seconds,
+        default=0.4,
+        help="measuring time per case (default 0.4)",
     )
     bench.set_defaults(handler=_bench)
     core = commands.add_parser("core", help="print which core (native or pure) is active")

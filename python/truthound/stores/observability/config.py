@@ -168,7 +168,8 @@ class AuditConfig:
 
 @dataclass
 class MetricsConfig:
-    """Metrics settings; names become ``{prefix}_{name}``, or the bare name without a prefix."""
+    """Metrics settings; names become ``{prefix}_{name}`` (one trailing ``_`` of the prefix is
+    dropped, so ``"app_"`` means ``"app"``), or the bare name without a prefix."""
 
     enabled: bool = True
     export_format: MetricsExportFormat = MetricsExportFormat.PROMETHEUS

@@ -85,3 +85,15 @@ class AuditUnavailableError(ObservabilityError, RuntimeError):
     """Fail-closed mode: no audit backend can record the operation, so it was refused (or, when
     raised after the operation, its record could not be written). The message names the store
     and the operation."""
+
+
+# --- metrics: arguments of the wrong type ------------------------------------------------------
+
+__all__ += ["InvalidArgumentTypeError"]
+
+
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type (labels that are not a mapping, a port that is not an
+    int...); the message names the item. Both a ``TypeError`` and an ``InvalidArgumentError``,
+    so bad input is caught by either (``MetricsRegistry`` re-raises it rather than counting it
+    as a backend failure)."""

@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
@@ -162,11 +164,11 @@ _AUDIT_LOGGER_COUNTERS = (
 
 def _reading(
     component: Any, attribute: str, metric: str, labels: dict[str, str]
-) -> Iterator[tuple[str, dict[str, str], float]]:
+) -> Iterator[tuple[Any, str, dict[str, str], float]]:
     """``component.attribute`` as a reading of ``metric``, when the component counts it."""
     value = getattr(component, attribute, None)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        yield metric, labels, float(value)
+        yield component, metric, labels, float(value)
 
 
 def _audit_backends(backend: Any) -> Iterator[Any]:
@@ -179,62 +181,106 @@ def _audit_backends(backend: Any) -> Iterator[Any]:
         yield from _audit_backends(child)
 
 
-class _SelfObservation:
-    """A metrics collect hook that publishes the library's own counters before each read.
+def _manager_readings(
+    manager: ObservabilityManager,
+) -> Iterator[tuple[Any, str, dict[str, str], float]]:
+    if manager.audit_backend is not None:
+        for backend in _audit_backends(manager.audit_backend):
+            name = type(backend).__name__
+            for outcome, attribute in _AUDIT_OUTCOMES:
+                labels = {"backend": name, "outcome": outcome}
+                yield from _reading(backend, attribute, _AUDIT_EVENTS, labels)
+            for metric, attribute in _AUDIT_DELIVERIES:
+                yield from _reading(backend, attribute, metric, {"backend": name})
+    for metric, attribute in _AUDIT_LOGGER_COUNTERS:
+        yield from _reading(manager.audit, attribute, metric, {})
+    for outcome, attribute in _SPAN_OUTCOMES:
+        yield from _reading(manager.tracer, attribute, _SPANS, {"outcome": outcome})
+    for metric, attribute in _METRICS_COUNTERS:
+        yield from _reading(manager.metrics_backend, attribute, metric, {})
 
-    Every component keeps its counters in plain attributes; at scrape time their growth since
-    the last scrape is added to counters named ``observability_*`` (the backend's prefix applies),
-    so a lost audit event, a dropped span or a failed push is visible where alerts are written.
+
+class _SelfObservation:
+    """The collect hook of one metrics backend that publishes the library's own counters.
+
+    Every component keeps its counters in plain attributes. Before each read of the metrics
+    backend, the growth of each component's counters since the last read is added to counters
+    named ``observability_*`` (the backend's prefix applies), so a lost audit event, a dropped
+    span or a failed push is visible where alerts are written. One hook serves every manager
+    that shares the backend; a component shared by several managers is counted once, and two
+    components with the same labels (two ``InMemoryAuditBackend``s) add up.
 
     In a forked child (pre-fork servers), the readings at the fork become the baseline: the
     child publishes only what it counts itself, whether a component's counters start again at
     zero there or carry on from the parent's, so a sum over the processes counts nothing twice.
     """
 
-    def __init__(self, manager: ObservabilityManager) -> None:
-        self._manager = manager
-        self._published: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    def __init__(self, backend: Any) -> None:
+        self._backend = weakref.ref(backend)
+        self._managers: weakref.WeakSet[ObservabilityManager] = weakref.WeakSet()
+        # component -> {(metric, labels): the value already published}
+        self._published: weakref.WeakKeyDictionary[Any, dict[tuple[str, Any], float]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._published_strongly: dict[int, tuple[dict[tuple[str, Any], float], Any]] = {}
         self._lock = threading.Lock()
-        _fork.track(self, "_lock", forget=_SelfObservation._after_fork_in_child)
-        register = getattr(manager.metrics_backend, "register", None)
+        _fork.track(self, "_lock", forget=_SelfObservation._after_fork_in_child, last=True)
+        register = getattr(backend, "register", None)
         if callable(register):
             for name, (label_names, documentation) in _SELF_METRICS.items():
                 register(name, "counter", documentation, label_names=label_names)
 
-    def _readings(self) -> Iterator[tuple[str, dict[str, str], float]]:
-        manager = self._manager
-        if manager.audit_backend is not None:
-            for backend in _audit_backends(manager.audit_backend):
-                name = type(backend).__name__
-                for outcome, attribute in _AUDIT_OUTCOMES:
-                    labels = {"backend": name, "outcome": outcome}
-                    yield from _reading(backend, attribute, _AUDIT_EVENTS, labels)
-                for metric, attribute in _AUDIT_DELIVERIES:
-                    yield from _reading(backend, attribute, metric, {"backend": name})
-        for metric, attribute in _AUDIT_LOGGER_COUNTERS:
-            yield from _reading(manager.audit, attribute, metric, {})
-        for outcome, attribute in _SPAN_OUTCOMES:
-            yield from _reading(manager.tracer, attribute, _SPANS, {"outcome": outcome})
-        for metric, attribute in _METRICS_COUNTERS:
-            yield from _reading(manager.metrics_backend, attribute, metric, {})
+    @classmethod
+    def attach(cls, manager: ObservabilityManager) -> None:
+        """Publishes ``manager``'s counters through its metrics backend's (single) hook."""
+        backend = manager.metrics_backend
+        add_collect_hook = getattr(backend, "add_collect_hook", None)
+        if not callable(add_collect_hook):
+            return
+        with _OBSERVERS_LOCK:
+            observer = _OBSERVERS.get(backend)
+            if observer is None:
+                observer = _OBSERVERS[backend] = cls(backend)
+                add_collect_hook(observer)
+        observer._managers.add(manager)
+
+    def _published_by(self, component: Any) -> dict[tuple[str, Any], float]:
+        try:
+            return self._published.setdefault(component, {})
+        except TypeError:  # not weak-referenceable: keep it alive so its id stays unique
+            return self._published_strongly.setdefault(id(component), ({}, component))[0]
 
     def _after_fork_in_child(self) -> None:
-        # Tracked after the components it reads, so their own fork handling has run.
+        # Runs after every other object's fork handling (``last=True``), so what each component
+        # reads now is what it counted before the child's own work: the baseline.
         with contextlib.suppress(Exception):
-            self._published = {
-                (name, tuple(sorted(labels.items()))): value
-                for name, labels, value in self._readings()
-            }
+            for manager in list(self._managers):
+                for component, name, labels, value in _manager_readings(manager):
+                    self._published_by(component)[(name, tuple(sorted(labels.items())))] = value
 
     def __call__(self) -> None:
-        backend = self._manager.metrics_backend
+        backend = self._backend()
+        if backend is None:
+            return
         with self._lock:
-            for name, labels, value in self._readings():
-                key = (name, tuple(sorted(labels.items())))
-                growth = value - self._published.get(key, 0.0)
-                if growth >= 0:  # a counter that was reset by its owner is not republished
-                    backend.increment(name, growth, labels)
-                    self._published[key] = value
+            seen: set[tuple[int, str, tuple[tuple[str, str], ...]]] = set()
+            for manager in list(self._managers):
+                for component, name, labels, value in _manager_readings(manager):
+                    key = (name, tuple(sorted(labels.items())))
+                    if (id(component), *key) in seen:
+                        continue  # shared by several managers: counted once
+                    seen.add((id(component), *key))
+                    published = self._published_by(component)
+                    growth = value - published.get(key, 0.0)
+                    if growth >= 0:  # a counter its owner reset is not republished
+                        backend.increment(name, growth, labels)
+                        published[key] = value
+
+
+_OBSERVERS: weakref.WeakKeyDictionary[Any, _SelfObservation] = weakref.WeakKeyDictionary()
+_OBSERVERS_LOCK = threading.Lock()
+# A child forked while another thread held it must not inherit it held.
+_fork.track(sys.modules[__name__], "_OBSERVERS_LOCK")
 
 
 class ObservabilityManager:
@@ -294,9 +340,8 @@ class ObservabilityManager:
         else:
             self.tracer = NoopTracer(self.config.tracing)
 
-        add_collect_hook = getattr(self.metrics_backend, "add_collect_hook", None)
-        if callable(add_collect_hook):
-            add_collect_hook(_SelfObservation(self))
+        if self.metrics_backend is not None:
+            _SelfObservation.attach(self)
 
         self._closed = False
 
@@ -428,6 +473,8 @@ class ObservableStore(BaseStore[T, Any], Generic[T]):
             raise InvalidArgumentError(f"store={store!r} is not a BaseStore")
         self._store = store
         self._context = context
+        # A store that built its manager closes it; views share their root's (with_context).
+        self._owns_observability = manager is None
         self.observability = manager or ObservabilityManager(
             config, store_type=type(store).__name__, store_id=store.config.namespace
         )
@@ -496,10 +543,15 @@ class ObservableStore(BaseStore[T, Any], Generic[T]):
             self._store.initialize()
 
     def close(self) -> None:
-        """Closes the wrapped store and flushes the observability pipeline."""
+        """Closes the wrapped store, then flushes the observability pipeline. A store that built
+        its own manager also shuts it down (audit writers, metrics endpoint, span exporter);
+        a view from ``with_context``/``with_user`` leaves that to the store it came from."""
         with self._observe("close", AuditEventType.CLOSE, None):
             self._store.close()
-        self.flush_observability()
+        if self._owns_observability:
+            self.observability.shutdown()
+        else:
+            self.flush_observability()
 
     def __enter__(self) -> Self:
         self.initialize()
@@ -552,10 +604,18 @@ class ObservableStore(BaseStore[T, Any], Generic[T]):
         *,
         context: ObservabilityContext | None = None,
     ) -> Iterator[T]:
-        """Observed as one operation spanning the whole iteration (it ends when the iterator is
-        exhausted or closed)."""
+        """Observed as one operation spanning the whole iteration: it ends when the iterator is
+        exhausted, or closed early (which is a success: the caller had enough)."""
         with self._observe("iter_query", AuditEventType.QUERY, context, **_query_fields(query)):
-            yield from self._store.iter_query(query, batch_size)
+            items = self._store.iter_query(query, batch_size)
+            try:
+                yield from items
+            except GeneratorExit:
+                return
+            finally:
+                close = getattr(items, "close", None)
+                if callable(close):
+                    close()
 
     def get_latest(
         self, data_asset: str, *, context: ObservabilityContext | None = None

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import (
     InvalidArgumentError,
+    InvalidArgumentTypeError,
     InvalidLabelError,
     InvalidMetricNameError,
     InvalidMetricValueError,
@@ -143,9 +144,17 @@ def _label_name_error(key: Any) -> Exception:
     return _error(InvalidLabelError, shown, "label names must be strings")
 
 
-def _items(labels: Any) -> Iterable[tuple[Any, Any]]:
+def _items(labels: Any, what: str) -> Iterable[tuple[Any, Any]]:
+    """The (name, value) pairs of a dict or any mapping; anything else names ``what``."""
     if isinstance(labels, dict):
         return list(labels.items())
+    if not hasattr(labels, "items"):
+        raise _error(
+            InvalidArgumentTypeError,
+            what,
+            "labels must be a mapping of label names to values (a dict), "
+            f"not {type(labels).__name__}",
+        )
     return [tuple(item) for item in labels.items()]
 
 
@@ -174,6 +183,8 @@ def _validate_label_name(metric: str, kind: str, label: str) -> None:
 
 
 def _join_prefix(prefix: str, name: str) -> str:
+    # One trailing "_" of the prefix is dropped: "app" and "app_" both give "app_name".
+    prefix = prefix.removesuffix("_")
     return f"{prefix}_{name}" if prefix else name
 
 
@@ -428,23 +439,38 @@ class _Layout:
         return self.kind == "histogram" and bool(self.bounds) and self.bounds[0] < 0.0
 
     def check(self, value: float, metric: str) -> None:
+        """Rejects a forbidden value (see the native ``check_value`` for the rules)."""
         kind = self.kind
+        finite = math.isfinite(value)
         if kind == "counter":
-            bad = math.isnan(value) or value < 0.0
-            reason = "a counter only goes up: the increment must be >= 0 and not NaN"
-        elif kind == "histogram":
-            bad = math.isnan(value) or (value < 0.0 and not self.allows_negative())
+            if finite and value >= 0.0:
+                return
             reason = (
-                "a histogram observation must not be NaN, nor negative unless a bucket bound is"
+                "a counter only goes up by finite amounts: the increment must be finite and >= 0"
             )
         elif kind == "summary":
             # The quantile sketch has no bin for infinity (nor a finite sum to report).
-            bad = not math.isfinite(value) or value < 0.0
+            if finite and value >= 0.0:
+                return
             reason = "a summary observation must be finite and >= 0"
+        elif kind == "histogram":
+            if not finite:
+                reason = (
+                    "a histogram observation must be finite "
+                    "(an infinite one would leave _sum infinite)"
+                )
+            elif value < 0.0 and not self.allows_negative():
+                reason = (
+                    "a histogram observation must be >= 0, so that _sum stays a counter as "
+                    "OpenMetrics requires; to observe negative values, declare a negative bucket "
+                    f'bound, e.g. register({_debug(metric)}, "histogram", '
+                    "buckets=[-10.0, 0.0, 10.0])"
+                )
+            else:
+                return
         else:
             return
-        if bad:
-            raise _error(InvalidMetricValueError, metric, f"{reason} (got {format_float(value)})")
+        raise _error(InvalidMetricValueError, metric, f"{reason} (got {format_float(value)})")
 
 
 class _Series:
@@ -756,12 +782,12 @@ class _Family:
                 pairs.append((name, series.values[index]))
         return pairs
 
-    def series_for(self, labels: Any, clock: Callable[[], float]) -> _Series:
+    def series_for(self, labels: Any, clock: Callable[[], float], what: str) -> _Series:
         names = self.label_names
         if labels is None:
             if not names:
                 return self.series((), clock)
-            raise self._schema_error_for(None)
+            raise self._schema_error_for(None, what)
         if type(labels) is dict and len(labels) == len(names):
             try:
                 key = tuple([labels[n] for n in names])
@@ -774,7 +800,7 @@ class _Family:
         slots: list[str | None] = [None] * len(names)
         mismatch = False
         count = 0
-        for key, value in _items(labels):
+        for key, value in _items(labels, what):
             count += 1
             if not isinstance(key, str):
                 raise _label_name_error(key)
@@ -784,11 +810,11 @@ class _Family:
             else:
                 slots[index] = _value_str(value)
         if mismatch or count != len(names) or any(s is None for s in slots):
-            raise self._schema_error_for(labels)
+            raise self._schema_error_for(labels, what)
         return self.series(tuple(slots), clock)  # type: ignore[arg-type]
 
-    def _schema_error_for(self, labels: Any) -> Exception:
-        return self.schema_error(_given_names(labels))
+    def _schema_error_for(self, labels: Any, what: str) -> Exception:
+        return self.schema_error(_given_names(labels, what))
 
     def detach_all(self) -> None:
         for series in self.all_series():
@@ -797,20 +823,20 @@ class _Family:
                 self.shared[0].remove(series.record)
 
 
-def _given_names(labels: Any) -> list[str]:
+def _given_names(labels: Any, what: str) -> list[str]:
     names = []
     if labels is not None:
-        for key, _ in _items(labels):
+        for key, _ in _items(labels, what):
             if not isinstance(key, str):
                 raise _label_name_error(key)
             names.append(str.__str__(key))
     return names
 
 
-def _pairs(labels: Any) -> list[tuple[str, str]]:
+def _pairs(labels: Any, what: str) -> list[tuple[str, str]]:
     pairs = []
     if labels is not None:
-        for key, value in _items(labels):
+        for key, value in _items(labels, what):
             if not isinstance(key, str):
                 raise _label_name_error(key)
             pairs.append((str.__str__(key), _value_str(value)))
@@ -837,7 +863,7 @@ class MetricSet:
     ) -> None:
         prefix = _str(prefix, "prefix")
         directory = None if multiprocess_dir is None else os.fspath(multiprocess_dir)
-        defaults = _pairs(default_labels)
+        defaults = _pairs(default_labels, "default_labels")
         bucket_list = [_f64(b) for b in buckets] if buckets is not None else list(_DEFAULT_BUCKETS)
         quantile_list = (
             [_f64(q) for q in quantiles] if quantiles is not None else list(_DEFAULT_QUANTILES)
@@ -847,11 +873,11 @@ class MetricSet:
         age_buckets = _usize(summary_age_buckets)
         accuracy = _f64(summary_relative_accuracy)
         max_bins = _usize(summary_max_bins)
-        if prefix and not _METRIC_NAME.fullmatch(prefix):
+        if prefix and (not _METRIC_NAME.fullmatch(prefix) or prefix == "_"):
             raise _error(
                 InvalidMetricNameError,
                 prefix,
-                "prefix must be empty or match [a-zA-Z_:][a-zA-Z0-9_:]*",
+                "prefix must be empty or match [a-zA-Z_:][a-zA-Z0-9_:]* (and not be '_' alone)",
             )
         defaults.sort()
         for name, _ in defaults:
@@ -904,7 +930,9 @@ class MetricSet:
         if family is not None and family.kind == kind:
             return family
         name = _str(name, "name")
-        return self._register(name, kind, None, _given_names(labels), None, None, explicit=False)
+        return self._register(
+            name, kind, None, _given_names(labels, name), None, None, explicit=False
+        )
 
     def _register(  # noqa: PLR0917 - internal, mirrors the core's steps
         self,
@@ -1132,26 +1160,26 @@ class MetricSet:
         value = _f64(value)
         family = self._family(name, "counter", labels)
         family.layout.check(value, name)
-        family.series_for(labels, self._now).counter_add(name, value)
+        family.series_for(labels, self._now, name).counter_add(name, value)
 
     def gauge(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
         """Sets a gauge to ``value``."""
         value = _f64(value)
         family = self._family(name, "gauge", labels)
-        family.series_for(labels, self._now).gauge_set(value)
+        family.series_for(labels, self._now, name).gauge_set(value)
 
     def gauge_add(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
         """Adds ``value`` (may be negative) to a gauge."""
         value = _f64(value)
         family = self._family(name, "gauge", labels)
-        family.series_for(labels, self._now).gauge_add(value)
+        family.series_for(labels, self._now, name).gauge_add(value)
 
     def histogram(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
         """Observes ``value``; inside a sampled span it becomes the bucket's exemplar."""
         value = _f64(value)
         family = self._family(name, "histogram", labels)
         family.layout.check(value, name)
-        series = family.series_for(labels, self._now)
+        series = family.series_for(labels, self._now, name)
         series.histogram_observe(name, value, self._exemplar())
 
     def summary(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
@@ -1159,7 +1187,7 @@ class MetricSet:
         value = _f64(value)
         family = self._family(name, "summary", labels)
         family.layout.check(value, name)
-        series = family.series_for(labels, self._now)
+        series = family.series_for(labels, self._now, name)
         series.summary_observe(name, value, self._now())
 
     def register(  # noqa: PLR0917 - mirrors the native signature
@@ -1178,8 +1206,8 @@ class MetricSet:
         if kind not in _KINDS:
             raise _error(
                 InvalidArgumentError,
-                kind,
-                "metric type must be one of counter, gauge, histogram, summary",
+                name,
+                f"metric type {_debug(kind)} must be one of counter, gauge, histogram, summary",
             )
         mode = (
             None
@@ -1194,7 +1222,7 @@ class MetricSet:
     def _handle(self, kind: str, name: str, labels: Any) -> _Handle:
         name = _str(name, "name")
         family = self._family(name, kind, labels)
-        series = family.series_for(labels, self._now)
+        series = family.series_for(labels, self._now, name)
         return _Handle(self, kind, name, family.label_names, series)
 
     def counter_series(self, name: str, labels: Mapping[str, Any] | None = None) -> CounterSeries:
@@ -1222,7 +1250,7 @@ class MetricSet:
     ) -> tuple[str, float, float, list[tuple[float, float]]] | None:
         """``(type, value_or_count, sum, pairs)`` of the matching series, or ``None``."""
         name = _str(name, "name")
-        wanted = _pairs(labels)
+        wanted = _pairs(labels, name)
         aggregate = self._aggregate()
         if aggregate is not None:
             return aggregate._read(_join_prefix(self._prefix, name), wanted)
@@ -1711,19 +1739,19 @@ class OperationRecorder:
 
     def _record_labelled(self, operation: str, seconds: float, success: bool, labels: Any) -> None:
         registry = self._registry
-        extra = _given_names(labels)
+        extra = _given_names(labels, operation)
         self._declare(extra)
-        merged = dict(_items(labels))
+        merged = dict(_items(labels, operation))
         merged["store"] = self._store
         merged["operation"] = operation
         duration_labels = dict(merged)
         merged["status"] = "success" if success else "failure"
         counter_family = registry._family(_OPERATIONS, "counter", merged)
         counter_family.layout.check(1.0, _OPERATIONS)
-        counter = counter_family.series_for(merged, registry._now)
+        counter = counter_family.series_for(merged, registry._now, _OPERATIONS)
         histogram_family = registry._family(_DURATION, "histogram", duration_labels)
         histogram_family.layout.check(seconds, _DURATION)
-        histogram = histogram_family.series_for(duration_labels, registry._now)
+        histogram = histogram_family.series_for(duration_labels, registry._now, _DURATION)
         counter.counter_add(_OPERATIONS, 1.0)
         histogram.histogram_observe(_DURATION, seconds, registry._exemplar())
 
@@ -1751,8 +1779,12 @@ class OperationRecorder:
                 name,
                 "record_operation needs duration_ms= or duration_seconds",
             )
-        if math.isnan(seconds):
-            raise _error(InvalidMetricValueError, name, "the duration is NaN")
+        if not math.isfinite(seconds):
+            raise _error(
+                InvalidMetricValueError,
+                name,
+                f"the duration must be a finite number (got {format_float(seconds)} seconds)",
+            )
         seconds = max(seconds, 0.0)
         if labels is not None:
             self._record_labelled(name, seconds, ok, labels)

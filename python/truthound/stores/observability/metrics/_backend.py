@@ -40,6 +40,54 @@ def _noop(*_args: Any, **_kwargs: Any) -> None:
     """Recording on a backend whose config has ``enabled=False``."""
 
 
+class DisabledSeries:
+    """The series handle of a backend whose config has ``enabled=False``: it has the methods
+    of the four handle types (``inc``, ``dec``, ``set``, ``observe``) and records nothing;
+    ``value`` stays 0.0. Like the other recording calls of a disabled backend, it checks
+    nothing either."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, labels: Labels) -> None:
+        items = labels.items() if labels is not None and hasattr(labels, "items") else ()
+        self._labels = sorted((str(k), str(v)) for k, v in items)
+
+    def inc(self, value: float = 1.0) -> None:
+        """Records nothing."""
+
+    def dec(self, value: float = 1.0) -> None:
+        """Records nothing."""
+
+    def set(self, value: float) -> None:
+        """Records nothing."""
+
+    def observe(self, value: float) -> None:
+        """Records nothing."""
+
+    @property
+    def value(self) -> float:
+        """Always 0.0."""
+        return 0.0
+
+    @property
+    def labels(self) -> list[tuple[str, str]]:
+        """The label names and values the handle was asked for, sorted by name."""
+        return list(self._labels)
+
+    def __repr__(self) -> str:
+        return f"DisabledSeries(labels={self._labels!r})"
+
+
+def _metric_type(name: str, metric_type: MetricType | str) -> MetricType:
+    try:
+        return MetricType(metric_type)
+    except ValueError:
+        choices = ", ".join(t.value for t in MetricType)
+        raise InvalidArgumentError(
+            f"{name!r}: metric type {metric_type!r} must be one of {choices}"
+        ) from None
+
+
 class Metric:
     """A declared metric (from ``register``): its name, type, help and label names.
 
@@ -159,8 +207,9 @@ class _CoreBackend:
 
     def increment(self, name: str, value: float = 1.0, labels: Labels = None) -> None:
         """Adds ``value`` (default 1) to a counter. ``name`` with or without ``_total`` is the
-        same counter, exposed as ``{name}_total``. Negative or NaN increments raise
-        ``InvalidMetricValueError``."""
+        same counter, exposed as ``{name}_total``. Negative, NaN or infinite increments raise
+        ``InvalidMetricValueError`` (one infinite increment would leave it infinite for good).
+        ``labels`` must be a mapping (``InvalidArgumentTypeError`` otherwise)."""
         self._core.increment(name, value, labels)
 
     def counter(self, name: str, value: float = 1.0, labels: Labels = None) -> None:
@@ -177,7 +226,13 @@ class _CoreBackend:
 
     def histogram(self, name: str, value: float, labels: Labels = None) -> None:
         """Observes ``value`` into a histogram (the backend's buckets unless registered with
-        others). Inside a sampled span the observation becomes its bucket's exemplar."""
+        others). Inside a sampled span the observation becomes its bucket's exemplar.
+
+        NaN and infinite values raise ``InvalidMetricValueError``, and so do negative ones
+        unless a bucket bound is negative: ``_sum`` must stay a counter (OpenMetrics), so a
+        histogram of values that can be negative declares it, e.g.
+        ``register(name, "histogram", buckets=[-10, 0, 10])`` (its ``_sum``/``_count`` are
+        then left out of the OpenMetrics exposition)."""
         self._core.histogram(name, value, labels)
 
     def summary(self, name: str, value: float, labels: Labels = None) -> None:
@@ -215,18 +270,21 @@ class _CoreBackend:
         (default ``livesum``). Ignored in single-process mode.
 
         Declaring an identical metric again returns the same ``Metric``; a different type,
-        label names, buckets, quantiles or help raises ``MetricConflictError``.
+        label names, buckets, quantiles or help raises ``MetricConflictError``; an unknown
+        type raises ``InvalidArgumentError`` naming the metric. On a disabled backend nothing
+        is declared (the export stays empty) and the ``Metric``'s handles record nothing.
         """
-        kind = MetricType(metric_type)
-        self._core.register(
-            kind.value,
-            name,
-            documentation or None,
-            list(label_names),
-            list(buckets) if buckets is not None else None,
-            list(quantiles) if quantiles is not None else None,
-            None if multiprocess_mode is None else str(multiprocess_mode),
-        )
+        kind = _metric_type(name, metric_type)
+        if self.config.enabled:
+            self._core.register(
+                kind.value,
+                name,
+                documentation or None,
+                list(label_names),
+                list(buckets) if buckets is not None else None,
+                list(quantiles) if quantiles is not None else None,
+                None if multiprocess_mode is None else str(multiprocess_mode),
+            )
         with self._metrics_lock:
             key = f"{kind.value}:{name}"
             metric = self._metrics.get(key)
@@ -235,20 +293,33 @@ class _CoreBackend:
                 self._metrics[key] = metric
             return metric
 
-    def counter_series(self, name: str, labels: Labels = None) -> CounterSeries:
+    # A disabled backend hands out `DisabledSeries` (creating a real series would already
+    # show it, at 0, in the export).
+
+    def counter_series(self, name: str, labels: Labels = None) -> CounterSeries | DisabledSeries:
         """A pre-bound counter series for the hottest loops: ``series.inc(value=1.0)``."""
+        if not self.config.enabled:
+            return DisabledSeries(labels)
         return self._core.counter_series(name, labels)
 
-    def gauge_series(self, name: str, labels: Labels = None) -> GaugeSeries:
+    def gauge_series(self, name: str, labels: Labels = None) -> GaugeSeries | DisabledSeries:
         """A pre-bound gauge series: ``set(v)``, ``inc(v=1)``, ``dec(v=1)``."""
+        if not self.config.enabled:
+            return DisabledSeries(labels)
         return self._core.gauge_series(name, labels)
 
-    def histogram_series(self, name: str, labels: Labels = None) -> HistogramSeries:
+    def histogram_series(
+        self, name: str, labels: Labels = None
+    ) -> HistogramSeries | DisabledSeries:
         """A pre-bound histogram series: ``observe(v)`` (with exemplars, as ``histogram``)."""
+        if not self.config.enabled:
+            return DisabledSeries(labels)
         return self._core.histogram_series(name, labels)
 
-    def summary_series(self, name: str, labels: Labels = None) -> SummarySeries:
+    def summary_series(self, name: str, labels: Labels = None) -> SummarySeries | DisabledSeries:
         """A pre-bound summary series: ``observe(v)``."""
+        if not self.config.enabled:
+            return DisabledSeries(labels)
         return self._core.summary_series(name, labels)
 
     def _operation_recorder(
@@ -373,7 +444,9 @@ class _CoreBackend:
 
     @property
     def prefix(self) -> str:
-        """The prefix joined to every metric name (see the README for the joining rule)."""
+        """The prefix joined to every metric name, as configured: names are exposed as
+        ``{prefix}_{name}`` with one trailing ``_`` of the prefix dropped (``"app"`` and
+        ``"app_"`` both give ``app_requests_total``), or bare with an empty prefix."""
         return self.config.prefix
 
     @property
@@ -517,9 +590,13 @@ class PrometheusMetricsBackend(_CoreBackend):
 
         ``port`` defaults to ``config.http_port`` (0 picks a free port), ``path`` to
         ``config.http_path``. ``addr`` defaults to loopback so metrics are not exposed to the
-        network by accident: pass ``"0.0.0.0"`` (or ``"::"``) for a Prometheus on another
-        host. The endpoint negotiates OpenMetrics or text from ``Accept`` (q-values honoured)
-        and gzip from ``Accept-Encoding``. Raises ``MetricsServerError`` when it cannot bind.
+        network by accident: pass ``"0.0.0.0"`` (IPv4) or ``"::"`` (IPv6 and IPv4) for a
+        Prometheus on another host; ``"::1"`` is the IPv6 loopback, and a host name binds its
+        first address. The endpoint negotiates OpenMetrics or text from ``Accept`` (q-values
+        honoured) and gzip from ``Accept-Encoding``; an idle keep-alive connection is closed
+        after 30 s. Raises ``MetricsServerError`` when it cannot bind, and
+        ``InvalidArgumentTypeError``/``InvalidArgumentError`` for a bad ``port``, ``addr`` or
+        ``path``.
         """
         with self._server_lock:
             if self._server is not None:
@@ -536,7 +613,8 @@ class PrometheusMetricsBackend(_CoreBackend):
             return self._server.port
 
     def stop_http_server(self) -> None:
-        """Stops the endpoint and frees its port (no-op when it is not running)."""
+        """Stops the endpoint and frees its port (no-op when it is not running). Open
+        connections are closed too: a keep-alive client gets no further response."""
         with self._server_lock:
             server, self._server = self._server, None
         if server is not None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import _fork
-from ..errors import InvalidArgumentError, InvalidMetricValueError
+from ..errors import InvalidArgumentError, InvalidArgumentTypeError, InvalidMetricValueError
 from ._values import MetricType
 
 __all__ = ["STANDARD_METRICS", "StoreMetrics"]
@@ -68,7 +68,9 @@ class StoreMetrics:
     rule: a special case that merged the repeated ``store`` would make the standard
     ``store_operations_total`` collide with a user's ``operations_total``.)
     ``backend`` may be any metrics backend (ours, a ``MetricsRegistry``, or an object with the
-    ``MetricsBackend`` protocol). Durations are clamped at 0 (a clock step must not raise).
+    ``MetricsBackend`` protocol). Durations are clamped at 0 (a clock step must not raise);
+    a NaN or infinite duration raises ``InvalidMetricValueError``. On a backend whose config
+    has ``enabled=False`` every method records nothing.
     """
 
     def __init__(
@@ -135,9 +137,17 @@ class StoreMetrics:
             raise InvalidArgumentError(
                 f"record_operation({operation!r}): give duration_ms= or duration_seconds"
             )
-        if math.isnan(seconds):
-            raise InvalidMetricValueError(f"record_operation({operation!r}): duration is NaN")
+        if not math.isfinite(seconds):
+            raise InvalidMetricValueError(
+                f"record_operation({operation!r}): the duration must be a finite number "
+                f"(got {seconds!r} seconds)"
+            )
         seconds = max(seconds, 0.0)
+        if labels is not None and not isinstance(labels, Mapping):
+            raise InvalidArgumentTypeError(
+                f"record_operation({operation!r}): labels must be a mapping of label names "
+                f"to values (a dict), not {type(labels).__name__}"
+            )
         if labels is None and self._can_bind:
             handles = self._op_handles.get((operation, success))
             if handles is None:

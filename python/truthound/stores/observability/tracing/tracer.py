@@ -8,7 +8,9 @@ context to continue one).
 
 from __future__ import annotations
 
+import os
 import threading
+import warnings
 from collections import deque
 from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime
@@ -353,13 +355,18 @@ class _RecordingTracer(Tracer):
     ) -> Span:
         """Starts a span: a child of ``parent`` (a ``SpanContext``, e.g. from
         ``SpanContext.from_traceparent``, or a span), else of ``context`` (an
-        ``ObservabilityContext``, existing API), else of the current span, else a new trace.
+        ``ObservabilityContext`` carrying a ``trace_id``, existing API), else of the current
+        span, else a new trace.
 
         A remote parent is continued: same trace id, the remote span id as parent span id, its
         sampled flag honoured by the parent-based sampler. Use the span with ``with`` to make it
         current for the block.
         """
-        if parent is None and context is None:
+        # An ObservabilityContext without a trace id (a request context, say) says who, not
+        # where in a trace: the span then nests under the current span like any other.
+        if parent is None and (
+            context is None or (isinstance(context, ObservabilityContext) and not context.trace_id)
+        ):
             current = _current_span.get()
             parent_context = current.context if current is not None else self._ambient_parent()  # type: ignore[attr-defined]
         else:
@@ -464,8 +471,44 @@ class InMemoryTracer(_RecordingTracer):
 # The factory's cache lock: a child forked while another thread held it must not inherit it held.
 _fork.track(Tracer, "_cache_lock")
 
+#: The options every recording tracer takes (the others are the exporter's).
+_RECORDING_OPTIONS = (
+    "service_name",
+    "sampler",
+    "sample_ratio",
+    "max_attributes",
+    "max_events",
+    "max_links",
+    "record_exceptions",
+    "record_attributes",
+)
+#: The OpenTelemetry variables that name an OTLP endpoint for traces.
+_OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
 
 def _opentelemetry_or_memory(config: TracingConfig, **options: Any) -> Tracer:
+    """An ``OpenTelemetryTracer`` for the configured exporter.
+
+    The OTLP exporter with no endpoint anywhere (neither ``config.endpoint``, a keyword, nor the
+    ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`` variables) gives an ``InMemoryTracer`` and one
+    warning instead of sending to a guessed ``localhost:4317``: the defaults must not reach for
+    the network (nor make ``close()`` wait for a collector that is not there).
+    """
+    if (
+        config.exporter == "otlp"
+        and not config.endpoint
+        and not options.get("endpoint")
+        and not options.get("span_exporter")
+        and not any(os.environ.get(name) for name in _OTLP_ENDPOINT_VARIABLES)
+    ):
+        warnings.warn(
+            "tracing: no OTLP endpoint is configured (TracingConfig.endpoint or "
+            "OTEL_EXPORTER_OTLP_ENDPOINT); spans are kept in memory",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        recording = {key: options[key] for key in _RECORDING_OPTIONS if key in options}
+        return InMemoryTracer(config, **recording)
     # Imported here: export.py builds on this module. Without OpenTelemetry installed the
     # tracer warns and keeps spans in memory (see OpenTelemetryTracer).
     from .export import OpenTelemetryTracer
