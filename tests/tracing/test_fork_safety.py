@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from forking import KeepAliveOtlpReceiver, held, run_forked
 
+from truthound.stores.observability.config import TracingConfig
 from truthound.stores.observability.tracing import InMemoryTracer, OpenTelemetryTracer, Tracer
 
 pytestmark = [
@@ -109,7 +110,8 @@ def _use_memory(tracer: Any) -> None:
 
 
 def _use_factory(_: Any) -> None:
-    assert Tracer.get_tracer() is Tracer.get_tracer()
+    disabled = TracingConfig(enabled=False)
+    assert Tracer.get_tracer(disabled) is Tracer.get_tracer(disabled)
 
 
 # (the tracer, the lock another thread holds at the fork, what the child does)
