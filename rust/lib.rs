@@ -4,10 +4,13 @@
 //! `cargo test` runs them without a Python interpreter; `py` is the thin binding layer, compiled only
 //! with the `python` feature that maturin enables. Python code never imports this module directly:
 //! the documented modules choose it (or the pure-Python mirror in `_pure/`) through `_core.py`.
+//! Shared by the pillars: `error`, `float` and `fork` (what a forked child may use of its parent's
+//! state: the fork gate and per-process values).
 
 pub mod audit;
 pub mod error;
 pub mod float;
+pub mod fork;
 pub mod metrics;
 pub mod tracing;
 

@@ -8,11 +8,19 @@
 //!
 //! Accounting (exact at quiescence): `accepted = persisted + failed + pending`, and every record
 //! offered but not accepted is counted in `dropped`.
+//!
+//! Fork safety: the batch, its locks, the counters and the writer thread belong to one process
+//! ([`PerProcess`]). A forked child starts with an empty queue, zero counters and (on its first
+//! record) a writer thread of its own, made from the same sink factory; it never touches the
+//! inherited queue, so a lock held there by a thread that does not exist in the child cannot
+//! block it, and the records the parent had queued are written once, by the parent.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crate::fork::{Current, PerProcess, ProcessLocal};
 
 /// A batch of queued records.
 pub trait Batch: Default + Send + 'static {
@@ -58,6 +66,9 @@ pub trait BatchSink<B: Batch>: Send + 'static {
     fn close(&mut self);
 }
 
+/// Makes the sink of a writer thread (one per process).
+pub type SinkFactory<B> = Box<dyn Fn() -> Box<dyn BatchSink<B>> + Send + Sync>;
+
 /// What to do when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
@@ -71,13 +82,14 @@ pub enum Overflow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
     Accepted,
-    /// The queue was full (and stayed full for the whole block timeout).
+    /// The queue was full (and stayed full for the whole block timeout), or no writer thread
+    /// could be started.
     Dropped,
     /// The queue is closed.
     Closed,
 }
 
-/// Public counters.
+/// Public counters (of this process).
 #[derive(Debug, Default)]
 pub struct QueueStats {
     pub accepted: AtomicU64,
@@ -86,12 +98,22 @@ pub struct QueueStats {
     pub failed: AtomicU64,
 }
 
-// Four independent flags guarded by one mutex; a state machine would not make them clearer.
+/// A snapshot of [`QueueStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub accepted: u64,
+    pub dropped: u64,
+    pub persisted: u64,
+    pub failed: u64,
+}
+
+// Five independent flags guarded by one mutex; a state machine would not make them clearer.
 #[allow(clippy::struct_excessive_bools)]
 struct State<B> {
     batch: B,
     closing: bool,
     stopped: bool,
+    writer_started: bool,
     writer_sleeping: bool,
     wake_sent: bool,
     producers_waiting: usize,
@@ -102,41 +124,24 @@ struct State<B> {
     flushed: u64,
 }
 
+/// One process's queue.
 struct Shared<B> {
     state: Mutex<State<B>>,
     writer_wake: Condvar,
     room: Condvar,
     progress: Condvar,
-    capacity: usize,
-    overflow: Overflow,
     stats: QueueStats,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A bounded queue with its writer thread.
-pub struct AsyncQueue<B: Batch> {
-    shared: Arc<Shared<B>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl<B: Batch> AsyncQueue<B> {
-    /// Starts the writer thread. `flush_interval` is the period of the sink's timed flush.
-    pub fn start(
-        sink: impl BatchSink<B>,
-        capacity: usize,
-        overflow: Overflow,
-        flush_interval: Duration,
-    ) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared {
+impl<B: Batch> Shared<B> {
+    fn new(closed: bool) -> Self {
+        Self {
             state: Mutex::new(State {
                 batch: B::default(),
-                closing: false,
-                stopped: false,
+                closing: closed,
+                stopped: closed,
+                writer_started: false,
                 writer_sleeping: false,
                 wake_sent: false,
                 producers_waiting: 0,
@@ -148,73 +153,137 @@ impl<B: Batch> AsyncQueue<B> {
             writer_wake: Condvar::new(),
             room: Condvar::new(),
             progress: Condvar::new(),
+            stats: QueueStats::default(),
+            writer: Mutex::new(None),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A bounded queue with its writer thread (one queue and one thread per process).
+pub struct AsyncQueue<B: Batch> {
+    shared: PerProcess<Shared<B>>,
+    make_sink: Arc<SinkFactory<B>>,
+    capacity: usize,
+    overflow: Overflow,
+    interval: Duration,
+    /// Closed by `close()` or drop, in this process or an ancestor before the fork.
+    closed: AtomicBool,
+}
+
+impl<B: Batch> AsyncQueue<B> {
+    /// Starts the writer thread. `flush_interval` is the period of the sink's timed flush;
+    /// `make_sink` makes the sink of the writer thread (again in each forked child that logs).
+    pub fn start(
+        make_sink: SinkFactory<B>,
+        capacity: usize,
+        overflow: Overflow,
+        flush_interval: Duration,
+    ) -> std::io::Result<Self> {
+        let queue = Self {
+            shared: PerProcess::new(Shared::new(false)),
+            make_sink: Arc::new(make_sink),
             capacity: capacity.max(1),
             overflow,
-            stats: QueueStats::default(),
-        });
-        let thread_shared = Arc::clone(&shared);
-        let handle = std::thread::Builder::new()
-            .name("truthound-audit-writer".to_owned())
-            .spawn(move || writer_loop(&thread_shared, sink, flush_interval))?;
-        Ok(Self {
-            shared,
-            writer: Mutex::new(Some(handle)),
-        })
+            interval: flush_interval,
+            closed: AtomicBool::new(false),
+        };
+        let shared = queue.current();
+        let mut state = lock(&shared.state);
+        queue.spawn_writer(&shared, &mut state)?;
+        drop(state);
+        drop(shared);
+        Ok(queue)
     }
 
+    /// This process's queue (a fresh, empty one in a forked child).
+    fn current(&self) -> Current<Shared<B>> {
+        self.shared
+            .get(|| Shared::new(self.closed.load(Ordering::Acquire)), |_| {})
+    }
+
+    /// Starts this process's writer thread. The caller holds the state lock.
+    fn spawn_writer(
+        &self,
+        shared: &Arc<ProcessLocal<Shared<B>>>,
+        state: &mut State<B>,
+    ) -> std::io::Result<()> {
+        let thread_shared = Arc::clone(shared);
+        let make_sink = Arc::clone(&self.make_sink);
+        let interval = self.interval;
+        let handle = crate::fork::spawn(
+            std::thread::Builder::new().name("truthound-audit-writer".to_owned()),
+            move || writer_loop(&thread_shared, make_sink(), interval),
+        )?;
+        state.writer_started = true;
+        *lock(&shared.writer) = Some(handle);
+        Ok(())
+    }
+
+    /// This process's counters.
     #[must_use]
-    pub fn stats(&self) -> &QueueStats {
-        &self.shared.stats
+    pub fn stats(&self) -> Counts {
+        let shared = self.current();
+        let s = &shared.stats;
+        Counts {
+            accepted: s.accepted.load(Ordering::Acquire),
+            dropped: s.dropped.load(Ordering::Acquire),
+            persisted: s.persisted.load(Ordering::Acquire),
+            failed: s.failed.load(Ordering::Acquire),
+        }
     }
 
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.shared.capacity
+        self.capacity
     }
 
-    /// Records queued and not yet written.
+    /// Records queued (by this process) and not yet written.
     #[must_use]
     pub fn pending(&self) -> u64 {
-        let s = &self.shared.stats;
-        let accepted = s.accepted.load(Ordering::Acquire);
-        accepted
-            .saturating_sub(s.persisted.load(Ordering::Acquire) + s.failed.load(Ordering::Acquire))
+        let c = self.stats();
+        c.accepted.saturating_sub(c.persisted + c.failed)
     }
 
     /// Offers a record without ever waiting: `add` appends it to the batch when there is room.
-    /// Returns `None` when the queue is full and the policy is to block (call [`Self::offer`]).
+    /// Returns `Err(add)` when the queue is full and the policy is to block (call
+    /// [`Self::offer`]).
     pub fn try_offer(&self, add: impl FnOnce(&mut B)) -> Result<Offer, impl FnOnce(&mut B)> {
-        let shared = &*self.shared;
+        let shared = self.current();
         let mut state = lock(&shared.state);
         if state.closing {
             return Ok(Offer::Closed);
         }
-        if state.batch.count() >= shared.capacity {
-            if shared.overflow == Overflow::DropNewest {
+        if state.batch.count() >= self.capacity {
+            if self.overflow == Overflow::DropNewest {
                 shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 return Ok(Offer::Dropped);
             }
             return Err(add);
         }
-        Self::accept(shared, &mut state, add);
-        Ok(Offer::Accepted)
+        Ok(self.accept(&shared, &mut state, add))
     }
 
     /// Offers a record, waiting for room per the overflow policy (may block).
     pub fn offer(&self, add: impl FnOnce(&mut B)) -> Offer {
-        let shared = &*self.shared;
+        let shared = self.current();
         let mut state = lock(&shared.state);
         if state.closing {
             return Offer::Closed;
         }
-        if state.batch.count() >= shared.capacity {
-            let Overflow::Block(timeout) = shared.overflow else {
+        if state.batch.count() >= self.capacity {
+            let Overflow::Block(timeout) = self.overflow else {
                 shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 return Offer::Dropped;
             };
             let deadline = Instant::now() + timeout;
             state.producers_waiting += 1;
-            while state.batch.count() >= shared.capacity && !state.closing {
+            while state.batch.count() >= self.capacity && !state.closing {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
@@ -229,16 +298,25 @@ impl<B: Batch> AsyncQueue<B> {
             if state.closing {
                 return Offer::Closed;
             }
-            if state.batch.count() >= shared.capacity {
+            if state.batch.count() >= self.capacity {
                 shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 return Offer::Dropped;
             }
         }
-        Self::accept(shared, &mut state, add);
-        Offer::Accepted
+        self.accept(&shared, &mut state, add)
     }
 
-    fn accept(shared: &Shared<B>, state: &mut State<B>, add: impl FnOnce(&mut B)) {
+    fn accept(
+        &self,
+        shared: &Arc<ProcessLocal<Shared<B>>>,
+        state: &mut State<B>,
+        add: impl FnOnce(&mut B),
+    ) -> Offer {
+        if !state.writer_started && self.spawn_writer(shared, state).is_err() {
+            // A forked child that cannot start its writer thread: refuse, counted.
+            shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return Offer::Dropped;
+        }
         add(&mut state.batch);
         state.accepted += 1;
         shared.stats.accepted.fetch_add(1, Ordering::Release);
@@ -246,14 +324,16 @@ impl<B: Batch> AsyncQueue<B> {
             state.wake_sent = true;
             shared.writer_wake.notify_one();
         }
+        Offer::Accepted
     }
 
-    /// Waits until every record accepted before this call is written and the sink flushed.
-    /// Returns `false` on timeout (or when the writer has stopped with records unwritten).
+    /// Waits until every record accepted (by this process) before this call is written and the
+    /// sink flushed. Returns `false` on timeout (or when the writer has stopped with records
+    /// unwritten).
     pub fn flush(&self, timeout: Duration) -> bool {
-        let shared = &*self.shared;
+        let shared = self.current();
         let mut state = lock(&shared.state);
-        if state.stopped {
+        if state.stopped || !state.writer_started {
             return state.done >= state.accepted;
         }
         let target = state.accepted;
@@ -278,14 +358,18 @@ impl<B: Batch> AsyncQueue<B> {
         state.done >= target
     }
 
-    /// Stops accepting, drains everything queued, flushes and closes the sink, and joins the
-    /// writer. Returns `false` if that did not finish within `timeout` (the writer keeps draining
-    /// in the background). Idempotent.
+    /// Stops accepting, drains everything queued (by this process), flushes and closes the
+    /// sink, and joins the writer. Returns `false` if that did not finish within `timeout` (the
+    /// writer keeps draining in the background). Idempotent.
     pub fn close(&self, timeout: Duration) -> bool {
-        let shared = &*self.shared;
+        self.closed.store(true, Ordering::Release);
+        let shared = self.current();
         {
             let mut state = lock(&shared.state);
             state.closing = true;
+            if !state.writer_started {
+                state.stopped = true;
+            }
             shared.writer_wake.notify_one();
             shared.room.notify_all();
             let deadline = Instant::now() + timeout;
@@ -301,7 +385,7 @@ impl<B: Batch> AsyncQueue<B> {
                     .0;
             }
         }
-        if let Some(handle) = lock(&self.writer).take() {
+        if let Some(handle) = lock(&shared.writer).take() {
             let _ = handle.join();
         }
         true
@@ -309,22 +393,25 @@ impl<B: Batch> AsyncQueue<B> {
 
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        lock(&self.shared.state).closing
+        self.closed.load(Ordering::Acquire)
     }
 }
 
 impl<B: Batch> Drop for AsyncQueue<B> {
     fn drop(&mut self) {
         // Never wait here (the caller may hold resources the writer needs); the writer drains
-        // what is queued and exits on its own.
-        let mut state = lock(&self.shared.state);
-        state.closing = true;
-        self.shared.writer_wake.notify_one();
-        self.shared.room.notify_all();
+        // what is queued and exits on its own. A queue inherited across a fork is not touched.
+        self.closed.store(true, Ordering::Release);
+        if let Some(shared) = self.shared.if_current() {
+            let mut state = lock(&shared.state);
+            state.closing = true;
+            shared.writer_wake.notify_one();
+            shared.room.notify_all();
+        }
     }
 }
 
-fn writer_loop<B: Batch>(shared: &Shared<B>, mut sink: impl BatchSink<B>, interval: Duration) {
+fn writer_loop<B: Batch>(shared: &Shared<B>, mut sink: Box<dyn BatchSink<B>>, interval: Duration) {
     let interval = if interval.is_zero() {
         Duration::from_secs(3600)
     } else {
@@ -397,8 +484,14 @@ fn writer_loop<B: Batch>(shared: &Shared<B>, mut sink: impl BatchSink<B>, interv
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fork::testing::in_child;
 
     struct Collect(Arc<Mutex<Vec<u32>>>, u32);
+
+    fn collect(seen: &Arc<Mutex<Vec<u32>>>, poison: u32) -> SinkFactory<Vec<u32>> {
+        let seen = Arc::clone(seen);
+        Box::new(move || Box::new(Collect(Arc::clone(&seen), poison)))
+    }
 
     impl BatchSink<Vec<u32>> for Collect {
         fn write_batch(&mut self, batch: &mut Vec<u32>) -> u64 {
@@ -415,7 +508,7 @@ mod tests {
     fn accounts_for_every_record_and_flush_waits_for_them() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let queue = AsyncQueue::start(
-            Collect(Arc::clone(&seen), 7),
+            collect(&seen, 7),
             16,
             Overflow::DropNewest,
             Duration::from_millis(50),
@@ -427,15 +520,12 @@ mod tests {
             let _ = queue.offer(|b: &mut Vec<u32>| b.push(i));
         }
         assert!(queue.flush(Duration::from_secs(10)));
-        let s = queue.stats();
-        let (accepted, dropped) = (
-            s.accepted.load(Ordering::Relaxed),
-            s.dropped.load(Ordering::Relaxed),
-        );
-        let (persisted, failed) = (
-            s.persisted.load(Ordering::Relaxed),
-            s.failed.load(Ordering::Relaxed),
-        );
+        let Counts {
+            accepted,
+            dropped,
+            persisted,
+            failed,
+        } = queue.stats();
         assert_eq!(accepted + dropped, offered);
         assert_eq!(persisted + failed, accepted);
         assert_eq!(lock(&seen).len() as u64, persisted);
@@ -448,7 +538,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let queue = Arc::new(
             AsyncQueue::start(
-                Collect(Arc::clone(&seen), u32::MAX),
+                collect(&seen, u32::MAX),
                 4,
                 Overflow::Block(Duration::from_secs(30)),
                 Duration::from_millis(50),
@@ -476,5 +566,90 @@ mod tests {
         seen.sort_unstable();
         seen.dedup();
         assert_eq!(seen.len(), 20_000);
+    }
+
+    #[test]
+    fn a_forked_child_gets_its_own_queue_and_writer() {
+        // Records count, sum and max (atomics: a lock of the test's own would not survive the
+        // fork either). A slow sink keeps records queued; a producer keeps taking the lock.
+        #[derive(Default)]
+        struct Seen {
+            count: AtomicU64,
+            sum: AtomicU64,
+            max: AtomicU64,
+        }
+        struct Slow(Arc<Seen>);
+        impl BatchSink<Vec<u32>> for Slow {
+            fn write_batch(&mut self, batch: &mut Vec<u32>) -> u64 {
+                std::thread::sleep(Duration::from_millis(2));
+                for v in batch.iter() {
+                    self.0.count.fetch_add(1, Ordering::SeqCst);
+                    self.0.sum.fetch_add(u64::from(*v), Ordering::SeqCst);
+                    self.0.max.fetch_max(u64::from(*v), Ordering::SeqCst);
+                }
+                0
+            }
+            fn flush(&mut self) {}
+            fn close(&mut self) {}
+        }
+        let seen = Arc::new(Seen::default());
+        let factory_seen = Arc::clone(&seen);
+        let queue = Arc::new(
+            AsyncQueue::start(
+                Box::new(move || Box::new(Slow(Arc::clone(&factory_seen)))),
+                1 << 16,
+                Overflow::Block(Duration::from_secs(30)),
+                Duration::from_millis(20),
+            )
+            .unwrap(),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let (queue, stop) = (Arc::clone(&queue), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(queue.offer(|b: &mut Vec<u32>| b.push(i)), Offer::Accepted);
+                    i = (i + 1) % 1_000_000;
+                }
+            })
+        };
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(3));
+            let status = in_child(|| {
+                // Nothing of the parent's runs here: these are stable.
+                let (count, sum) = (
+                    seen.count.load(Ordering::SeqCst),
+                    seen.sum.load(Ordering::SeqCst),
+                );
+                for i in 0..100 {
+                    let record = 2_000_000 + i;
+                    assert_eq!(
+                        queue.offer(|b: &mut Vec<u32>| b.push(record)),
+                        Offer::Accepted
+                    );
+                }
+                let flushed = queue.flush(Duration::from_secs(10));
+                let mine = queue.stats();
+                flushed
+                    && mine.accepted == 100
+                    && mine.persisted == 100
+                    && queue.pending() == 0
+                    && seen.count.load(Ordering::SeqCst) - count == 100
+                    && seen.sum.load(Ordering::SeqCst) - sum == (2_000_000..2_000_100).sum::<u64>()
+                    && queue.close(Duration::from_secs(10))
+            });
+            assert_eq!(status, 0);
+        }
+        stop.store(true, Ordering::Relaxed);
+        producer.join().unwrap();
+        assert!(queue.close(Duration::from_secs(30)));
+        let counts = queue.stats();
+        assert_eq!(counts.persisted, counts.accepted);
+        assert_eq!(seen.count.load(Ordering::SeqCst), counts.persisted);
+        assert!(
+            seen.max.load(Ordering::SeqCst) < 2_000_000,
+            "no child record in the parent"
+        );
     }
 }

@@ -20,6 +20,12 @@
 //!   written under the *exclusive* lock, so every thread and process extends one chain whose
 //!   head lives in the lock file; each new segment starts with a checkpoint written by whichever
 //!   writer opens it first; pruning (`max_files`, `max_age`) is recorded in a checkpoint.
+//! - Fork safety: descriptors, locks, counters and threads (checkpoint timer, compression) belong
+//!   to one process ([`PerProcess`]). A forked child never uses the ones it inherited: on its
+//!   first write it opens the lock file and the active segment again (an inherited descriptor
+//!   would share its `flock` with the parent, so the two could hold the exclusive lock at the
+//!   same time) and joins the chain as a new writer, with an `open` checkpoint naming it; until
+//!   then it writes nothing, not even at close.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -31,9 +37,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
+
 use crate::audit::chain::{self, ChainKey, ChainState, Checkpoint, STATE_LEN};
 use crate::audit::time::{now_micros, segment_stamp, utc_date};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fork::{Current, PerProcess};
 
 /// When written records are forced to stable storage (`fdatasync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,11 +91,12 @@ pub struct ChainConfig {
     /// A checkpoint is written at least this often, also without records (zero: only at open,
     /// rotation, retention and close).
     pub interval: Duration,
-    /// Names this writer in its checkpoints (process id and a random tag by default).
-    pub writer: String,
+    /// Names this writer in its checkpoints; `None`: the process id and a random tag, drawn
+    /// again in every forked child (each process is a writer of its own).
+    pub writer: Option<String>,
 }
 
-/// Counters of a sink; every loss or failure is counted.
+/// Counters of a sink (of one process); every loss or failure is counted.
 #[derive(Debug, Default)]
 pub struct SinkStats {
     pub written_events: AtomicU64,
@@ -108,24 +118,81 @@ struct State {
     path: PathBuf,
     identity: (u64, u64),
     known_end: u64,
-    lock: File,
+    /// The lock file (`None` until this process opened the sink).
+    lock: Option<File>,
     unsynced_events: u64,
     last_sync: Instant,
+    /// This process opened the sink (its `open` checkpoint is written).
+    opened: bool,
     closed: bool,
 }
 
-/// A rotating append-only segment writer. Thread-safe; share it with `Arc`.
-pub struct FileSink {
-    config: SinkConfig,
+impl State {
+    fn lock_file(&self) -> &File {
+        self.lock.as_ref().expect("the sink is open")
+    }
+}
+
+/// The checkpoint timer of one process.
+struct Timer {
+    handle: JoinHandle<()>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+}
+
+/// What a sink owns in one process (see the module docs on fork safety).
+struct Proc {
     state: Mutex<State>,
     stats: Arc<SinkStats>,
-    last_error: Arc<Mutex<Option<String>>>,
+    compressors: Mutex<Vec<JoinHandle<()>>>,
+    timer: Mutex<Option<Timer>>,
+    /// The writer named in this process's checkpoints.
+    writer: String,
+}
+
+impl Proc {
+    fn new(writer: String, closed: bool) -> Self {
+        Self {
+            state: Mutex::new(State {
+                file: None,
+                path: PathBuf::new(),
+                identity: (0, 0),
+                known_end: 0,
+                lock: None,
+                unsynced_events: 0,
+                last_sync: Instant::now(),
+                opened: false,
+                closed,
+            }),
+            stats: Arc::new(SinkStats::default()),
+            compressors: Mutex::new(Vec::new()),
+            timer: Mutex::new(None),
+            writer,
+        }
+    }
+
+    /// In a forked child: closes the descriptors inherited with `self` when no thread was using
+    /// them at the fork (a `flock` is held only under the state lock, so none is released
+    /// here); otherwise leaves them (they stay open, unused, in the child).
+    fn retire(&self) {
+        if let Ok(mut state) = self.state.try_lock() {
+            state.file = None;
+            state.lock = None;
+        }
+    }
+}
+
+/// A rotating append-only segment writer. Thread-safe; shared as `Arc`.
+pub struct FileSink {
+    config: SinkConfig,
+    proc: PerProcess<Proc>,
+    /// Closed here, or by an ancestor before the fork.
+    closed: AtomicBool,
+    last_error: Arc<ArcSwapOption<String>>,
     clock_offset_us: AtomicI64,
     /// Fixed checkpoint time for tests (`i64::MIN`: the real clock).
     frozen_clock_us: AtomicI64,
-    compressors: Mutex<Vec<JoinHandle<()>>>,
-    timer: Mutex<Option<JoinHandle<()>>>,
-    timer_stop: Arc<(Mutex<bool>, Condvar)>,
+    /// For the checkpoint timer thread, which must not keep the sink alive.
+    me: Weak<FileSink>,
 }
 
 fn io_error(path: &Path, action: &str, error: &io::Error) -> Error {
@@ -140,6 +207,18 @@ fn lock_guard<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The writer this process names in its checkpoints.
+fn writer_name(config: &SinkConfig) -> String {
+    match config.chain.as_ref().and_then(|c| c.writer.clone()) {
+        Some(fixed) => fixed,
+        None => format!(
+            "{}-{}",
+            std::process::id(),
+            &crate::audit::event::new_event_id()[..8]
+        ),
+    }
 }
 
 fn identity(meta: &fs::Metadata) -> (u64, u64) {
@@ -252,67 +331,89 @@ pub fn list_segments(directory: &Path, stem: &str, suffix: &str) -> io::Result<V
 
 impl FileSink {
     /// Creates the directory if needed and opens (or creates) the active segment, repairing a
-    /// torn tail left by a previous writer.
+    /// torn tail left by a previous writer; starts the checkpoint timer of a chained log.
     /// `frozen_clock_us` fixes the time written into checkpoints (tests).
-    pub fn open(config: SinkConfig, frozen_clock_us: Option<i64>) -> Result<Self> {
+    pub fn open(config: SinkConfig, frozen_clock_us: Option<i64>) -> Result<Arc<Self>> {
         fs::create_dir_all(&config.directory)
             .map_err(|e| io_error(&config.directory, "create the audit directory", &e))?;
-        let lock_path = config
-            .directory
-            .join(format!(".{}{}.lock", config.stem, config.suffix));
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o640)
-            .open(&lock_path)
-            .map_err(|e| io_error(&lock_path, "open the audit lock file", &e))?;
-        let sink = Self {
-            state: Mutex::new(State {
-                file: None,
-                path: PathBuf::new(),
-                identity: (0, 0),
-                known_end: 0,
-                lock,
-                unsynced_events: 0,
-                last_sync: Instant::now(),
-                closed: false,
-            }),
+        let writer = writer_name(&config);
+        let sink = Arc::new_cyclic(|me| Self {
+            proc: PerProcess::new(Proc::new(writer, false)),
             config,
-            stats: Arc::new(SinkStats::default()),
-            last_error: Arc::new(Mutex::new(None)),
+            closed: AtomicBool::new(false),
+            last_error: Arc::new(ArcSwapOption::empty()),
             clock_offset_us: AtomicI64::new(0),
             frozen_clock_us: AtomicI64::new(frozen_clock_us.unwrap_or(i64::MIN)),
-            compressors: Mutex::new(Vec::new()),
-            timer: Mutex::new(None),
-            timer_stop: Arc::new((Mutex::new(false), Condvar::new())),
-        };
-        {
-            let mut state = lock_guard(&sink.state);
-            let target = sink.active_path();
-            sink.reopen_exclusive(&mut state, &target)?;
-            state
-                .lock
-                .lock()
-                .map_err(|e| io_error(&target, "lock the audit file", &e))?;
-            // Another writer may have rotated the file since `reopen_exclusive` let go.
-            let result = (|| {
-                let target = sink.active_path();
-                if !Self::is_current(&state, &target) {
-                    sink.reopen_locked(&mut state, &target)?;
-                }
-                sink.prune_locked(&mut state)?;
-                let open = sink.checkpoint("open");
-                sink.chain_append(&mut state, b"", open.as_ref())
-            })();
-            let _ = state.lock.unlock();
-            result?;
-        }
+            me: me.clone(),
+        });
+        let proc = sink.proc();
+        let mut state = lock_guard(&proc.state);
+        sink.ensure_open(&proc, &mut state)?;
+        drop(state);
         if sink.config.compress {
-            sink.compress_leftovers();
+            sink.compress_leftovers(&proc);
         }
+        drop(proc);
         Ok(sink)
+    }
+
+    /// This process's descriptors, locks, counters and threads (fresh in a forked child).
+    fn proc(&self) -> Current<Proc> {
+        self.proc.get(
+            || {
+                Proc::new(
+                    writer_name(&self.config),
+                    self.closed.load(Ordering::Acquire),
+                )
+            },
+            Proc::retire,
+        )
+    }
+
+    /// Opens the sink in this process, once: the lock file, the active segment (repairing a
+    /// torn tail), retention, the `open` checkpoint and the checkpoint timer of a chained log.
+    fn ensure_open(&self, proc: &Proc, state: &mut State) -> Result<()> {
+        if state.opened {
+            return Ok(());
+        }
+        let lock_path = self.lock_path();
+        state.lock = Some(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o640)
+                .open(&lock_path)
+                .map_err(|e| io_error(&lock_path, "open the audit lock file", &e))?,
+        );
+        let target = self.active_path();
+        self.reopen_exclusive(proc, state, &target)?;
+        state
+            .lock_file()
+            .lock()
+            .map_err(|e| io_error(&target, "lock the audit file", &e))?;
+        // Another writer may have rotated the file since `reopen_exclusive` let go.
+        let result = (|| {
+            let target = self.active_path();
+            if !Self::is_current(state, &target) {
+                self.reopen_locked(proc, state, &target)?;
+            }
+            self.prune_locked(proc, state)?;
+            let open = self.checkpoint(proc, "open");
+            self.chain_append(proc, state, b"", open.as_ref())
+        })();
+        let _ = state.lock_file().unlock();
+        result?;
+        state.opened = true;
+        self.start_checkpoint_timer(proc);
+        Ok(())
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.config
+            .directory
+            .join(format!(".{}{}.lock", self.config.stem, self.config.suffix))
     }
 
     #[must_use]
@@ -320,15 +421,16 @@ impl FileSink {
         &self.config
     }
 
+    /// This process's counters (zero in a forked child until it writes).
     #[must_use]
-    pub fn stats(&self) -> &SinkStats {
-        &self.stats
+    pub fn stats(&self) -> Arc<SinkStats> {
+        Arc::clone(&self.proc().stats)
     }
 
     /// The last write, sync, rotation or compression error, if any.
     #[must_use]
     pub fn last_error(&self) -> Option<String> {
-        lock_guard(&self.last_error).clone()
+        self.last_error.load_full().map(|e| (*e).clone())
     }
 
     /// Shifts this sink's notion of "now" (for day rotation only); for tests.
@@ -337,7 +439,7 @@ impl FileSink {
     }
 
     fn record_error(&self, error: &Error) {
-        *lock_guard(&self.last_error) = Some(error.to_string());
+        self.last_error.store(Some(Arc::new(error.to_string())));
     }
 
     /// The path records are appended to right now.
@@ -364,17 +466,17 @@ impl FileSink {
     }
 
     /// Opens `target` under the exclusive lock, repairing a torn tail. The caller holds no flock.
-    fn reopen_exclusive(&self, state: &mut State, target: &Path) -> Result<()> {
+    fn reopen_exclusive(&self, proc: &Proc, state: &mut State, target: &Path) -> Result<()> {
         state
-            .lock
+            .lock_file()
             .lock()
             .map_err(|e| io_error(target, "lock the audit file", &e))?;
-        let result = self.reopen_locked(state, target);
-        let _ = state.lock.unlock();
+        let result = self.reopen_locked(proc, state, target);
+        let _ = state.lock_file().unlock();
         result
     }
 
-    fn reopen_locked(&self, state: &mut State, target: &Path) -> Result<()> {
+    fn reopen_locked(&self, proc: &Proc, state: &mut State, target: &Path) -> Result<()> {
         let existed = target.exists();
         let file = OpenOptions::new()
             .read(true)
@@ -391,7 +493,7 @@ impl FileSink {
             (&file)
                 .write_all(b"\n")
                 .map_err(|e| io_error(target, "repair the torn last line of", &e))?;
-            self.stats.repaired_lines.fetch_add(1, Ordering::Relaxed);
+            proc.stats.repaired_lines.fetch_add(1, Ordering::Relaxed);
             size += 1;
         }
         if !existed && self.config.durability != Durability::None {
@@ -403,12 +505,12 @@ impl FileSink {
         state.known_end = size;
         let changed = !previous.as_os_str().is_empty() && previous != target;
         if self.config.daily && self.config.compress && changed {
-            self.schedule_compression(previous);
+            self.schedule_compression(proc, previous);
         }
         // Every segment starts with a checkpoint (written by whichever writer opens it first).
-        self.chain_append(state, b"", None)?;
+        self.chain_append(proc, state, b"", None)?;
         if changed {
-            self.prune_locked(state)?;
+            self.prune_locked(proc, state)?;
         }
         Ok(())
     }
@@ -422,30 +524,28 @@ impl FileSink {
 
     /// Appends whole `\n`-terminated records (`events` of them) with one write.
     pub fn write_lines(&self, buf: &[u8], events: u64) -> Result<()> {
-        let result = self.write_lines_inner(buf, events);
+        let proc = self.proc();
+        let result = self.write_lines_inner(&proc, buf, events);
+        let stats = &proc.stats;
         match &result {
             Ok(()) => {
-                self.stats.failing.store(false, Ordering::Relaxed);
-                self.stats
-                    .written_events
-                    .fetch_add(events, Ordering::Relaxed);
-                self.stats
+                stats.failing.store(false, Ordering::Relaxed);
+                stats.written_events.fetch_add(events, Ordering::Relaxed);
+                stats
                     .written_bytes
                     .fetch_add(buf.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
-                self.stats.failing.store(true, Ordering::Relaxed);
-                self.stats
-                    .failed_events
-                    .fetch_add(events, Ordering::Relaxed);
+                stats.failing.store(true, Ordering::Relaxed);
+                stats.failed_events.fetch_add(events, Ordering::Relaxed);
                 self.record_error(e);
             }
         }
         result
     }
 
-    fn write_lines_inner(&self, buf: &[u8], events: u64) -> Result<()> {
-        let mut state = lock_guard(&self.state);
+    fn write_lines_inner(&self, proc: &Proc, buf: &[u8], events: u64) -> Result<()> {
+        let mut state = lock_guard(&proc.state);
         if state.closed {
             return Err(Error::new(
                 ErrorKind::AuditClosed,
@@ -453,14 +553,15 @@ impl FileSink {
                 "the audit sink is closed",
             ));
         }
+        self.ensure_open(proc, &mut state)?;
         let mut attempts = 0;
         let rotate = loop {
             attempts += 1;
             let target = self.active_path();
             let locked = if self.config.chain.is_some() {
-                state.lock.lock()
+                state.lock_file().lock()
             } else {
-                state.lock.lock_shared()
+                state.lock_file().lock_shared()
             };
             locked.map_err(|e| io_error(&target, "lock the audit file", &e))?;
             let needs_reopen = if Self::is_current(&state, &target) {
@@ -472,7 +573,7 @@ impl FileSink {
                 true
             };
             if needs_reopen {
-                let _ = state.lock.unlock();
+                let _ = state.lock_file().unlock();
                 if attempts >= 8 {
                     // Never append to a descriptor that may have been rotated (and compressed)
                     // away: fail, counted, rather than lose the records.
@@ -482,17 +583,17 @@ impl FileSink {
                         "cannot keep up with concurrent rotations of the audit file",
                     ));
                 }
-                self.reopen_exclusive(&mut state, &target)?;
+                self.reopen_exclusive(proc, &mut state, &target)?;
                 continue;
             }
             if self.config.chain.is_some() {
-                let outcome = self.chain_append(&mut state, buf, None);
-                let _ = state.lock.unlock();
+                let outcome = self.chain_append(proc, &mut state, buf, None);
+                let _ = state.lock_file().unlock();
                 outcome?;
             } else {
                 let file = state.file.as_ref().expect("open file");
                 let outcome = (&*file).write_all(buf);
-                let _ = state.lock.unlock();
+                let _ = state.lock_file().unlock();
                 if let Err(e) = outcome {
                     // A partial write may have left a fragment: check before the next write.
                     state.known_end = u64::MAX;
@@ -520,9 +621,9 @@ impl FileSink {
             }
         };
         if sync_now {
-            Self::sync_locked(&mut state, &self.stats)?;
+            Self::sync_locked(&mut state, &proc.stats)?;
         }
-        if rotate && let Err(e) = self.rotate(&mut state) {
+        if rotate && let Err(e) = self.rotate(proc, &mut state) {
             // The records are written; only the rotation failed. Count and keep going.
             self.record_error(&e);
         }
@@ -545,13 +646,13 @@ impl FileSink {
             .store(micros.unwrap_or(i64::MIN), Ordering::Relaxed);
     }
 
-    /// A checkpoint of this writer (`None` when the log is not chained).
-    fn checkpoint(&self, reason: &'static str) -> Option<Checkpoint<'_>> {
+    /// A checkpoint of this process's writer (`None` when the log is not chained).
+    fn checkpoint<'a>(&'a self, proc: &'a Proc, reason: &'static str) -> Option<Checkpoint<'a>> {
         let chain = self.config.chain.as_ref()?;
         Some(Checkpoint {
             reason,
             time_us: self.checkpoint_clock(),
-            writer: &chain.writer,
+            writer: &proc.writer,
             interval_ms: chain.interval.as_millis() as u64,
             ..Checkpoint::default()
         })
@@ -559,7 +660,7 @@ impl FileSink {
 
     fn read_chain_state(state: &State, key: &ChainKey) -> Option<ChainState> {
         let mut bytes = [0u8; STATE_LEN];
-        match state.lock.read_at(&mut bytes, 0) {
+        match state.lock_file().read_at(&mut bytes, 0) {
             Ok(STATE_LEN) => ChainState::decode(&bytes, &chain::key_tag(key)),
             _ => None,
         }
@@ -571,6 +672,7 @@ impl FileSink {
     /// The caller holds the exclusive lock and `state.file` is the active segment.
     fn chain_append(
         &self,
+        proc: &Proc,
         state: &mut State,
         body: &[u8],
         extra: Option<&Checkpoint<'_>>,
@@ -585,7 +687,7 @@ impl FileSink {
             .map_err(|e| io_error(&path, "stat the audit file", &e))?;
         let (size, ident) = (meta.len(), identity(&meta));
         let mut out = Vec::with_capacity(body.len() + body.len() / 4 + 1024);
-        let mut head = self.chain_head(state, chain, ident, size, &mut out)?;
+        let mut head = self.chain_head(proc, state, chain, ident, size, &mut out)?;
         for line in body.split(|b| *b == b'\n') {
             if line.is_empty() {
                 continue;
@@ -609,13 +711,13 @@ impl FileSink {
                 && now.saturating_sub(head.last_checkpoint_us)
                     >= chain.interval.as_micros() as i64 =>
             {
-                periodic = self.checkpoint("periodic").expect("chained");
+                periodic = self.checkpoint(proc, "periodic").expect("chained");
                 Some(&periodic)
             }
             None => None,
         };
         if let Some(cp) = extra {
-            self.push_checkpoint(&mut out, &mut head, cp.clone(), chain);
+            Self::push_checkpoint(proc, &mut out, &mut head, cp.clone(), chain);
         }
         if out.is_empty() {
             return Ok(());
@@ -632,13 +734,13 @@ impl FileSink {
         stored[..STATE_LEN].copy_from_slice(&encoded);
         stored[STATE_LEN..].copy_from_slice(&chain.key.head_mac(&encoded));
         state
-            .lock
+            .lock_file()
             .write_all_at(&stored, 0)
             .map_err(|e| io_error(&path, "record the audit chain head in the lock file", &e))
     }
 
     fn push_checkpoint(
-        &self,
+        proc: &Proc,
         out: &mut Vec<u8>,
         head: &mut ChainState,
         mut cp: Checkpoint<'_>,
@@ -666,13 +768,14 @@ impl FileSink {
         } else {
             head.segment_records + 1
         };
-        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        proc.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The chain head for appending to the active segment (`ident`, `size`), writing into `out`
     /// the checkpoint a new or inconsistent segment needs first.
     fn chain_head(
         &self,
+        proc: &Proc,
         state: &State,
         chain: &ChainConfig,
         ident: (u64, u64),
@@ -686,19 +789,20 @@ impl FileSink {
             }
             if head.segment != ident && size == 0 {
                 let mut head = head;
-                let mut cp = self.checkpoint("rotate").expect("chained");
+                let mut cp = self.checkpoint(proc, "rotate").expect("chained");
                 cp.segment_records = head.segment_records;
                 cp.segment_digest = (head.segment_records > 0).then_some(head.head);
-                self.push_checkpoint(out, &mut head, cp, chain);
+                Self::push_checkpoint(proc, out, &mut head, cp, chain);
                 return Ok(head);
             }
         }
-        self.recover(state, chain, stored, size, out)
+        self.recover(proc, state, chain, stored, size, out)
     }
 
     /// Rebuilds the head from the log itself (see the module docs of `chain`).
     fn recover(
         &self,
+        proc: &Proc,
         state: &State,
         chain: &ChainConfig,
         stored: Option<ChainState>,
@@ -721,9 +825,9 @@ impl FileSink {
             if let Some(cp) = active.last_checkpoint {
                 head.last_checkpoint = cp.mac;
             }
-            let mut cp = self.checkpoint("recover").expect("chained");
+            let mut cp = self.checkpoint(proc, "recover").expect("chained");
             cp.missing = expected.saturating_sub(head.next_seq);
-            self.push_checkpoint(out, &mut head, cp, chain);
+            Self::push_checkpoint(proc, out, &mut head, cp, chain);
             return Ok(head);
         }
         // The active segment has no link: continue from the newest earlier segment that has.
@@ -741,17 +845,17 @@ impl FileSink {
                 if let Some(cp) = scan.last_checkpoint {
                     head.last_checkpoint = cp.mac;
                 }
-                let mut cp = self.checkpoint("rotate").expect("chained");
+                let mut cp = self.checkpoint(proc, "rotate").expect("chained");
                 cp.segment_records = scan.links;
                 cp.segment_digest = Some(last.mac);
                 cp.missing = expected.saturating_sub(head.next_seq);
-                self.push_checkpoint(out, &mut head, cp, chain);
+                Self::push_checkpoint(proc, out, &mut head, cp, chain);
                 return Ok(head);
             }
         }
-        let mut cp = self.checkpoint("start").expect("chained");
+        let mut cp = self.checkpoint(proc, "start").expect("chained");
         cp.missing = expected;
-        self.push_checkpoint(out, &mut head, cp, chain);
+        Self::push_checkpoint(proc, out, &mut head, cp, chain);
         Ok(head)
     }
 
@@ -761,34 +865,39 @@ impl FileSink {
         if self.config.chain.is_none() {
             return Ok(());
         }
-        let mut state = lock_guard(&self.state);
+        let proc = self.proc();
+        let mut state = lock_guard(&proc.state);
         if state.closed {
             return Ok(());
         }
-        let target = self.active_path();
-        state
-            .lock
-            .lock()
-            .map_err(|e| io_error(&target, "lock the audit file", &e))?;
-        let result = (|| {
-            if !Self::is_current(&state, &target) {
-                self.reopen_locked(&mut state, &target)?;
-            }
-            self.chain_append(&mut state, b"", None)?;
-            if self.config.max_age.is_some() {
-                self.prune_locked(&mut state)?;
-            }
-            Ok(())
-        })();
-        let _ = state.lock.unlock();
+        let result = self.ensure_open(&proc, &mut state).and_then(|()| {
+            let target = self.active_path();
+            state
+                .lock_file()
+                .lock()
+                .map_err(|e| io_error(&target, "lock the audit file", &e))?;
+            let result = (|| {
+                if !Self::is_current(&state, &target) {
+                    self.reopen_locked(&proc, &mut state, &target)?;
+                }
+                self.chain_append(&proc, &mut state, b"", None)?;
+                if self.config.max_age.is_some() {
+                    self.prune_locked(&proc, &mut state)?;
+                }
+                Ok(())
+            })();
+            let _ = state.lock_file().unlock();
+            result
+        });
         if let Err(e) = &result {
             self.record_error(e);
         }
         result
     }
 
-    /// Starts the thread that writes periodic checkpoints (chained logs with an interval).
-    pub fn start_checkpoint_timer(self: &Arc<Self>) {
+    /// Starts this process's thread that writes periodic checkpoints (chained logs with an
+    /// interval); it holds only a weak reference to the sink.
+    fn start_checkpoint_timer(&self, proc: &Proc) {
         let Some(chain) = self.config.chain.as_ref() else {
             return;
         };
@@ -796,14 +905,15 @@ impl FileSink {
             return;
         }
         let interval = chain.interval;
-        let weak: Weak<Self> = Arc::downgrade(self);
-        let stop = Arc::clone(&self.timer_stop);
-        let handle = std::thread::Builder::new()
-            .name("truthound-audit-checkpoint".to_owned())
-            .spawn(move || {
+        let weak = self.me.clone();
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let thread_stop = Arc::clone(&stop);
+        let handle = crate::fork::spawn(
+            std::thread::Builder::new().name("truthound-audit-checkpoint".to_owned()),
+            move || {
                 loop {
                     {
-                        let (flag, cond) = &*stop;
+                        let (flag, cond) = &*thread_stop;
                         let guard = lock_guard(flag);
                         let (guard, _) = cond
                             .wait_timeout_while(guard, interval / 2, |stopped| !*stopped)
@@ -815,9 +925,10 @@ impl FileSink {
                     let Some(sink) = weak.upgrade() else { return };
                     let _ = sink.checkpoint_if_due();
                 }
-            });
+            },
+        );
         if let Ok(handle) = handle {
-            *lock_guard(&self.timer) = Some(handle);
+            *lock_guard(&proc.timer) = Some(Timer { handle, stop });
         }
     }
 
@@ -832,11 +943,13 @@ impl FileSink {
         Ok(())
     }
 
-    /// Makes written records durable according to the policy (no-op for `Durability::None`).
+    /// Makes records written by this process durable according to the policy (no-op for
+    /// `Durability::None`).
     pub fn flush(&self) -> Result<()> {
-        let mut state = lock_guard(&self.state);
+        let proc = self.proc();
+        let mut state = lock_guard(&proc.state);
         if self.config.durability != Durability::None && state.unsynced_events > 0 {
-            let result = Self::sync_locked(&mut state, &self.stats);
+            let result = Self::sync_locked(&mut state, &proc.stats);
             if let Err(e) = &result {
                 self.record_error(e);
             }
@@ -847,61 +960,62 @@ impl FileSink {
 
     /// Forces an `fdatasync` whatever the policy.
     pub fn sync(&self) -> Result<()> {
-        let mut state = lock_guard(&self.state);
-        Self::sync_locked(&mut state, &self.stats)
+        let proc = self.proc();
+        let mut state = lock_guard(&proc.state);
+        Self::sync_locked(&mut state, &proc.stats)
     }
 
-    /// Writes the `close` checkpoint (chained logs), flushes per policy, waits for background
-    /// compression, and closes. Idempotent.
+    /// Writes the `close` checkpoint (chained logs, if this process wrote), flushes per policy,
+    /// waits for this process's background compression, and closes. Idempotent.
     pub fn close(&self) -> Result<()> {
-        {
-            let (flag, cond) = &*self.timer_stop;
+        let proc = self.proc();
+        let timer = lock_guard(&proc.timer).take();
+        if let Some(timer) = timer {
+            let (flag, cond) = &*timer.stop;
             *lock_guard(flag) = true;
             cond.notify_all();
+            if timer.handle.thread().id() != std::thread::current().id() {
+                let _ = timer.handle.join();
+            }
         }
-        let timer = lock_guard(&self.timer).take();
-        if let Some(timer) = timer
-            && timer.thread().id() != std::thread::current().id()
-        {
-            let _ = timer.join();
-        }
-        let mut result = self.close_checkpoint();
+        let mut result = self.close_checkpoint(&proc);
         let flushed = self.flush();
         if result.is_ok() {
             result = flushed;
         }
         {
-            let mut state = lock_guard(&self.state);
+            let mut state = lock_guard(&proc.state);
             state.closed = true;
             state.file = None;
+            self.closed.store(true, Ordering::Release);
         }
-        let handles = std::mem::take(&mut *lock_guard(&self.compressors));
+        let handles = std::mem::take(&mut *lock_guard(&proc.compressors));
         for handle in handles {
             let _ = handle.join();
         }
         result
     }
 
-    fn close_checkpoint(&self) -> Result<()> {
-        let Some(cp) = self.checkpoint("close") else {
+    fn close_checkpoint(&self, proc: &Proc) -> Result<()> {
+        let Some(cp) = self.checkpoint(proc, "close") else {
             return Ok(());
         };
-        let mut state = lock_guard(&self.state);
+        let mut state = lock_guard(&proc.state);
         if state.closed || state.file.is_none() {
             return Ok(());
         }
         let target = self.active_path();
         state
-            .lock
+            .lock_file()
             .lock()
             .map_err(|e| io_error(&target, "lock the audit file", &e))?;
         let result = (|| {
             if !Self::is_current(&state, &target) {
-                self.reopen_locked(&mut state, &target)?;
+                self.reopen_locked(proc, &mut state, &target)?;
             }
-            self.chain_append(&mut state, b"", Some(&cp))
+            self.chain_append(proc, &mut state, b"", Some(&cp))
         })();
-        let _ = state.lock.unlock();
+        let _ = state.lock_file().unlock();
         if let Err(e) = &result {
             self.record_error(e);
         }
@@ -910,27 +1024,32 @@ impl FileSink {
 
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        lock_guard(&self.state).closed
+        self.closed.load(Ordering::Acquire)
     }
 
-    fn rotate(&self, state: &mut State) -> Result<()> {
+    fn rotate(&self, proc: &Proc, state: &mut State) -> Result<()> {
         let target = state.path.clone();
         state
-            .lock
+            .lock_file()
             .lock()
             .map_err(|e| io_error(&target, "lock the audit file", &e))?;
-        let result = self.rotate_locked(state, &target);
-        let _ = state.lock.unlock();
+        let result = self.rotate_locked(proc, state, &target);
+        let _ = state.lock_file().unlock();
         let rotated = result?;
         if let Some(rotated) = rotated
             && self.config.compress
         {
-            self.schedule_compression(rotated);
+            self.schedule_compression(proc, rotated);
         }
         Ok(())
     }
 
-    fn rotate_locked(&self, state: &mut State, target: &Path) -> Result<Option<PathBuf>> {
+    fn rotate_locked(
+        &self,
+        proc: &Proc,
+        state: &mut State,
+        target: &Path,
+    ) -> Result<Option<PathBuf>> {
         let max = self.config.max_bytes.unwrap_or(u64::MAX);
         let Ok(meta) = fs::metadata(target) else {
             return Ok(None);
@@ -960,12 +1079,12 @@ impl FileSink {
             micros += 1;
         };
         fs::rename(target, &rotated).map_err(|e| io_error(target, "rotate the audit file", &e))?;
-        self.stats.rotations.fetch_add(1, Ordering::Relaxed);
+        proc.stats.rotations.fetch_add(1, Ordering::Relaxed);
         // Opens the new segment: its first link (chained) and the pruning of old ones.
-        self.reopen_locked(state, target)?;
+        self.reopen_locked(proc, state, target)?;
         if state.path == target {
             // `reopen_locked` prunes only on a path change; a size rotation keeps the path.
-            self.prune_locked(state)?;
+            self.prune_locked(proc, state)?;
         }
         Ok(Some(rotated))
     }
@@ -973,7 +1092,7 @@ impl FileSink {
     /// Deletes closed segments beyond `max_files` (oldest first) and those older than
     /// `max_age`; in a chained log a `retention` checkpoint names them, so `verify` can tell a
     /// pruned segment from a deleted one. The caller holds the exclusive lock.
-    fn prune_locked(&self, state: &mut State) -> Result<()> {
+    fn prune_locked(&self, proc: &Proc, state: &mut State) -> Result<()> {
         if self.config.max_files.is_none() && self.config.max_age.is_none() {
             return Ok(());
         }
@@ -1002,7 +1121,7 @@ impl FileSink {
             }
             if fs::remove_file(&segment.path).is_ok() {
                 excess = excess.saturating_sub(1);
-                self.stats.pruned_segments.fetch_add(1, Ordering::Relaxed);
+                proc.stats.pruned_segments.fetch_add(1, Ordering::Relaxed);
                 pruned.push(
                     segment
                         .path
@@ -1021,55 +1140,53 @@ impl FileSink {
                 .iter()
                 .find_map(|s| first_link_of(&s.path, s.compressed).map(|l| l.seq))
         });
-        let mut cp = self.checkpoint("retention").expect("chained");
+        let mut cp = self.checkpoint(proc, "retention").expect("chained");
         cp.pruned = pruned;
         cp.retained_first_seq = retained_first_seq;
-        self.chain_append(state, b"", Some(&cp))
+        self.chain_append(proc, state, b"", Some(&cp))
     }
 
-    /// Queues compression of closed, uncompressed segments left by earlier runs.
-    fn compress_leftovers(&self) {
+    /// Queues compression of closed, uncompressed segments left by earlier runs. A segment that
+    /// also has its `.gz` was being compressed when its writer stopped (a crash, or a process
+    /// that exited without closing the sink, such as a recycled pre-fork worker): the `.gz`
+    /// may not be durable yet, so it is made again from the plain segment and replaces it.
+    fn compress_leftovers(&self, proc: &Proc) {
         let Ok(segments) = self.segments() else {
             return;
         };
         let active = self.active_path();
         for segment in segments {
             if !segment.compressed && segment.path != active {
-                let gz = PathBuf::from(format!("{}.gz", segment.path.display()));
-                if !gz.exists() {
-                    self.schedule_compression(segment.path);
-                }
+                self.schedule_compression(proc, segment.path);
             }
         }
     }
 
-    fn schedule_compression(&self, path: PathBuf) {
-        let stats = Arc::clone(&self.stats);
+    fn schedule_compression(&self, proc: &Proc, path: PathBuf) {
+        let stats = Arc::clone(&proc.stats);
         let last_error = Arc::clone(&self.last_error);
-        let lock_path = self
-            .config
-            .directory
-            .join(format!(".{}{}.lock", self.config.stem, self.config.suffix));
+        let lock_path = self.lock_path();
         let durable = self.config.durability != Durability::None;
-        let handle = std::thread::Builder::new()
-            .name("truthound-audit-gzip".to_owned())
-            .spawn(move || match compress_segment(&path, &lock_path, durable) {
+        let handle = crate::fork::spawn(
+            std::thread::Builder::new().name("truthound-audit-gzip".to_owned()),
+            move || match compress_segment(&path, &lock_path, durable) {
                 Ok(()) => {
                     stats.compressed_segments.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     stats.compression_failures.fetch_add(1, Ordering::Relaxed);
-                    *lock_guard(&last_error) = Some(e.to_string());
+                    last_error.store(Some(Arc::new(e.to_string())));
                 }
-            });
+            },
+        );
         match handle {
             Ok(handle) => {
-                let mut handles = lock_guard(&self.compressors);
+                let mut handles = lock_guard(&proc.compressors);
                 handles.retain(|h| !h.is_finished());
                 handles.push(handle);
             }
             Err(e) => {
-                self.stats
+                proc.stats
                     .compression_failures
                     .fetch_add(1, Ordering::Relaxed);
                 self.record_error(&io_error(&self.config.directory, "start compression", &e));
@@ -1253,7 +1370,7 @@ mod tests {
             key: ChainKey::new(b"0123456789abcdef-sink-test", "test").unwrap(),
             text_format: false,
             interval: Duration::ZERO,
-            writer: "w".into(),
+            writer: Some("w".into()),
         });
         cfg
     }
@@ -1283,7 +1400,7 @@ mod tests {
         cfg.max_bytes = Some(400);
         let key = cfg.chain.as_ref().unwrap().key.clone();
         for _ in 0..2 {
-            let sink = Arc::new(FileSink::open(cfg.clone(), None).unwrap());
+            let sink = FileSink::open(cfg.clone(), None).unwrap();
             let threads: Vec<_> = (0..4)
                 .map(|t| {
                     let sink = Arc::clone(&sink);
@@ -1333,6 +1450,72 @@ mod tests {
         let lines = check_chain(&dir, &key);
         assert!(lines.iter().any(|l| l.contains("\"reason\":\"recover\"")));
         assert!(lines.last().unwrap().contains("\"reason\":\"close\""));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn forked_children_join_the_chain_as_new_writers() {
+        let dir = temp_dir("fork");
+        let mut cfg = chained(&dir);
+        cfg.max_bytes = Some(4000);
+        cfg.durability = Durability::None;
+        if let Some(chain) = cfg.chain.as_mut() {
+            chain.writer = None;
+        }
+        let key = cfg.chain.as_ref().unwrap().key.clone();
+        let sink = FileSink::open(cfg, None).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        // Two threads keep the state lock and the exclusive flock busy while the process forks.
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let (sink, stop) = (Arc::clone(&sink), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        sink.write_lines(format!("{{\"t\":{t},\"i\":{i}}}\n").as_bytes(), 1)
+                            .unwrap();
+                        i += 1;
+                    }
+                    i
+                })
+            })
+            .collect();
+        for child in 0..10 {
+            std::thread::sleep(Duration::from_millis(2));
+            let status = crate::fork::testing::in_child(|| {
+                for i in 0..20 {
+                    let line = format!("{{\"child\":{child},\"i\":{i}}}\n");
+                    sink.write_lines(line.as_bytes(), 1).unwrap();
+                }
+                let written = sink.stats().written_events.load(Ordering::Relaxed);
+                sink.close().is_ok() && written == 20
+            });
+            assert_eq!(status, 0);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let parent: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        sink.close().unwrap();
+        let lines = check_chain(&dir, &key);
+        let count = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(count("{\"child\""), 200);
+        assert_eq!(count("{\"t\""), parent);
+        let writers: std::collections::HashSet<_> = lines
+            .iter()
+            .filter(|l| l.contains("\"reason\":\"open\""))
+            .map(|l| {
+                l.split("\"writer\":\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            writers.len(),
+            11,
+            "the parent and each child open as writers of their own"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 

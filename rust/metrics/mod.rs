@@ -5,13 +5,12 @@
 //! - [`sketch`]: the sliding-window DDSketch behind summary quantiles.
 //! - [`registry`]: families, series, the concurrent label-set map, the cardinality limit.
 //! - [`encode`]: Prometheus text 0.0.4 and OpenMetrics 1.0 exposition.
-//! - [`fork`]: the fork gate (no metrics lock is held across `fork()`).
+//! - [`crate::fork`] (shared): the fork gate; no metrics lock is held across `fork()`.
 //! - [`multiprocess`]: values in memory-mapped files shared by pre-fork workers.
 
 pub mod cells;
 pub mod encode;
 pub mod exposition_text;
-pub mod fork;
 pub mod multiprocess;
 pub mod names;
 pub mod registry;

@@ -24,7 +24,6 @@ use hashbrown::HashTable;
 
 use super::cells::Cells;
 use super::exposition_text::escape_label_value;
-use super::fork;
 use super::multiprocess::format::{self as mpformat, SLOT_HEADER};
 use super::multiprocess::read::Aggregate;
 use super::multiprocess::slab::Slab;
@@ -33,6 +32,7 @@ use super::names::{self, Kind};
 use super::sketch::{Sketch, SketchParams, WindowedSketch};
 use crate::error::{Error, ErrorKind, Result};
 use crate::float::format_float;
+use crate::fork;
 
 /// The label value of every label of a family's overflow series.
 pub const OVERFLOW_VALUE: &str = "__overflow__";

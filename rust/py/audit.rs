@@ -5,7 +5,9 @@
 //! interpreter only when the wrapped backend is a Python object.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 use std::time::Duration;
 
 use pyo3::exceptions::PyTypeError;
@@ -424,6 +426,10 @@ fn parse_durability(name: &str, every_events: u64, interval_ms: u64) -> PyResult
 }
 
 /// A rotating, append-only audit segment writer shared by threads and processes.
+///
+/// Fork-safe: a forked child never uses the descriptors, locks or threads it inherited; on its
+/// first write it opens the files again and joins the chain as a writer of its own. Counters
+/// are per process.
 #[pyclass(frozen, module = "truthound.stores.observability._native")]
 pub struct FileSink {
     inner: Arc<CoreSink>,
@@ -535,13 +541,7 @@ impl FileSink {
                 key: ChainKey::new(key, key_source)?,
                 text_format,
                 interval: Duration::from_secs_f64(checkpoint_interval),
-                writer: writer_id.unwrap_or_else(|| {
-                    format!(
-                        "{}-{}",
-                        std::process::id(),
-                        &crate::audit::event::new_event_id()[..8]
-                    )
-                }),
+                writer: writer_id,
             }),
         };
         let config = SinkConfig {
@@ -556,8 +556,7 @@ impl FileSink {
             max_age,
             chain,
         };
-        let sink = Arc::new(py.detach(|| CoreSink::open(config, frozen_clock))?);
-        sink.start_checkpoint_timer();
+        let sink = py.detach(|| CoreSink::open(config, frozen_clock))?;
         Ok(Self {
             inner: sink,
             text_format,
@@ -821,8 +820,8 @@ impl BatchSink<Lines> for LineSink {
 }
 
 struct ObjectSink {
-    target: Py<PyAny>,
-    last_error: Arc<Mutex<Option<String>>>,
+    target: Arc<Py<PyAny>>,
+    last_error: Arc<ArcSwapOption<String>>,
 }
 
 impl BatchSink<Vec<Py<PyAny>>> for ObjectSink {
@@ -836,9 +835,7 @@ impl BatchSink<Vec<Py<PyAny>>> for ObjectSink {
             for event in batch.drain(..) {
                 if let Err(e) = target.call_method1(intern!(py, "log"), (event,)) {
                     failed += 1;
-                    *last_error
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+                    last_error.store(Some(Arc::new(e.to_string())));
                 }
             }
             failed
@@ -854,9 +851,7 @@ impl BatchSink<Vec<Py<PyAny>>> for ObjectSink {
             if target.hasattr(intern!(py, "flush")).unwrap_or(false)
                 && let Err(e) = target.call_method0(intern!(py, "flush"))
             {
-                *last_error
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+                last_error.store(Some(Arc::new(e.to_string())));
             }
         });
     }
@@ -872,13 +867,18 @@ enum Mode {
     },
     Objects {
         queue: AsyncQueue<Vec<Py<PyAny>>>,
-        last_error: Arc<Mutex<Option<String>>>,
+        /// Lock-free, so a forked child can read and replace it whatever other threads did.
+        last_error: Arc<ArcSwapOption<String>>,
     },
 }
 
 /// A bounded queue drained by a native writer thread into a `FileSink` (encoded on the caller's
 /// thread, written in batches with the interpreter released) or into any Python object with a
 /// `log(event)` method (the writer attaches to the interpreter to deliver).
+///
+/// Fork-safe: the queue, its counters and its thread belong to one process. A forked child
+/// starts with an empty queue and zero counters, and starts a writer thread of its own on its
+/// first event; what the parent had queued is written by the parent only.
 #[pyclass(frozen, module = "truthound.stores.observability._native")]
 pub struct AsyncWriter {
     mode: Mode,
@@ -914,7 +914,7 @@ impl AsyncWriter {
         }
     }
 
-    fn stats(&self) -> &crate::audit::queue::QueueStats {
+    fn stats(&self) -> crate::audit::queue::Counts {
         match &self.mode {
             Mode::Lines { queue, .. } => queue.stats(),
             Mode::Objects { queue, .. } => queue.stats(),
@@ -959,8 +959,13 @@ impl AsyncWriter {
         };
         let mode = if let Ok(sink) = target.cast::<FileSink>() {
             let core = Arc::clone(&sink.get().inner);
-            let queue = AsyncQueue::start(LineSink(core), capacity, overflow, interval)
-                .map_err(spawn_error)?;
+            let queue = AsyncQueue::start(
+                Box::new(move || Box::new(LineSink(Arc::clone(&core)))),
+                capacity,
+                overflow,
+                interval,
+            )
+            .map_err(spawn_error)?;
             Mode::Lines {
                 queue,
                 sink: sink.clone().unbind(),
@@ -971,13 +976,20 @@ impl AsyncWriter {
                     "AsyncAuditBackend needs a backend with a log(event) method",
                 ));
             }
-            let last_error = Arc::new(Mutex::new(None));
-            let sink = ObjectSink {
-                target: target.clone().unbind(),
-                last_error: Arc::clone(&last_error),
-            };
-            let queue =
-                AsyncQueue::start(sink, capacity, overflow, interval).map_err(spawn_error)?;
+            let last_error = Arc::new(ArcSwapOption::empty());
+            let (target, errors) = (Arc::new(target.clone().unbind()), Arc::clone(&last_error));
+            let queue = AsyncQueue::start(
+                Box::new(move || {
+                    Box::new(ObjectSink {
+                        target: Arc::clone(&target),
+                        last_error: Arc::clone(&errors),
+                    })
+                }),
+                capacity,
+                overflow,
+                interval,
+            )
+            .map_err(spawn_error)?;
             Mode::Objects { queue, last_error }
         };
         Ok(Self { mode })
@@ -1099,33 +1111,25 @@ impl AsyncWriter {
     /// Events accepted into the queue.
     #[getter]
     fn accepted(&self) -> u64 {
-        self.stats()
-            .accepted
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.stats().accepted
     }
 
     /// Events refused because the queue was full (exact).
     #[getter]
     fn dropped(&self) -> u64 {
-        self.stats()
-            .dropped
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.stats().dropped
     }
 
     /// Events the target accepted.
     #[getter]
     fn persisted(&self) -> u64 {
-        self.stats()
-            .persisted
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.stats().persisted
     }
 
     /// Events the target failed to write.
     #[getter]
     fn failed(&self) -> u64 {
-        self.stats()
-            .failed
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.stats().failed
     }
 
     /// Events accepted and not yet written.
@@ -1142,10 +1146,7 @@ impl AsyncWriter {
     fn last_error(&self) -> Option<String> {
         match &self.mode {
             Mode::Lines { sink, .. } => sink.get().inner.last_error(),
-            Mode::Objects { last_error, .. } => last_error
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone(),
+            Mode::Objects { last_error, .. } => last_error.load_full().map(|e| (*e).clone()),
         }
     }
 }

@@ -187,6 +187,7 @@ mod tests {
     #[test]
     fn a_forked_child_draws_a_different_sequence() {
         // Seed this thread's generator, then fork: the child must not repeat the parent's ids.
+        let _serial = crate::fork::testing::serial(); // forks run the shared fork handlers
         let _ = span_id();
         let (read_fd, write_fd) = {
             let mut fds = [0; 2];

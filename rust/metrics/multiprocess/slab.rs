@@ -17,8 +17,8 @@ use super::format::{
 };
 use super::{MultiprocessCounters, nonce, wall_clock};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fork;
 use crate::metrics::cells::{Backing, Cells};
-use crate::metrics::fork;
 use crate::metrics::names::Kind;
 
 /// One mapped region of a writer file.

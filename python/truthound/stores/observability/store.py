@@ -10,8 +10,10 @@ store propagate unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -26,6 +28,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from truthound.stores.base import BaseStore, StoreQuery
 
+from . import _fork
 from .audit import (
     AsyncAuditBackend,
     AuditEventType,
@@ -206,6 +209,10 @@ class _SelfObservation:
     span or a failed push is visible where alerts are written. One hook serves every manager
     that shares the backend; a component shared by several managers is counted once, and two
     components with the same labels (two ``InMemoryAuditBackend``s) add up.
+
+    In a forked child (pre-fork servers), the readings at the fork become the baseline: the
+    child publishes only what it counts itself, whether a component's counters start again at
+    zero there or carry on from the parent's, so a sum over the processes counts nothing twice.
     """
 
     def __init__(self, backend: Any) -> None:
@@ -217,6 +224,7 @@ class _SelfObservation:
         )
         self._published_strongly: dict[int, tuple[dict[tuple[str, Any], float], Any]] = {}
         self._lock = threading.Lock()
+        _fork.track(self, "_lock", forget=_SelfObservation._after_fork_in_child, last=True)
         register = getattr(backend, "register", None)
         if callable(register):
             for name, (label_names, documentation) in _SELF_METRICS.items():
@@ -242,6 +250,14 @@ class _SelfObservation:
         except TypeError:  # not weak-referenceable: keep it alive so its id stays unique
             return self._published_strongly.setdefault(id(component), ({}, component))[0]
 
+    def _after_fork_in_child(self) -> None:
+        # Runs after every other object's fork handling (``last=True``), so what each component
+        # reads now is what it counted before the child's own work: the baseline.
+        with contextlib.suppress(Exception):
+            for manager in list(self._managers):
+                for component, name, labels, value in _manager_readings(manager):
+                    self._published_by(component)[(name, tuple(sorted(labels.items())))] = value
+
     def __call__(self) -> None:
         backend = self._backend()
         if backend is None:
@@ -263,6 +279,8 @@ class _SelfObservation:
 
 _OBSERVERS: weakref.WeakKeyDictionary[Any, _SelfObservation] = weakref.WeakKeyDictionary()
 _OBSERVERS_LOCK = threading.Lock()
+# A child forked while another thread held it must not inherit it held.
+_fork.track(sys.modules[__name__], "_OBSERVERS_LOCK")
 
 
 class ObservabilityManager:

@@ -3,7 +3,8 @@
 Same classes, signatures, counters and behaviour as the native core, and byte-identical output:
 the same record encoding (field order, omitted defaults, JSON escaping of
 ``json.dumps(ensure_ascii=False)``, floats as ``repr()``), the same segment names, the same
-locking protocol (so native and pure writers can share a file), the same redaction semantics.
+locking protocol (so native and pure writers can share a file), the same redaction semantics,
+the same behaviour in a forked child (see ``FileSink`` and ``AsyncWriter``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
+from .. import _fork
 from ..errors import AuditClosedError, AuditIOError, InvalidArgumentError
 
 __all__ = ["AsyncWriter", "FileSink", "Redactor", "new_event_id", "normalize_value"]
@@ -864,8 +866,20 @@ def _compress_segment(path: str, lock_path: Path, durable: bool) -> None:
         raise _io_error(path, "compress the closed audit segment", error) from None
 
 
+def _writer_name(fixed: str | None) -> str:
+    """The writer a process names in its checkpoints."""
+    return fixed if fixed is not None else f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 class FileSink:
-    """A rotating, append-only audit segment writer shared by threads and processes."""
+    """A rotating, append-only audit segment writer shared by threads and processes.
+
+    Fork-safe: descriptors, locks, counters and threads belong to one process. A forked child
+    closes the descriptors it inherited (sharing the parent's lock-file description would let
+    both hold the exclusive ``flock`` at once), starts its counters at zero, and on its first
+    write opens the files again and joins the chain as a new writer (an ``open`` checkpoint
+    naming it); until then it writes nothing, not even at close.
+    """
 
     def __init__(  # noqa: PLR0915 - mirrors the native constructor, option by option
         self,
@@ -903,9 +917,8 @@ class FileSink:
         interval_ns = round(checkpoint_interval * 1e9)
         self._interval_us = interval_ns // 1000
         self._interval_ms = interval_ns // 1_000_000
-        self._writer = (
-            writer_id if writer_id is not None else f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        )
+        self._writer_id = writer_id
+        self._writer = _writer_name(writer_id)
         self._frozen_clock = frozen_clock
         self._timer_stop = threading.Event()
         self._timer: threading.Thread | None = None
@@ -933,6 +946,8 @@ class FileSink:
         # Counters are also updated by compression threads and outside `_mutex`.
         self._stats_lock = threading.Lock()
         self._fd: int | None = None
+        self._lock_fd: int | None = None
+        self._opened = False
         self._path = ""
         self._identity = (0, 0)
         self._known_end = 0
@@ -954,26 +969,64 @@ class FileSink:
         except OSError as error:
             raise _io_error(self._directory, "create the audit directory", error) from None
         self._lock_path = self._directory / f".{stem}{suffix}.lock"
+        with self._mutex:
+            self._ensure_open()
+        if compress:
+            self._compress_leftovers()
+        _fork.track(self, "_stats_lock", forget=FileSink._after_fork_in_child)
+
+    def _ensure_open(self) -> None:
+        """Opens the sink in this process, once: the lock file, the active segment (repairing a
+        torn tail), retention, the ``open`` checkpoint and the checkpoint timer of a chained
+        log. The caller holds ``_mutex``."""
+        if self._opened:
+            return
         try:
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o640)
         except OSError as error:
             raise _io_error(self._lock_path, "open the audit lock file", error) from None
-        with self._mutex:
-            self._reopen_exclusive(self.active_path)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            try:
-                # Another writer may have rotated the file since `_reopen_exclusive` let go.
-                target = self.active_path
-                if not self._is_current(target):
-                    self._reopen_locked(target)
-                self._prune_locked()
-                self._chain_append(b"", self._checkpoint("open"))
-            finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        if compress:
-            self._compress_leftovers()
+        self._reopen_exclusive(self.active_path)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            # Another writer may have rotated the file since `_reopen_exclusive` let go.
+            target = self.active_path
+            if not self._is_current(target):
+                self._reopen_locked(target)
+            self._prune_locked()
+            self._chain_append(b"", self._checkpoint("open"))
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        self._opened = True
         if self._key is not None and self._interval_us > 0:
             self._start_timer()
+
+    def _after_fork_in_child(self) -> None:
+        """Drops what belongs to the parent (see the class docs); the child reopens lazily."""
+        # The descriptors are closed only if no thread was changing them at the fork (one may
+        # have closed `_fd` and not yet stored its successor, and the number been reused since);
+        # otherwise they stay open, unused. Closing a copy never releases the parent's flock.
+        consistent = self._mutex.acquire(blocking=False)
+        self._mutex = threading.Lock()
+        if consistent:
+            for fd in (self._fd, self._lock_fd):
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+        self._fd = self._lock_fd = None
+        self._opened = False
+        self._path = ""
+        self._identity = (0, 0)
+        self._known_end = 0
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+        self._writer = _writer_name(self._writer_id)
+        self._timer = None
+        self._timer_stop = threading.Event()
+        self._compressors = []
+        self.written_events = self.failed_events = self.rotations = self.repaired_lines = 0
+        self.compressed_segments = self.compression_failures = self.syncs = 0
+        self.checkpoints = self.pruned_segments = 0
+        self.failing = False
 
     # -- paths --
 
@@ -1002,6 +1055,7 @@ class FileSink:
     # -- opening and repair --
 
     def _reopen_exclusive(self, target: str) -> None:
+        assert self._lock_fd is not None
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         except OSError as error:
@@ -1076,6 +1130,8 @@ class FileSink:
         with self._mutex:
             if self._closed:
                 raise AuditClosedError(f"{json.dumps(self.active_path)}: the audit sink is closed")
+            self._ensure_open()
+            assert self._lock_fd is not None
             attempts = 0
             while True:
                 attempts += 1
@@ -1206,6 +1262,7 @@ class FileSink:
 
     def _rotate(self) -> None:
         target = self._path
+        assert self._lock_fd is not None
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             rotated = self._rotate_locked(target)
@@ -1351,6 +1408,7 @@ class FileSink:
         head.segment_end = size + len(out)
         self._known_end = head.segment_end
         encoded = head.encode()
+        assert self._lock_fd is not None
         try:
             os.pwrite(self._lock_fd, encoded + key.head_mac(encoded), 0)
         except OSError as error:
@@ -1375,6 +1433,7 @@ class FileSink:
     def _chain_head(
         self, key: _ChainKey, ident: tuple[int, int], size: int, out: bytearray
     ) -> _Head:
+        assert self._lock_fd is not None
         try:
             stored = _Head.decode(os.pread(self._lock_fd, _STATE.size, 0), key.tag)
         except OSError:
@@ -1443,6 +1502,12 @@ class FileSink:
         with self._mutex:
             if self._closed:
                 return
+            try:
+                self._ensure_open()
+            except AuditIOError as error:
+                self._last_error = str(error)
+                raise
+            assert self._lock_fd is not None
             target = self.active_path
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
@@ -1479,7 +1544,7 @@ class FileSink:
         if cp is None:
             return
         with self._mutex:
-            if self._closed or self._fd is None:
+            if self._closed or self._fd is None or self._lock_fd is None:
                 return
             target = self.active_path
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
@@ -1499,13 +1564,15 @@ class FileSink:
         return None if self._key is None else self._key.id
 
     def _compress_leftovers(self) -> None:
+        """Compresses closed segments left uncompressed by earlier runs, also those whose
+        ``.gz`` exists already (an interrupted compression: made again, see the native core)."""
         try:
             segments = self.segments()
         except AuditIOError:
             return
         active = self.active_path
         for path, _day, _stamp, compressed in segments:
-            if not compressed and path != active and not os.path.exists(path + ".gz"):
+            if not compressed and path != active:
                 self._schedule_compression(path)
 
     def _schedule_compression(self, path: str) -> None:
@@ -1581,8 +1648,10 @@ class FileSink:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
-        with contextlib.suppress(Exception):
-            os.close(self._lock_fd)
+        lock_fd = getattr(self, "_lock_fd", None)
+        if lock_fd is not None:
+            with contextlib.suppress(Exception):
+                os.close(lock_fd)
 
 
 # ---- async writer ----------------------------------------------------------------------------
@@ -1590,7 +1659,12 @@ class FileSink:
 
 class AsyncWriter:
     """A bounded queue drained by a writer thread into a ``FileSink`` or any object with
-    ``log(event)``; same accounting and handshakes as the native writer."""
+    ``log(event)``; same accounting and handshakes as the native writer.
+
+    Fork-safe: the queue, its counters and its thread belong to one process. A forked child
+    starts with an empty queue and zero counters, and starts a writer thread of its own on its
+    first event; what the parent had queued is written by the parent only.
+    """
 
     def __init__(
         self,
@@ -1633,10 +1707,25 @@ class AsyncWriter:
         self._persisted = 0
         self._failed = 0
         self._last_error: str | None = None
-        self._thread = threading.Thread(
-            target=self._run, name="truthound-audit-writer", daemon=True
-        )
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._start_writer()
+        _fork.track(self, forget=AsyncWriter._after_fork_in_child)
+
+    def _start_writer(self) -> None:
+        thread = threading.Thread(target=self._run, name="truthound-audit-writer", daemon=True)
+        thread.start()
+        self._thread = thread
+
+    def _after_fork_in_child(self) -> None:
+        """A fresh, empty queue (see the class docs); the parent's records stay with it."""
+        self._cond = threading.Condition(threading.Lock())
+        self._writer_wake = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
+        self._room = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
+        self._batch = []
+        self._stopped = self._closing
+        self._accepted_locked = self._done = self._flush_requested = self._flushed = 0
+        self._accepted = self._dropped = self._persisted = self._failed = 0
+        self._thread = None
 
     # -- producers --
 
@@ -1657,6 +1746,13 @@ class AsyncWriter:
                 if self._closing:
                     raise AuditClosedError('"AsyncAuditBackend": the async audit queue is closed')
                 if len(self._batch) >= self._capacity:
+                    self._dropped += 1
+                    return False
+            if self._thread is None:
+                try:
+                    self._start_writer()
+                except RuntimeError:
+                    # A forked child that cannot start its writer thread: refuse, counted.
                     self._dropped += 1
                     return False
             self._batch.append(item)
@@ -1769,7 +1865,7 @@ class AsyncWriter:
     def flush(self, timeout: float) -> bool:
         """Waits until everything queued before the call is written and the target flushed."""
         with self._cond:
-            if self._stopped:
+            if self._stopped or self._thread is None:
                 return self._done >= self._accepted_locked
             target = self._accepted_locked
             self._flush_requested += 1
@@ -1787,6 +1883,8 @@ class AsyncWriter:
         """Stops accepting, drains, flushes the target and joins the writer."""
         with self._cond:
             self._closing = True
+            if self._thread is None:
+                self._stopped = True
             self._writer_wake.notify()
             self._room.notify_all()
             deadline = time.monotonic() + max(timeout, 0.0)
@@ -1795,8 +1893,9 @@ class AsyncWriter:
                 if remaining <= 0:
                     return False
                 self._cond.wait(remaining)
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
         return True
 
     # -- counters --

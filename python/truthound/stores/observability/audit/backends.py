@@ -1,8 +1,19 @@
-"""Audit backends: memory, human-readable file, JSON Lines, composite and async."""
+"""Audit backends: memory, human-readable file, JSON Lines, composite and async.
+
+Fork safety (gunicorn ``--preload``, uWSGI, ``multiprocessing``): every backend can be created
+in a parent and used in forked children at once. No lock held by another thread at the fork
+blocks the child; every thread the parent ran (the async writer, composite delivery workers,
+checkpoint timer, compression) is started again in the child when it first needs it; events
+the parent had queued but not written are written by the parent, once. Components that deliver
+events (``AsyncAuditBackend``, the file/JSON backends, ``CompositeAuditBackend``,
+``OtlpAuditBackend``) count per process: a child's delivery counters start at zero.
+``InMemoryAuditBackend`` is a plain copy in the child (the parent's events included). A child's
+pending async events are written when it exits (``atexit``, or the end of a
+``multiprocessing`` child, which skips ``atexit``).
+"""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import os
@@ -15,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .. import _core
+from .. import _core, _fork
 from ..config import AuditConfig, AuditLogLevel
 from ..errors import InvalidArgumentError
 from .events import AuditEvent, AuditEventType
@@ -134,7 +145,8 @@ def backend_healthy(backend: Any, timeout: float = 5.0) -> bool:
 
 class InMemoryAuditBackend(_Backend):
     """A bounded in-memory ring: when full, the oldest event is evicted and counted in
-    ``evicted_events``. Stores a (redacted) copy of each event."""
+    ``evicted_events``. Stores a (redacted) copy of each event. A forked child gets a copy of
+    the ring and its counters, like any object (each process then records its own events)."""
 
     def __init__(self, config: AuditConfig | None = None, *, max_events: int = 10000) -> None:
         super().__init__(config)
@@ -147,6 +159,7 @@ class InMemoryAuditBackend(_Backend):
         self.evicted_events = 0
         #: Events logged (after the level filter).
         self.logged_events = 0
+        _fork.track(self, "_lock")
 
     def log(self, event: AuditEvent) -> bool:
         if not self._accepts(event):
@@ -429,6 +442,11 @@ class FileAuditBackend(_SegmentBackend):
     ``checkpoint_interval_seconds`` (default 60); check the files with
     ``audit.verify(path, key)``. ``retention_days`` (or the config's, when a config is given)
     deletes closed segments not modified for that many days (0: keep forever).
+
+    Several threads and processes can write one path; a forked child (pre-fork server worker,
+    ``multiprocessing``) opens the file again on its first write and, for a tamper-evident
+    log, joins the chain as a writer of its own (an ``open`` checkpoint names it), so ``verify``
+    stays clean with the parent and its children writing. Counters are per process.
     """
 
     _text_format = True
@@ -476,8 +494,8 @@ class JsonAuditBackend(_SegmentBackend):
     file. ``compress=True`` gzips closed files in the background. With ``file_path`` (the existing
     API) that exact file is used and daily rotation is off unless asked for. Optional size
     rotation (``max_file_size_mb``), retention by count (``max_files``) and age
-    (``retention_days``); durability and tamper evidence (``integrity_key``...) as for
-    ``FileAuditBackend``.
+    (``retention_days``); durability, tamper evidence (``integrity_key``...) and the behaviour
+    in forked children as for ``FileAuditBackend``.
     """
 
     def __init__(
@@ -588,6 +606,9 @@ class CompositeAuditBackend(_Backend):
     (a hung disk, a stuck network peer) is cut off and counted in ``timed_out_deliveries``, and
     while it stays stuck its events are skipped (counted there too) instead of piling up.
     ``log`` returns whether at least one backend recorded the event.
+
+    In a forked child the delivery threads are started again (the parent's calls in flight stay
+    with the parent) and the counters start at zero.
     """
 
     _leaf = False
@@ -611,11 +632,20 @@ class CompositeAuditBackend(_Backend):
         #: The last error of each backend (by index).
         self.last_errors: dict[int, str] = {}
         self._lock = threading.Lock()
-        self._workers = (
-            [_Worker(f"truthound-audit-composite-{i}") for i in range(len(self.backends))]
-            if timeout_seconds is not None
-            else None
-        )
+        self._workers = self._start_workers()
+        _fork.track(self, "_lock", forget=CompositeAuditBackend._after_fork_in_child)
+
+    def _start_workers(self) -> list[_Worker] | None:
+        if self.timeout_seconds is None:
+            return None
+        return [_Worker(f"truthound-audit-composite-{i}") for i in range(len(self.backends))]
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's workers do not exist here: calls submitted to them would never return.
+        self._workers = self._start_workers()
+        self.failed_deliveries = 0
+        self.timed_out_deliveries = 0
+        self.last_errors = {}
 
     def _fail(self, index: int, error: BaseException | str) -> None:
         with self._lock:
@@ -712,7 +742,8 @@ def _close_at_exit() -> None:
             backend.close(timeout=_EXIT_TIMEOUT)
 
 
-atexit.register(_close_at_exit)
+# At interpreter exit, and at the end of a multiprocessing child (which skips atexit).
+_fork.at_exit(_close_at_exit)
 
 
 class AsyncAuditBackend(_Backend):
@@ -732,6 +763,10 @@ class AsyncAuditBackend(_Backend):
       Pending events are flushed at interpreter exit.
     - At quiescence ``enqueued_events == persisted_events + failed_events`` and every event
       offered is either enqueued or in ``dropped_events``.
+    - Fork-safe: a backend created before a fork (gunicorn ``--preload``, ``multiprocessing``)
+      works in the child at once. The child has a queue and a writer thread of its own (started
+      on its first event), counters starting at zero, and drains its queue when it exits; the
+      events the parent had queued are written by the parent, never by a child.
     """
 
     _leaf = False
@@ -786,6 +821,11 @@ class AsyncAuditBackend(_Backend):
         self._metrics_lock = threading.Lock()
         self._backend_closed = False
         _OPEN_ASYNC.add(self)
+        _fork.track(self, "_metrics_lock", forget=AsyncAuditBackend._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # The writer's counters start at zero in the child: so do the deltas already reported.
+        self._reported = {"dropped": 0, "failed": 0}
 
     @property
     def _backend_name(self) -> str:

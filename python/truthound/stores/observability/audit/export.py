@@ -21,6 +21,13 @@ unredacted value leaves the process. ``log`` buffers; a batch is exported when i
 exports off the caller's thread and flush on a timer). A failed export is counted
 (``failed_exports``, ``failed_events``, ``last_error``), never raised; the exporter's own retry
 policy applies within ``timeout_seconds``.
+
+Forked children (pre-fork servers, ``multiprocessing``): the child drops the records the parent
+had buffered (the parent exports them, once), starts its counters at zero and, on its first
+export, builds an exporter of its own: an inherited one would share the parent's pooled HTTP
+connections (or gRPC channel). An exporter passed as ``exporter=`` is kept as it is, and must
+be fork-safe itself. Over gRPC, gRPC's own fork rules apply (see its ``GRPC_ENABLE_FORK_SUPPORT``);
+HTTP/protobuf needs nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import _fork
 from ..config import AuditConfig
 from ..errors import AuditClosedError, InvalidArgumentError
 from .backends import _Backend
@@ -138,11 +146,13 @@ class OtlpAuditBackend(_Backend):
         self.endpoint = endpoint
         self.protocol = protocol
         self.max_batch_size = max_batch_size
-        self._exporter = (
-            exporter
-            if exporter is not None
-            else _log_exporter(endpoint, protocol, headers or {}, timeout_seconds)
-        )
+        if exporter is None:
+            settings = (endpoint, protocol, dict(headers or {}), timeout_seconds)
+            self._make_exporter: Any = lambda: _log_exporter(*settings)
+            self._exporter: Any = self._make_exporter()
+        else:
+            self._make_exporter = None
+            self._exporter = exporter
         self._resource = Resource.create(
             {"service.name": service_name, **dict(resource_attributes or {})}
         )
@@ -160,6 +170,16 @@ class OtlpAuditBackend(_Backend):
         self.failed_exports = 0
         #: The last export error.
         self.last_error: str | None = None
+        _fork.track(self, "_lock", "_export_lock", forget=OtlpAuditBackend._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        self._buffer = []
+        self.exported_events = self.failed_events = self.failed_exports = 0
+        self.last_error = None
+        self._failing = False
+        if self._make_exporter is not None:
+            # Built again on the first export here, never shut down from the child.
+            self._exporter = None
 
     # -- building records --
 
@@ -232,6 +252,8 @@ class OtlpAuditBackend(_Backend):
             from opentelemetry.sdk._logs.export import LogRecordExportResult
 
             try:
+                if self._exporter is None:
+                    self._exporter = self._make_exporter()
                 result = self._exporter.export(batch)
                 error = None if result == LogRecordExportResult.SUCCESS else f"export: {result}"
             except Exception as caught:
@@ -256,7 +278,8 @@ class OtlpAuditBackend(_Backend):
             return
         self._export()
         self._closed = True
-        self._exporter.shutdown()
+        if self._exporter is not None:
+            self._exporter.shutdown()
 
     def healthy(self, timeout: float = 5.0) -> bool:
         """Open, and the last export (if any) succeeded."""

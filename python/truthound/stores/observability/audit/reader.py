@@ -135,7 +135,13 @@ def parse_line(raw: bytes, text_format: bool) -> tuple[str, Any]:
 def iter_events(
     segments: list[tuple[str, str, str, bool]], text_format: bool, report: QueryReport
 ) -> Iterator[tuple[tuple[datetime, int, int], AuditEvent]]:
-    """Every event of ``segments`` (oldest first) with a sort key (timestamp, segment, line)."""
+    """Every event of ``segments`` (oldest first) with a sort key (timestamp, segment, line).
+
+    A segment found both plain and compressed (its compression was interrupted after the
+    ``.gz`` was complete, before the plain file was removed) is read once, from the plain file.
+    """
+    plain = {path for path, _day, _stamp, compressed in segments if not compressed}
+    segments = [s for s in segments if not (s[3] and s[0].removesuffix(".gz") in plain)]
     for index, (path, _day, _stamp, compressed) in enumerate(segments):
         try:
             handle = _open_segment(path, compressed)

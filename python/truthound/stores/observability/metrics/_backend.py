@@ -12,10 +12,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import _context, _core
+from .. import _context, _core, _fork
 from ..config import MetricsConfig, MetricsExportFormat
 from ..errors import InvalidArgumentError, MetricsServerError, PushGatewayError
-from . import _fork, _http, multiprocess
+from . import _http, multiprocess
 from ._exposition import render_json, render_statsd
 from ._values import HistogramValue, MetricType, MetricValue, SummaryValue
 

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from .. import _fork
 from ..config import MetricsConfig, MetricsExportFormat
 from ..errors import InvalidArgumentError
-from . import _fork
 from ._backend import InMemoryMetricsBackend, PrometheusMetricsBackend
 from ._values import HistogramValue, SummaryValue
 

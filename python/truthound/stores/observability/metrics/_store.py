@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .. import _fork
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError, InvalidMetricValueError
-from . import _fork
 from ._values import MetricType
 
 __all__ = ["STANDARD_METRICS", "StoreMetrics"]

@@ -19,11 +19,17 @@ attributes, events, links and status: the exported span is exactly ours.
 Unsampled spans are not exported (our sampler decides; the SDK's is always-on).
 ``flush()`` and ``shutdown()`` return within their timeout even when the endpoint never answers.
 Spans that do not reach the collector are counted in ``dropped_spans``.
+
+Forked children (pre-fork servers, ``multiprocessing``): the SDK's batch processor starts a
+worker of its own in the child and drops the spans the parent had queued (the parent exports
+them, once); the tracer's counters start at zero there, and an exporter the tracer built is
+built again on the child's first export (an inherited one would share the parent's pooled
+HTTP connections). A ``span_exporter`` you pass is kept as it is and must be fork-safe itself.
+Pending spans are exported at interpreter exit and when a ``multiprocessing`` child finishes.
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import http.client
 import json
@@ -35,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from .. import _core
+from .. import _core, _fork
 from ..config import TracingConfig
 from ..errors import InvalidArgumentError
 from .context import EMPTY_TRACE_STATE, SpanContext, SpanKind, SpanStatus, TraceState
@@ -430,6 +436,7 @@ class OpenTelemetryTracer(_RecordingTracer):
         self.timeout_seconds = timeout_seconds
         self._count_lock = threading.Lock()
         self._submitted = self._exported = self._failed = self._overflowed = 0
+        _fork.track(self, "_count_lock", forget=OpenTelemetryTracer._after_fork_in_child)
         self._closed = False
         self._fallback: InMemoryTracer | None = None
         self._inherit = inherit_opentelemetry_context
@@ -452,17 +459,24 @@ class OpenTelemetryTracer(_RecordingTracer):
             self.provider = None
             return
         self._api = trace_api
+        make_exporter: Callable[[], Any] | None = None
         if span_exporter is None:
-            span_exporter = resolve_exporter(
-                exporter_type,
-                self.endpoint,
-                protocol=protocol,
-                headers={**self.config.headers, **(headers or {})},
-                timeout_seconds=timeout_seconds,
-            )
+            all_headers = {**self.config.headers, **(headers or {})}
+
+            def make_exporter() -> Any:
+                return resolve_exporter(
+                    exporter_type,
+                    self.endpoint,
+                    protocol=protocol,
+                    headers=all_headers,
+                    timeout_seconds=timeout_seconds,
+                )
+
+            span_exporter = make_exporter()
         self.span_exporter = span_exporter
+        self._counting_exporter = _CountingExporter(span_exporter, self, make_exporter)
         self._processor = _counting_processor(
-            _CountingExporter(span_exporter, self),
+            self._counting_exporter,
             self,
             max_queue_size=max_queue_size,
             schedule_delay_millis=schedule_delay_millis,
@@ -491,7 +505,13 @@ class OpenTelemetryTracer(_RecordingTracer):
         self._otel = _OtelTypes()
         if set_global:
             trace_api.set_tracer_provider(self.provider)
-        atexit.register(_shutdown_at_exit, weakref.ref(self))
+        _fork.at_exit(_shutdown_at_exit, weakref.ref(self))
+
+    def _after_fork_in_child(self) -> None:
+        # The SDK's processor dropped the parent's queued spans in the child: so do the counts.
+        self._submitted = self._exported = self._failed = self._overflowed = 0
+        if getattr(self, "provider", None) is not None:
+            self._counting_exporter._after_fork_in_child()
 
     # -- counters --------------------------------------------------------------------------------
 
@@ -655,17 +675,33 @@ class _OtelTypes:
 
 
 class _CountingExporter:
-    """Delegates to the real exporter and counts delivered and failed spans."""
+    """Delegates to the real exporter and counts delivered and failed spans. In a forked child,
+    an exporter it can make again (``make``) is replaced on the first export there."""
 
-    def __init__(self, exporter: Any, owner: OpenTelemetryTracer) -> None:
+    def __init__(
+        self, exporter: Any, owner: OpenTelemetryTracer, make: Callable[[], Any] | None = None
+    ) -> None:
         self._exporter = exporter
         self._owner = owner
+        self._make = make
+        self._stale = False
+
+    def _after_fork_in_child(self) -> None:
+        # The inherited exporter may hold the parent's pooled connections: never used (nor shut
+        # down) here. The SDK's worker of this process builds the new one on its first export.
+        self._stale = self._make is not None
+
+    def _current(self) -> Any:
+        if self._stale and self._make is not None:
+            self._exporter = self._owner.span_exporter = self._make()
+            self._stale = False
+        return self._exporter
 
     def export(self, spans: Sequence[Any]) -> Any:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         try:
-            result = self._exporter.export(spans)
+            result = self._current().export(spans)
         except Exception as error:
             _logger.warning("span export failed: %s", error)
             result = SpanExportResult.FAILURE
@@ -678,10 +714,11 @@ class _CountingExporter:
         return result
 
     def shutdown(self) -> None:
-        self._exporter.shutdown()
+        if not self._stale:
+            self._exporter.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return bool(self._exporter.force_flush(timeout_millis))
+        return self._stale or bool(self._exporter.force_flush(timeout_millis))
 
 
 def _counting_processor(exporter: Any, owner: OpenTelemetryTracer, **options: Any) -> Any:

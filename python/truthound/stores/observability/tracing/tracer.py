@@ -16,7 +16,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from .. import _context, _core
+from .. import _context, _core, _fork
 from ..config import TracingConfig, TracingSampler
 from ..errors import InvalidArgumentError
 from ..protocols import ObservabilityContext
@@ -413,7 +413,8 @@ class InMemoryTracer(_RecordingTracer):
     """Keeps ended, sampled spans in memory (tests, debugging, local tools).
 
     ``InMemoryTracer(config=None, max_spans=10000, ...)``: at most ``max_spans`` spans are kept;
-    older ones are evicted first and counted in ``evicted_spans``. Thread-safe.
+    older ones are evicted first and counted in ``evicted_spans``. Thread-safe; a forked child
+    gets a copy of the kept spans, like any object, and a lock of its own.
     """
 
     DEFAULT_MAX_SPANS: ClassVar[int] = 10_000
@@ -432,6 +433,7 @@ class InMemoryTracer(_RecordingTracer):
         self._spans: deque[Span] = deque()
         self._lock = threading.Lock()
         self._evicted = 0
+        _fork.track(self, "_lock")
 
     @property
     def evicted_spans(self) -> int:
@@ -465,6 +467,9 @@ class InMemoryTracer(_RecordingTracer):
         with self._lock:
             self._spans.clear()
 
+
+# The factory's cache lock: a child forked while another thread held it must not inherit it held.
+_fork.track(Tracer, "_cache_lock")
 
 #: The options every recording tracer takes (the others are the exporter's).
 _RECORDING_OPTIONS = (
