@@ -56,6 +56,8 @@ os.register_at_fork(
 )
 
 OVERFLOW_VALUE = "__overflow__"
+_I32_MAX = 2**31 - 1
+_I32_MIN = -(2**31)
 EXEMPLAR_MAX_CODE_POINTS = 128
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -262,10 +264,20 @@ class _SketchParams:
         self.multiplier = 1.0 / math.log(self.gamma)
 
     def key(self, value: float) -> int:
-        return math.ceil(math.log(value) * self.multiplier)
+        # The native core's `as i32`: saturating (+inf, of a +inf value, to i32::MAX).
+        scaled = math.log(value) * self.multiplier
+        if math.isnan(scaled):
+            return 0
+        if math.isinf(scaled):
+            return _I32_MAX if scaled > 0 else _I32_MIN
+        return min(max(math.ceil(scaled), _I32_MIN), _I32_MAX)
 
     def value(self, key: int) -> float:
-        return 2.0 * math.pow(self.gamma, float(key)) / (self.gamma + 1.0)
+        try:
+            power = math.pow(self.gamma, float(key))
+        except OverflowError:  # f64::powf: +inf
+            power = math.inf
+        return 2.0 * power / (self.gamma + 1.0)
 
 
 class _Sketch:
