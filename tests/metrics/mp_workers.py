@@ -30,10 +30,10 @@ def work(core: str, directory: str, increments: int) -> None:
                 observe("latency_seconds", 0.01 * (i % 7), labels={"kind": kind})
 
 
-def hammer(core: str, directory: str, rounds: int, conn: Connection) -> None:
+def hammer(core: str, directory: str, conn: Connection) -> None:
     """Creates a counter and a histogram series, sends this process's file path, waits for
-    "go", then increments and observes (positive values only) ``rounds`` times and sends
-    "done": while it runs, every 8-byte word of its file can only grow."""
+    "go", then increments and observes (positive values only) until told to stop, and sends
+    how many times: while it runs, every 8-byte word of its file can only grow."""
     with _core.use_core(core):  # type: ignore[arg-type]
         metrics = backend(directory)
         increment = metrics.increment
@@ -42,19 +42,24 @@ def hammer(core: str, directory: str, rounds: int, conn: Connection) -> None:
         observe("hammer_seconds", 0.5)
         conn.send(str(metrics.multiprocess_file))
         conn.recv()
-        for _ in range(rounds):
-            increment("hammer_total")
-            observe("hammer_seconds", 0.5)
-        conn.send("done")
+        rounds = 0
+        while not conn.poll() and rounds < 100_000_000:
+            for _ in range(1000):
+                increment("hammer_total")
+                observe("hammer_seconds", 0.5)
+            rounds += 1000
+        conn.send(rounds)
 
 
 def fork_children(core: str, directory: str, children: int, conn: Connection) -> None:
-    """Records 1 in a counter, then forks ``children`` children that exit at once (each moves
-    the inherited series to a file of its own, its value zeroed), one at a time."""
+    """Records 1 in a counter, sends "ready", waits for "go", then forks ``children`` children
+    that exit at once (each moves the inherited series to a file of its own, its value zeroed),
+    one at a time, and sends "done"."""
     with _core.use_core(core):  # type: ignore[arg-type]
         metrics = backend(directory)
         metrics.increment("jobs_total")
         conn.send("ready")
+        conn.recv()
         for _ in range(children):
             pid = os.fork()
             if pid == 0:
