@@ -30,10 +30,11 @@ def work(core: str, directory: str, increments: int) -> None:
                 observe("latency_seconds", 0.01 * (i % 7), labels={"kind": kind})
 
 
-def hammer(core: str, directory: str, conn: Connection) -> None:
+def hammer(core: str, directory: str, most: int, conn: Connection) -> None:
     """Creates a counter and a histogram series, sends this process's file path, waits for
-    "go", then increments and observes (positive values only) until told to stop, and sends
-    how many times: while it runs, every 8-byte word of its file can only grow."""
+    "go", then increments and observes (positive values only) until told to stop or ``most``
+    times, and sends how many times: while it runs, every 8-byte word of its file can only
+    grow."""
     with _core.use_core(core):  # type: ignore[arg-type]
         metrics = backend(directory)
         increment = metrics.increment
@@ -43,7 +44,7 @@ def hammer(core: str, directory: str, conn: Connection) -> None:
         conn.send(str(metrics.multiprocess_file))
         conn.recv()
         rounds = 0
-        while not conn.poll() and rounds < 100_000_000:
+        while not conn.poll() and rounds < most:
             for _ in range(1000):
                 increment("hammer_total")
                 observe("hammer_seconds", 0.5)
