@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use arc_swap::ArcSwap;
@@ -522,19 +522,22 @@ impl Series {
         let width = layout.max_age / layout.age_buckets as f64;
         let epoch = (now / width).floor().max(0.0) as u64;
         let base = self.slot_base((epoch % layout.age_buckets as u64) as usize);
+        // The slot is a seqlock, its sequence number odd while it changes: the release fence
+        // orders the odd number before the body's stores, the release store of the even
+        // number orders the body before it (readers: `read::copy_slot`).
         let seq = cells.load_u64(base);
         if cells.load_u64(base + 1) != epoch + 1 {
             cells.store_u64(base, seq + 1);
+            fence(Ordering::Release);
             cells.store_u64(base + 1, epoch + 1);
             for i in 2..SLOT_HEADER {
                 cells.store_u64(base + i, 0);
             }
-            cells.store_u64(base, seq + 2);
+            cells.cell(base).store(seq + 2, Ordering::Release);
         }
         let seq = cells.load_u64(base);
-        cells
-            .cell(base)
-            .store(seq + 1, std::sync::atomic::Ordering::Release);
+        cells.store_u64(base, seq + 1);
+        fence(Ordering::Release);
         let count = cells.load_u64(base + 2);
         if count == 0 {
             cells.store_f64(base + 4, value);
@@ -555,9 +558,7 @@ impl Series {
         } else {
             cells.store_u64(base + 3, cells.load_u64(base + 3) + 1);
         }
-        cells
-            .cell(base)
-            .store(seq + 2, std::sync::atomic::Ordering::Release);
+        cells.cell(base).store(seq + 2, Ordering::Release);
     }
 
     /// This process's window of a shared summary.

@@ -80,3 +80,15 @@ def test_quantiles_merge_across_series() -> None:
     assert isinstance(merged, SummaryValue)
     assert merged.count == 100
     assert abs(merged.quantiles[0.5] - 50.0) <= 0.5
+
+
+def test_an_infinite_observation_is_recorded_as_infinite() -> None:
+    """+Inf is a valid observation (as in a histogram's +Inf bucket): the summary counts it and
+    its quantiles say +Inf, on both cores (the pure core once raised OverflowError here)."""
+    backend = InMemoryMetricsBackend(prefix="", quantiles=[0.5, 1.0])
+    backend.summary("latency", math.inf)
+    summary = backend.get("latency")
+    assert isinstance(summary, SummaryValue)
+    assert summary.count == 1
+    assert summary.sum == math.inf
+    assert summary.quantiles == {0.5: math.inf, 1.0: math.inf}

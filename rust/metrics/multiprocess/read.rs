@@ -30,8 +30,8 @@ struct ReadMap {
 }
 
 impl ReadMap {
-    fn open(file: &File) -> Option<Self> {
-        let len = file.metadata().ok()?.len() as usize;
+    /// Maps the first `len` bytes of `file` (its size when last looked at).
+    fn map(file: &File, len: usize) -> Option<Self> {
         if len < HEADER {
             return None;
         }
@@ -197,9 +197,10 @@ fn parse_series(
 ) -> Option<()> {
     let body = map.bytes(offset + 8, offset + len);
     let mut r = format::Reader::new(body);
-    let state = map.word(offset + 8);
     r.pos = 8;
     let (family, n_cells) = r.two_u32()?;
+    // Inside the record (the body holds 16 bytes); it changes after publication (removed).
+    let state = map.word(offset + 8);
     let def = parsed.defs.get(&family)?;
     let values = (0..def.labels.len())
         .map(|_| r.string().map(str::to_owned))
@@ -610,10 +611,38 @@ fn writer_files(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Maps and parses an open file.
+fn map_and_parse(file: &File, counters: &MultiprocessCounters) -> Option<ParsedFile> {
+    let len = file.metadata().ok()?.len() as usize;
+    map_and_parse_sized(file, len, counters)
+}
+
+/// Maps and parses a file of `len` bytes when last looked at. A writer that grew its file since
+/// may have published records beyond that: the file is then mapped again at its new size (a
+/// file whose length exceeds its size for good is unreadable).
+fn map_and_parse_sized(
+    file: &File,
+    mut len: usize,
+    counters: &MultiprocessCounters,
+) -> Option<ParsedFile> {
+    for attempt in 0..3 {
+        let map = ReadMap::map(file, len)?;
+        if attempt < 2 && map.word(OFF_USED) as usize > map.len {
+            let now = file.metadata().map_or(0, |m| m.len() as usize);
+            if now > map.len {
+                len = now;
+                continue;
+            }
+        }
+        return parse(&map, counters);
+    }
+    None
+}
+
 /// Opens and parses one file; `None` (counted) when it cannot be read.
 fn read_file(path: &Path, counters: &MultiprocessCounters) -> Option<(File, ParsedFile)> {
     let file = File::open(path).ok()?;
-    let parsed = ReadMap::open(&file).and_then(|map| parse(&map, counters));
+    let parsed = map_and_parse(&file, counters);
     match parsed {
         Some(parsed) => Some((file, parsed)),
         None => {
@@ -755,7 +784,7 @@ fn compact_locked(dir: &Path, now: f64, counters: &MultiprocessCounters) -> Resu
         if !try_lock_exclusive(&file) {
             continue; // live, or being checked by a scrape right now
         }
-        let parsed = ReadMap::open(&file).and_then(|map| parse(&map, counters));
+        let parsed = map_and_parse(&file, counters);
         match parsed {
             Some(mut parsed) => {
                 parsed.name = name;
@@ -809,4 +838,63 @@ fn compact_locked(dir: &Path, now: f64, counters: &MultiprocessCounters) -> Resu
         .compacted_files
         .fetch_add(names.len() as u64, Ordering::Relaxed);
     Ok(names.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::metrics::multiprocess::GaugeMode;
+    use crate::metrics::multiprocess::format::FIRST_CHUNK;
+    use crate::metrics::multiprocess::slab::Slab;
+
+    #[test]
+    fn a_file_that_grew_after_it_was_sized_is_mapped_again() {
+        let dir = std::env::temp_dir().join(format!(
+            "truthound-grown-{}-{:016x}",
+            std::process::id(),
+            nonce()
+        ));
+        let counters = Arc::new(MultiprocessCounters::default());
+        let slab = Slab::create(&dir, Arc::clone(&counters)).expect("a writer file");
+        let mut def = FamilyDef {
+            id: 0,
+            kind: Kind::Counter,
+            mode: GaugeMode::Sum,
+            name: "jobs_total".to_owned(),
+            help: String::new(),
+            labels: vec!["kind".to_owned()],
+            bounds: Vec::new(),
+            quantiles: Vec::new(),
+            age_buckets: 0,
+            max_age: 0.0,
+            relative_accuracy: 0.0,
+            max_bins: 0,
+        };
+        slab.define(&mut def, true);
+        // 2,000 series of 48 bytes: the file grows past its first chunk.
+        let cells: Vec<_> = (0..2000)
+            .map(|i| {
+                let (cells, _) = slab
+                    .series(def.id, &[&i.to_string()], def.cells(), 1, 1.0)
+                    .expect("a series");
+                cells.store_f64(0, 1.0);
+                cells
+            })
+            .collect();
+        let file = File::open(slab.path()).expect("the writer file");
+        assert!(file.metadata().expect("its size").len() as usize > FIRST_CHUNK);
+        // Sized before the growth: mapped again, every series read.
+        let parsed = map_and_parse_sized(&file, FIRST_CHUNK, &counters).expect("readable");
+        assert_eq!(parsed.series.len(), cells.len());
+        assert!(
+            parsed
+                .series
+                .iter()
+                .all(|s| f64::from_bits(s.cells[0]) == 1.0)
+        );
+        drop(cells);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

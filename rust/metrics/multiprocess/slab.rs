@@ -153,8 +153,14 @@ fn header_word(chunk: &Chunk, offset: usize) -> &AtomicU64 {
     }
 }
 
-/// Creates a writer file: under a hidden name, locked, initialised, then renamed.
-fn create_file(dir: &Path) -> Result<(File, PathBuf, Chunk)> {
+/// Creates a writer file of this process: under a hidden name, locked, filled by `prepare`
+/// (which maps it), and only then renamed to a name scrapes read, so no scrape ever sees it
+/// unfinished (a forked child's copy of its parent's file would count the parent's values twice
+/// until they are zeroed, and the next scrape would see them go back down).
+fn create_file<T>(
+    dir: &Path,
+    mut prepare: impl FnMut(&File, &Path) -> Result<T>,
+) -> Result<(File, PathBuf, T)> {
     let pid = std::process::id();
     let mut last_error = None;
     for _ in 0..5 {
@@ -181,19 +187,19 @@ fn create_file(dir: &Path) -> Result<(File, PathBuf, Chunk)> {
         if !try_lock_exclusive(&file) {
             continue;
         }
-        if file.set_len(FIRST_CHUNK as u64).is_err() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(os_error("cannot size the metrics file", &tmp));
-        }
-        let chunk = map_chunk(&file, &tmp, 0, FIRST_CHUNK)?;
-        header_word(&chunk, 0).store(MAGIC, Ordering::Relaxed);
-        header_word(&chunk, OFF_PID).store(u64::from(pid), Ordering::Relaxed);
-        header_word(&chunk, OFF_CREATED).store(wall_clock().to_bits(), Ordering::Relaxed);
-        header_word(&chunk, OFF_USED).store(HEADER as u64, Ordering::Release);
+        let filled = match prepare(&file, &tmp) {
+            Ok(filled) => filled,
+            Err(error) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(error);
+            }
+        };
+        // The content before the name.
+        std::sync::atomic::fence(Ordering::SeqCst);
         // A failed rename means a compaction removed the temporary file before we locked it:
         // try another name.
         if std::fs::rename(&tmp, &path).is_ok() {
-            return Ok((file, path, chunk));
+            return Ok((file, path, filled));
         }
     }
     Err(last_error.unwrap_or_else(|| {
@@ -203,6 +209,19 @@ fn create_file(dir: &Path) -> Result<(File, PathBuf, Chunk)> {
             "cannot create a metrics file in the multiprocess directory",
         )
     }))
+}
+
+/// Sizes, maps and initialises a new, empty writer file.
+fn fresh_file(file: &File, tmp: &Path) -> Result<Chunk> {
+    if file.set_len(FIRST_CHUNK as u64).is_err() {
+        return Err(os_error("cannot size the metrics file", tmp));
+    }
+    let chunk = map_chunk(file, tmp, 0, FIRST_CHUNK)?;
+    header_word(&chunk, 0).store(MAGIC, Ordering::Relaxed);
+    header_word(&chunk, OFF_PID).store(u64::from(std::process::id()), Ordering::Relaxed);
+    header_word(&chunk, OFF_CREATED).store(wall_clock().to_bits(), Ordering::Relaxed);
+    header_word(&chunk, OFF_USED).store(HEADER as u64, Ordering::Release);
+    Ok(chunk)
 }
 
 impl Slab {
@@ -215,7 +234,7 @@ impl Slab {
                 format!("cannot create the multiprocess directory: {e}"),
             )
         })?;
-        let (file, path, chunk) = create_file(dir)?;
+        let (file, path, chunk) = create_file(dir, fresh_file)?;
         let slab = Arc::new(Self {
             dir: dir.to_path_buf(),
             state: Mutex::new(State {
@@ -376,7 +395,8 @@ impl Slab {
     }
 
     /// In a forked child: moves every chunk to a new file of this process, at the same
-    /// addresses, with values zeroed (the parent's values stay in the parent's file).
+    /// addresses, with values zeroed (the parent's values stay in the parent's file); the file
+    /// becomes visible to scrapes only then.
     fn move_to_own_file(&self) {
         let mut state = self
             .state
@@ -397,61 +417,63 @@ impl Slab {
                 self.counters
                     .unshared_series
                     .fetch_add(series, Ordering::Relaxed);
+                zero_values(&state.chunks, state.used);
             }
         }
-        zero_values(&state);
-        header_word(&state.chunks[0], OFF_PID)
-            .store(u64::from(std::process::id()), Ordering::Relaxed);
-        header_word(&state.chunks[0], OFF_CREATED).store(wall_clock().to_bits(), Ordering::Relaxed);
     }
 
     fn remap(&self, state: &mut State) -> std::result::Result<(), ()> {
-        let created = create_file(&self.dir);
-        let Ok((file, path, first)) = created else {
+        let chunks = &state.chunks;
+        let used = state.used;
+        let end = chunks.last().map_or(0, |c| c.offset + c.len);
+        let created = create_file(&self.dir, |file, tmp| {
+            if file.set_len(end as u64).is_err() {
+                return Err(os_error("cannot size the metrics file", tmp));
+            }
+            for chunk in chunks {
+                let len = chunk.len.min(used.saturating_sub(chunk.offset));
+                // SAFETY: copying from our own mapping (valid for `chunk.len >= len` bytes).
+                #[allow(unsafe_code)]
+                let written = unsafe {
+                    libc::pwrite(
+                        file.as_raw_fd(),
+                        chunk.ptr.cast(),
+                        len,
+                        chunk.offset as libc::off_t,
+                    )
+                };
+                if written != len as isize {
+                    return Err(os_error("cannot copy the metrics file", tmp));
+                }
+            }
+            for chunk in chunks {
+                // SAFETY: replaces our own mapping at the same address and length with the
+                // same range of the new file (same content); no other thread exists in the
+                // child. (If the file is then not renamed, the next attempt copies from it.)
+                #[allow(unsafe_code)]
+                let ptr = unsafe {
+                    libc::mmap(
+                        chunk.ptr.cast(),
+                        chunk.len,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_SHARED | libc::MAP_FIXED,
+                        file.as_raw_fd(),
+                        chunk.offset as libc::off_t,
+                    )
+                };
+                if ptr != chunk.ptr.cast() {
+                    return Err(os_error("cannot map the metrics file", tmp));
+                }
+            }
+            zero_values(chunks, used);
+            header_word(&chunks[0], OFF_PID)
+                .store(u64::from(std::process::id()), Ordering::Relaxed);
+            header_word(&chunks[0], OFF_CREATED).store(wall_clock().to_bits(), Ordering::Relaxed);
+            Ok(())
+        });
+        let Ok((file, path, ())) = created else {
             return Self::privatize(state);
         };
-        drop(first); // unmapped: the parent's content is copied below
-        let end = state.chunks.last().map_or(0, |c| c.offset + c.len);
-        if file.set_len(end as u64).is_err() {
-            let _ = std::fs::remove_file(&path);
-            return Self::privatize(state);
-        }
-        for chunk in &state.chunks {
-            let len = chunk.len.min(state.used.saturating_sub(chunk.offset));
-            // SAFETY: copying from our own mapping (valid for `chunk.len >= len` bytes).
-            #[allow(unsafe_code)]
-            let written = unsafe {
-                libc::pwrite(
-                    file.as_raw_fd(),
-                    chunk.ptr.cast(),
-                    len,
-                    chunk.offset as libc::off_t,
-                )
-            };
-            if written != len as isize {
-                let _ = std::fs::remove_file(&path);
-                return Self::privatize(state);
-            }
-        }
-        for chunk in &state.chunks {
-            // SAFETY: replaces our own mapping at the same address and length with the same
-            // range of the new file (same content); no other thread exists in the child.
-            #[allow(unsafe_code)]
-            let ptr = unsafe {
-                libc::mmap(
-                    chunk.ptr.cast(),
-                    chunk.len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED | libc::MAP_FIXED,
-                    file.as_raw_fd(),
-                    chunk.offset as libc::off_t,
-                )
-            };
-            if ptr != chunk.ptr.cast() {
-                let _ = std::fs::remove_file(&path);
-                return Self::privatize(state);
-            }
-        }
         // The inherited descriptor is closed (the parent keeps its lock), the new one kept.
         state.file = file;
         state.path = path;
@@ -479,13 +501,12 @@ impl Slab {
     }
 }
 
-/// Zeroes every value cell of the file (not the created times), in the child after a fork.
-fn zero_values(state: &State) {
+/// Zeroes every value cell of a file's chunks (not the created times), in the child after a fork.
+fn zero_values(chunks: &[Arc<Chunk>], used: usize) {
     let mut kinds: std::collections::HashMap<u32, FamilyDef> = std::collections::HashMap::new();
     let mut offset = HEADER;
-    while offset + 8 <= state.used {
-        let Some(chunk) = state
-            .chunks
+    while offset + 8 <= used {
+        let Some(chunk) = chunks
             .iter()
             .find(|c| offset >= c.offset && offset < c.offset + c.len)
         else {

@@ -1,9 +1,10 @@
 """Pure-Python mirror of ``rust/metrics/multiprocess/``: the same file format, locking
 protocol, aggregation and compaction (a native and a pure process can share a directory).
 
-Values are written through to the memory-mapped file with native-endian 8-byte stores at
-aligned offsets (one machine word each, as the native core's atomics); the Python attributes of
-a series remain the writer's own copy. See the native module for the design notes.
+Values are written through to the memory-mapped file, one aligned 8-byte store per cell, and
+read with one aligned 8-byte load per cell (see ``Chunk``): the memory model of the native
+core's atomics. The Python attributes of a series remain the writer's own copy. See the native
+module for the design notes.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import math
 import mmap
 import os
 import struct
+import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,10 +55,103 @@ _D = struct.Struct("=d")
 _I = struct.Struct("=I")
 _HEAD = struct.Struct("=IHH")
 _TWO = struct.Struct("=II")
-pack_q = _Q.pack_into
-pack_d = _D.pack_into
+# For record bytes only (written before they are published, never changed after): ``pack_into``
+# zeroes its destination before storing into it, so it must never touch a live cell.
 unpack_q = _Q.unpack_from
 unpack_d = _D.unpack_from
+W_USED = OFF_USED // 8
+W_PID = OFF_PID // 8
+W_CREATED = OFF_CREATED // 8
+W_FLAGS = OFF_FLAGS // 8
+
+
+# ---- shared words ----------------------------------------------------------------------------
+
+
+class Chunk:
+    """One mapped region of a file, with typed views of its 8-byte words.
+
+    Every cell another process may read while this one writes it (values, the published length,
+    the removed flag, summary slots) is accessed through ``q`` (unsigned) or ``d`` (float), never
+    through ``struct``: ``pack_into`` first zeroes its destination, then stores (a concurrent
+    scrape saw counters drop to 0), and packs doubles with ``PyFloat_Pack8``, a byte loop in C
+    that only some compilers merge into one store.
+    An item of a typed memoryview is read or written by one ``memcpy`` of 8 bytes from or to an
+    8-byte aligned address, which C compilers emit as a single load or store (``mov``/``movsd``
+    on x86-64, ``ldr``/``str`` on aarch64), and both architectures make an aligned 8-byte access
+    single-copy atomic: a reader sees the old value or the new one, as with the native core's
+    ``AtomicU64``. Cells are aligned: chunks start at page-multiple file offsets, the header is 64
+    bytes and every record and record head is a multiple of 8 bytes.
+
+    An mmap with exported buffers cannot be closed: ``close`` releases the views first (series
+    holding them are moved to other chunks before). Chunks never move or resize while mapped.
+    """
+
+    __slots__ = ("d", "mm", "offset", "q", "raw", "size")
+
+    def __init__(self, mm: mmap.mmap, offset: int, size: int) -> None:
+        self.mm = mm
+        self.offset = offset
+        self.size = size
+        self.raw = memoryview(mm)
+        self.q = self.raw.cast("Q")
+        self.d = self.raw.cast("d")
+
+    def close(self) -> None:
+        self.q.release()
+        self.d.release()
+        self.raw.release()
+        # Another view still referenced (a thread that vanished in a fork held one): the
+        # mapping goes with the garbage collector instead.
+        with contextlib.suppress(BufferError):
+            self.mm.close()
+
+
+@contextmanager
+def read_words(mm: mmap.mmap) -> Iterator[memoryview[int]]:
+    """The whole 8-byte words of a mapping as unsigned integers (one aligned load per item),
+    released on exit so the mapping can be closed."""
+    whole = memoryview(mm)
+    aligned = whole[: len(whole) // 8 * 8]
+    words = aligned.cast("Q")
+    try:
+        yield words
+    finally:
+        words.release()
+        aligned.release()
+        whole.release()
+
+
+class _Fence(threading.local):
+    """This thread's lock, always held (released and taken again by ``fence``)."""
+
+    def __init__(self) -> None:
+        lock = threading.Lock()
+        lock.acquire()
+        self.release = lock.release
+        self.acquire = lock.acquire
+
+
+_FENCE = _Fence()
+
+
+def fence() -> None:
+    """A full memory barrier between this thread's shared-memory accesses before and after it.
+
+    The protocols here need stores published in order (record bytes before the length that
+    covers them; a summary slot's odd sequence number before its body, its body before the even
+    number) and loads done in order on the reader's side. x86-64 keeps stores in order and loads
+    in order by itself (each access is a separate C call, which the compiler cannot reorder);
+    aarch64 does not, and Python has no fence. Releasing a lock and taking it again is one: the
+    release is a store-release (every earlier access is ordered before it), the acquire a
+    load-acquire read-modify-write (every later access is ordered after it), and Arm never lets
+    a load-acquire pass an earlier store-release (RCsc), so nothing before the pair can be seen
+    after anything behind it. That holds for every CPython lock (semaphore, mutex or PyMutex).
+    The lock is this thread's own, so threads never wait on each other here.
+    """
+    local = _FENCE
+    local.release()
+    local.acquire()
 
 
 def parse_mode(name: str) -> str:
@@ -355,7 +451,13 @@ def writer_is_dead(fd: int) -> bool:
 # ---- the writer ----------------------------------------------------------------------------
 
 
-def _create_file(directory: str) -> tuple[int, str, mmap.mmap]:
+def _new_file(
+    directory: str, prepare: Callable[[int, str], list[Chunk]]
+) -> tuple[int, str, list[Chunk]]:
+    """A new writer file of this process: created under a hidden name, locked, filled by
+    ``prepare(descriptor, hidden path)`` (which maps it), and only then renamed to a name scrapes
+    read, so no scrape ever sees it unfinished (a forked child's copy of its parent's file
+    would be counted twice before its values are zeroed)."""
     pid = os.getpid()
     last: Exception | None = None
     for _ in range(5):
@@ -371,27 +473,48 @@ def _create_file(directory: str) -> tuple[int, str, mmap.mmap]:
             os.close(fd)
             continue
         try:
-            os.ftruncate(fd, FIRST_CHUNK)
-            chunk = mmap.mmap(fd, FIRST_CHUNK, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        except OSError as error:
+            chunks = prepare(fd, tmp)
+        except MultiprocessError:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise MultiprocessError(f'"{tmp}": cannot map the metrics file: {error}') from error
-        pack_q(chunk, 0, MAGIC)
-        pack_q(chunk, OFF_PID, pid)
-        pack_d(chunk, OFF_CREATED, wall_clock())
-        pack_q(chunk, OFF_USED, HEADER)
+            raise
+        fence()  # the content before the name
+        # A failed rename means a compaction removed the temporary file before we locked it:
+        # try another name.
         try:
             os.rename(tmp, path)
         except OSError:
-            chunk.close()
+            for chunk in chunks:
+                chunk.close()
             os.close(fd)
             continue
-        return fd, path, chunk
+        return fd, path, chunks
     raise last or MultiprocessError(
         f'"{directory}": cannot create a metrics file in the multiprocess directory'
     )
+
+
+def _map(fd: int, path: str, offset: int, size: int) -> Chunk:
+    try:
+        mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=offset)
+    except (OSError, ValueError) as error:
+        raise MultiprocessError(f'"{path}": cannot map the metrics file: {error}') from error
+    return Chunk(mm, offset, size)
+
+
+def _fresh_file(fd: int, path: str) -> list[Chunk]:
+    try:
+        os.ftruncate(fd, FIRST_CHUNK)
+    except OSError as error:
+        raise MultiprocessError(f'"{path}": cannot size the metrics file: {error}') from error
+    chunk = _map(fd, path, 0, FIRST_CHUNK)
+    q = chunk.q
+    q[0] = MAGIC
+    q[W_PID] = os.getpid()
+    chunk.d[W_CREATED] = wall_clock()
+    q[W_USED] = HEADER
+    return [chunk]
 
 
 class Slab:
@@ -405,13 +528,12 @@ class Slab:
                 f'"{directory}": cannot create the multiprocess directory: {error}'
             ) from error
         self.dir = directory
-        self.fd, self.path, first = _create_file(directory)
-        self.chunks: list[tuple[mmap.mmap, int, int]] = [(first, 0, FIRST_CHUNK)]
+        self.fd, self.path, self.chunks = _new_file(directory, _fresh_file)
         self.used = HEADER
         self.next_family = 0
         self.broken = False
         self.counters = counters
-        #: Every series with cells here: (series, chunk index); remapped after a fork.
+        #: Every series with cells here: (series, chunk index); moved after a fork.
         self.series_list: list[tuple[Any, int]] = []
         _SLABS.add(self)
 
@@ -421,37 +543,34 @@ class Slab:
 
     def _reserve(self, length: int) -> tuple[int, int]:
         """(chunk index, position in it) for ``length`` bytes at ``self.used``."""
-        mm, offset, size = self.chunks[-1]
-        end = offset + size
+        last = self.chunks[-1]
+        end = last.offset + last.size
         if self.used + length <= end:
-            return len(self.chunks) - 1, self.used - offset
-        new_size = max(min(size * 2, MAX_CHUNK), (length + 4095) // 4096 * 4096)
+            return len(self.chunks) - 1, self.used - last.offset
+        new_size = max(min(last.size * 2, MAX_CHUNK), (length + 4095) // 4096 * 4096)
         try:
             os.ftruncate(self.fd, end + new_size)
-            chunk = mmap.mmap(
-                self.fd,
-                new_size,
-                mmap.MAP_SHARED,
-                mmap.PROT_READ | mmap.PROT_WRITE,
-                offset=end,
-            )
         except OSError as error:
             raise MultiprocessError(f'"{self.path}": cannot grow the metrics file') from error
+        chunk = _map(self.fd, self.path, end, new_size)
         remaining = end - self.used
-        if remaining > 0:
-            _HEAD.pack_into(mm, self.used - offset, remaining, REC_PAD, 0)
+        if remaining > 0:  # not yet published: plain bytes
+            _HEAD.pack_into(last.mm, self.used - last.offset, remaining, REC_PAD, 0)
         self.used = end
-        self.chunks.append((chunk, end, new_size))
+        self.chunks.append(chunk)
         return len(self.chunks) - 1, 0
 
     def _publish(self) -> None:
-        pack_q(self.chunks[0][0], OFF_USED, self.used)
+        """Makes the records written so far visible: the length that covers them is stored
+        after them (``fence``), and readers load it before reading them."""
+        fence()
+        self.chunks[0].q[W_USED] = self.used
 
     def _write(self, data: bytes, total: int) -> tuple[int, int, int]:
         index, pos = self._reserve(total)
-        mm, offset, _ = self.chunks[index]
-        mm[pos : pos + len(data)] = data
-        start = offset + pos
+        chunk = self.chunks[index]
+        chunk.mm[pos : pos + len(data)] = data  # not yet published: plain bytes
+        start = chunk.offset + pos
         self.used = start + total
         return index, pos, start
 
@@ -468,8 +587,9 @@ class Slab:
 
     def series(
         self, family: int, values: list[str], n_cells: int, created_at: int, created: float
-    ) -> tuple[mmap.mmap, int, int, int] | None:
-        """(mapping, first cell position, chunk index, record offset), or ``None``."""
+    ) -> tuple[int, int, int] | None:
+        """(chunk index, index of the first cell among the chunk's words, record offset), or
+        ``None``."""
         if self.broken:
             return None
         head, total = series_head(family, values, n_cells)
@@ -477,90 +597,87 @@ class Slab:
             index, pos, start = self._write(head, total)
         except MultiprocessError:
             return None
-        mm = self.chunks[index][0]
-        cells = pos + len(head)
-        pack_d(mm, cells + 8 * created_at, created)
+        cells, misaligned = divmod(pos + len(head), 8)
+        assert not misaligned, "records and record heads are multiples of 8 bytes"
+        self.chunks[index].d[cells + created_at] = created
         self._publish()
-        return mm, cells, index, start
+        return index, cells, start
 
     def remove(self, record: int) -> None:
-        for mm, offset, size in self.chunks:
-            if offset <= record < offset + size:
-                pos = record - offset + 8
-                pack_q(mm, pos, unpack_q(mm, pos)[0] | STATE_REMOVED)
+        for chunk in self.chunks:
+            if chunk.offset <= record < chunk.offset + chunk.size:
+                at = (record - chunk.offset + 8) // 8
+                chunk.q[at] = chunk.q[at] | STATE_REMOVED
                 return
 
     def after_fork_in_child(self) -> None:
-        """Moves the file's content to a file of this (child) process, values zeroed."""
+        """Moves the file's content to a file of this (child) process, values zeroed, made
+        visible to scrapes only then."""
         if self.broken:
             return
+        old = self.chunks
+        used = self.used
+
+        def copy(fd: int, path: str) -> list[Chunk]:
+            try:
+                os.ftruncate(fd, old[-1].offset + old[-1].size)
+                for chunk in old:
+                    length = min(chunk.size, max(used - chunk.offset, 0))
+                    os.pwrite(fd, chunk.mm[:length], chunk.offset)
+            except OSError as error:
+                raise MultiprocessError(f'"{path}": cannot copy the metrics file') from error
+            # (on failure, the chunks mapped so far are unmapped as they are dropped)
+            chunks = [_map(fd, path, chunk.offset, chunk.size) for chunk in old]
+            _zero_values(chunks, used)
+            chunks[0].q[W_PID] = os.getpid()
+            chunks[0].d[W_CREATED] = wall_clock()
+            return chunks
+
         try:
-            fd, path, first = _create_file(self.dir)
+            fd, path, chunks = _new_file(self.dir, copy)
         except MultiprocessError:
             self._privatize()
             return
-        first.close()
-        end = self.chunks[-1][1] + self.chunks[-1][2]
-        try:
-            os.ftruncate(fd, end)
-            for mm, offset, size in self.chunks:
-                length = min(size, max(self.used - offset, 0))
-                os.pwrite(fd, mm[:length], offset)
-            chunks = [
-                (
-                    mmap.mmap(
-                        fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=o
-                    ),
-                    o,
-                    size,
-                )
-                for _, o, size in self.chunks
-            ]
-        except OSError:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            self._privatize()
-            return
-        for mm, _, _ in self.chunks:
-            mm.close()
+        self._move(chunks)
         os.close(self.fd)
-        self.fd, self.path, self.chunks = fd, path, chunks
-        _zero_values(self.chunks, self.used)
-        pack_q(chunks[0][0], OFF_PID, os.getpid())
-        pack_d(chunks[0][0], OFF_CREATED, wall_clock())
+        self.fd, self.path = fd, path
+
+    def _move(self, chunks: list[Chunk]) -> None:
+        """Points every series at ``chunks`` and unmaps the old ones."""
+        old, self.chunks = self.chunks, chunks
         for series, index in self.series_list:
-            series.moved(chunks[index][0])
+            series.moved(chunks[index])
+        for chunk in old:
+            chunk.close()
 
     def _privatize(self) -> None:
         """No file for the child: private copies, never written back to the parent's file."""
         self.broken = True
         self.counters.unshared_series += len(self.series_list)
         chunks = []
-        for mm, offset, size in self.chunks:
-            private = mmap.mmap(-1, size)
-            private[:] = mm[:size]
-            chunks.append((private, offset, size))
-            mm.close()
+        for chunk in self.chunks:
+            private = mmap.mmap(-1, chunk.size)
+            private[:] = chunk.mm[: chunk.size]
+            chunks.append(Chunk(private, chunk.offset, chunk.size))
+        _zero_values(chunks, self.used)
+        self._move(chunks)
         with contextlib.suppress(OSError):
             os.close(self.fd)
         self.fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        self.chunks = chunks
-        for series, index in self.series_list:
-            series.moved(chunks[index][0])
 
 
-def _zero_values(chunks: list[tuple[mmap.mmap, int, int]], used: int) -> None:
+def _zero_values(chunks: list[Chunk], used: int) -> None:
+    """Zeroes every value cell of a file's chunks (not the created times)."""
     defs: dict[int, FamilyDef] = {}
     offset = HEADER
     while offset + 8 <= used:
-        found = next(((m, o, s) for m, o, s in chunks if o <= offset < o + s), None)
-        if found is None:
+        chunk = next((c for c in chunks if c.offset <= offset < c.offset + c.size), None)
+        if chunk is None:
             return
-        mm, base, size = found
-        pos = offset - base
+        mm = chunk.mm
+        pos = offset - chunk.offset
         length, kind, _flags = _HEAD.unpack_from(mm, pos)
-        if length < 8 or pos + length > size:
+        if length < 8 or pos + length > chunk.size:
             return
         if kind == REC_FAMILY:
             d = parse_family(mm[pos + 8 : pos + length])
@@ -576,9 +693,10 @@ def _zero_values(chunks: list[tuple[mmap.mmap, int, int]], used: int) -> None:
                 r.align()
                 created = created_index(d.kind, n_cells)
                 if r.pos + n_cells * 8 <= pos + length:
+                    first = r.pos // 8
                     for i in range(n_cells):
                         if i != created:
-                            pack_q(mm, r.pos + 8 * i, 0)
+                            chunk.q[first + i] = 0
         offset += length
 
 
@@ -611,27 +729,29 @@ def slot_base(slot: int, max_bins: int) -> int:
 
 
 class Cells:
-    """Word access to a series' cells in a mapping (offsets in words from ``pos``)."""
+    """A series' cells: word ``i`` from its first cell ``at`` in a chunk's views (one aligned
+    8-byte load or store each, see ``Chunk``)."""
 
-    __slots__ = ("mm", "pos")
+    __slots__ = ("at", "d", "q")
 
-    def __init__(self, mm: Any, pos: int) -> None:
-        self.mm = mm
-        self.pos = pos
+    def __init__(self, q: memoryview[int], d: memoryview[float], at: int) -> None:
+        self.q = q
+        self.d = d
+        self.at = at
 
     def u(self, i: int) -> int:
-        value: int = unpack_q(self.mm, self.pos + 8 * i)[0]
+        value: int = self.q[self.at + i]
         return value
 
     def f(self, i: int) -> float:
-        value: float = unpack_d(self.mm, self.pos + 8 * i)[0]
+        value: float = self.d[self.at + i]
         return value
 
     def set_u(self, i: int, value: int) -> None:
-        pack_q(self.mm, self.pos + 8 * i, value)
+        self.q[self.at + i] = value
 
     def set_f(self, i: int, value: float) -> None:
-        pack_d(self.mm, self.pos + 8 * i, value)
+        self.d[self.at + i] = value
 
 
 def shared_observe(  # noqa: PLR0917 - mirrors Series::shared_observe
@@ -643,7 +763,10 @@ def shared_observe(  # noqa: PLR0917 - mirrors Series::shared_observe
     max_bins: int,
     key: int | None,
 ) -> None:
-    """Records ``value`` (bin ``key``, ``None`` for zero) in the age slot of ``now``."""
+    """Records ``value`` (bin ``key``, ``None`` for zero) in the age slot of ``now``.
+
+    The slot is a seqlock: its sequence number is odd while it changes. ``fence`` orders the odd
+    number before the body and the body before the even number (readers: ``_copy_slot``)."""
     cells.set_u(0, cells.u(0) + 1)
     cells.set_f(1, cells.f(1) + value)
     width = max_age / age_buckets
@@ -652,12 +775,15 @@ def shared_observe(  # noqa: PLR0917 - mirrors Series::shared_observe
     seq = cells.u(base)
     if cells.u(base + 1) != epoch + 1:
         cells.set_u(base, seq + 1)
+        fence()
         cells.set_u(base + 1, epoch + 1)
         for i in range(2, SLOT_HEADER):
             cells.set_u(base + i, 0)
+        fence()
         cells.set_u(base, seq + 2)
     seq = cells.u(base)
     cells.set_u(base, seq + 1)
+    fence()
     count = cells.u(base + 2)
     if count == 0:
         cells.set_f(base + 4, value)
@@ -670,6 +796,7 @@ def shared_observe(  # noqa: PLR0917 - mirrors Series::shared_observe
         _insert_bin(cells, base, slot_bins(max_bins), key)
     else:
         cells.set_u(base + 3, cells.u(base + 3) + 1)
+    fence()
     cells.set_u(base, seq + 2)
 
 
@@ -782,32 +909,43 @@ class ParsedFile:
     absorbed: list[str] = field(default_factory=list)
 
 
-def _copy_slot(mm: Any, start: int, bins: int, out: list[int], first: int) -> None:
+def _copy_slot(words: memoryview[int], at: int, bins: int, out: list[int], first: int) -> None:
+    """Copies the summary slot at word ``at`` consistently (seqlock), retrying while its
+    writer changes it. ``tolist`` of a slice reads item by item: one aligned load per word."""
+    body = at + SLOT_HEADER
     for _ in range(64):
-        seq = unpack_q(mm, start)[0]
+        seq = words[at]
         if seq % 2 == 0:
-            header = struct.unpack_from(f"={SLOT_HEADER}Q", mm, start)
+            fence()  # the sequence number before the body
+            header = words[at : at + SLOT_HEADER].tolist()
             n = min(header[6], bins)
-            body = struct.unpack_from(f"={n}Q", mm, start + SLOT_HEADER * 8)
-            if unpack_q(mm, start)[0] == seq:
+            found = words[body : body + n].tolist()
+            fence()  # the body before the second look at the sequence number
+            if words[at] == seq:
+                header[0] = seq
                 out[first : first + SLOT_HEADER] = header
-                out[first + SLOT_HEADER : first + SLOT_HEADER + n] = body
+                out[first + SLOT_HEADER : first + SLOT_HEADER + n] = found
                 return
         time.sleep(0)
-    header = struct.unpack_from(f"={SLOT_HEADER}Q", mm, start)
+    # A writer that died mid-update leaves an odd sequence: take the slot as it is.
+    header = words[at : at + SLOT_HEADER].tolist()
     n = min(header[6], bins)
     out[first : first + SLOT_HEADER] = header
-    out[first + SLOT_HEADER : first + SLOT_HEADER + n] = struct.unpack_from(
-        f"={n}Q", mm, start + SLOT_HEADER * 8
-    )
+    out[first + SLOT_HEADER : first + SLOT_HEADER + n] = words[body : body + n].tolist()
 
 
 def _parse_series(  # noqa: PLR0917 - internal
-    mm: Any, parsed: ParsedFile, offset: int, length: int, archive: bool, flags: int
+    mm: Any,
+    words: memoryview[int],
+    parsed: ParsedFile,
+    offset: int,
+    length: int,
+    archive: bool,
+    flags: int,
 ) -> bool:
-    r = _Reader(mm, offset + 8)
-    state = r.u64()
+    r = _Reader(mm, offset + 16)
     family, n_cells = r.two_u32()
+    state = words[(offset + 8) // 8]  # changes after publication (removed): one load
     d = parsed.defs.get(family)
     if d is None:
         return False
@@ -821,15 +959,16 @@ def _parse_series(  # noqa: PLR0917 - internal
         return False
     if state & STATE_REMOVED:
         return True
+    at = start // 8
     if d.kind == "summary":
         cells = [0] * n_cells
-        cells[:3] = struct.unpack_from("=3Q", mm, start)
+        cells[:3] = words[at : at + 3].tolist()
         bins = slot_bins(d.max_bins)
         for slot in range(d.age_buckets):
             first = 3 + slot * (SLOT_HEADER + bins)
-            _copy_slot(mm, start + first * 8, bins, cells, first)
+            _copy_slot(words, at + first, bins, cells, first)
     else:
-        cells = list(struct.unpack_from(f"={n_cells}Q", mm, start))
+        cells = words[at : at + n_cells].tolist()
     partials = None
     if archive and flags & SERIES_PARTIALS:
         pr = _Reader(mm, end)
@@ -841,15 +980,17 @@ def _parse_series(  # noqa: PLR0917 - internal
     return True
 
 
-def parse(mm: Any, counters: Counters) -> ParsedFile | None:
+def parse(mm: Any, words: memoryview[int], counters: Counters) -> ParsedFile | None:
+    """Parses a mapped file (``words``: its 8-byte words, see ``read_words``)."""
     size = len(mm)
-    if size < HEADER or unpack_q(mm, 0)[0] != MAGIC:
+    if size < HEADER or words[0] != MAGIC:
         return None
-    used = unpack_q(mm, OFF_USED)[0]
+    used = words[W_USED]
+    fence()  # the published length before the records it covers (the writer's ``_publish``)
     if used < HEADER or used > size or used % 8:
         return None
-    parsed = ParsedFile(created=unpack_d(mm, OFF_CREATED)[0])
-    archive = bool(unpack_q(mm, OFF_FLAGS)[0] & FLAG_ARCHIVE)
+    parsed = ParsedFile(created=_f(words[W_CREATED]))
+    archive = bool(words[W_FLAGS] & FLAG_ARCHIVE)
     offset = HEADER
     while offset < used:
         length, kind, flags = _HEAD.unpack_from(mm, offset)
@@ -865,13 +1006,13 @@ def parse(mm: Any, counters: Counters) -> ParsedFile | None:
                 else:
                     parsed.defs[d.id] = d
             elif kind == REC_SERIES:
-                ok = _parse_series(mm, parsed, offset, length, archive, flags)
+                ok = _parse_series(mm, words, parsed, offset, length, archive, flags)
             elif kind == REC_ABSORBED:
                 r = _Reader(mm, offset + 8)
                 (count,) = _I.unpack_from(mm, offset + 8)
                 r.pos += 4
                 parsed.absorbed.extend(r.string() for _ in range(count))
-        except (ValueError, UnicodeDecodeError, struct.error):
+        except (ValueError, UnicodeDecodeError, IndexError, struct.error):
             ok = False
         if not ok:
             counters.skipped_records += 1
@@ -996,10 +1137,10 @@ class Aggregate:
                 _merge_slots(target, d, cells, self.now)
 
     def archive_bytes(self, absorbed: list[str]) -> bytes:
-        out = bytearray(HEADER)
-        pack_q(out, 0, MAGIC)
-        pack_d(out, OFF_CREATED, self.now)
-        pack_q(out, OFF_FLAGS, FLAG_ARCHIVE)
+        out = bytearray(HEADER)  # written whole, then renamed into place: plain bytes
+        _Q.pack_into(out, 0, MAGIC)
+        _D.pack_into(out, OFF_CREATED, self.now)
+        _Q.pack_into(out, OFF_FLAGS, FLAG_ARCHIVE)
         for index, family in enumerate(self.sorted_families()):
             d = FamilyDef(**{**family.d.__dict__, "id": index})
             out += family_record(d)
@@ -1007,7 +1148,7 @@ class Aggregate:
                 out += _archive_series(d, values, family.series[values])
         body = _I.pack(len(absorbed)) + b"".join(_string(name) for name in absorbed)
         out += _record(REC_ABSORBED, 0, body)
-        pack_q(out, OFF_USED, len(out))
+        _Q.pack_into(out, OFF_USED, len(out))
         return bytes(out)
 
 
@@ -1147,17 +1288,33 @@ def _writer_files(directory: str) -> list[str]:
 
 
 def _map_and_parse(fd: int, counters: Counters) -> ParsedFile | None:
-    try:
-        size = os.fstat(fd).st_size
-        if size < HEADER:
+    for attempt in range(3):
+        try:
+            size = os.fstat(fd).st_size
+            if size < HEADER:
+                return None
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+        except (OSError, ValueError):
             return None
-        mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
-    except (OSError, ValueError):
-        return None
+        try:
+            with read_words(mm) as words:
+                # A writer that grew its file after our fstat may have published records
+                # beyond this mapping: map it again at its new size (a file whose length
+                # exceeds its size for good is unreadable).
+                if attempt < 2 and words[W_USED] > size and _size(fd) > size:
+                    continue
+                return parse(mm, words, counters)
+        finally:
+            with contextlib.suppress(BufferError):  # see Chunk.close
+                mm.close()
+    return None
+
+
+def _size(fd: int) -> int:
     try:
-        return parse(mm, counters)
-    finally:
-        mm.close()
+        return os.fstat(fd).st_size
+    except OSError:
+        return 0
 
 
 def _read_file(path: str, counters: Counters) -> tuple[int, ParsedFile] | None:

@@ -57,6 +57,8 @@ os.register_at_fork(
 )
 
 OVERFLOW_VALUE = "__overflow__"
+_I32_MAX = 2**31 - 1
+_I32_MIN = -(2**31)
 EXEMPLAR_MAX_CODE_POINTS = 128
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -273,10 +275,20 @@ class _SketchParams:
         self.multiplier = 1.0 / math.log(self.gamma)
 
     def key(self, value: float) -> int:
-        return math.ceil(math.log(value) * self.multiplier)
+        # The native core's `as i32`: saturating (+inf, of a +inf value, to i32::MAX).
+        scaled = math.log(value) * self.multiplier
+        if math.isnan(scaled):
+            return 0
+        if math.isinf(scaled):
+            return _I32_MAX if scaled > 0 else _I32_MIN
+        return min(max(math.ceil(scaled), _I32_MIN), _I32_MAX)
 
     def value(self, key: int) -> float:
-        return 2.0 * math.pow(self.gamma, float(key)) / (self.gamma + 1.0)
+        try:
+            power = math.pow(self.gamma, float(key))
+        except OverflowError:  # f64::powf: +inf
+            power = math.inf
+        return 2.0 * power / (self.gamma + 1.0)
 
 
 class _Sketch:
@@ -597,11 +609,13 @@ class _Frozen:
 
 
 class _SharedSeries(_Series):
-    """A series whose values are written through to the multiprocess file."""
+    """A series whose values are written through to the multiprocess file: cell ``i`` is word
+    ``at + i`` of its chunk, stored with one aligned 8-byte write (see ``mp.Chunk``)."""
 
-    __slots__ = ("mm", "pos", "record")
-    mm: Any
-    pos: int
+    __slots__ = ("at", "d", "q", "record")
+    q: memoryview[int]
+    d: memoryview[float]
+    at: int
     record: int
 
     def counter_add(self, metric: str, value: float) -> None:
@@ -610,25 +624,25 @@ class _SharedSeries(_Series):
             self.layout.counters.overflowed()
         with self.lock:
             self.value += value
-            mp.pack_d(self.mm, self.pos, self.value)
+            self.d[self.at] = self.value
 
     def gauge_set(self, value: float) -> None:
         if self.overflow:
             self.layout.counters.overflowed()
         with self.lock:
             self.value = value
-            mp.pack_d(self.mm, self.pos, value)
+            self.d[self.at] = value
             if self.layout.stamps:
-                mp.pack_d(self.mm, self.pos + 8, time.time())
+                self.d[self.at + 1] = time.time()
 
     def gauge_add(self, value: float) -> None:
         if self.overflow:
             self.layout.counters.overflowed()
         with self.lock:
             self.value += value
-            mp.pack_d(self.mm, self.pos, self.value)
+            self.d[self.at] = self.value
             if self.layout.stamps:
-                mp.pack_d(self.mm, self.pos + 8, time.time())
+                self.d[self.at + 1] = time.time()
 
     def histogram_observe(
         self, metric: str, value: float, exemplar: tuple[LabelPairs, float] | None
@@ -640,9 +654,9 @@ class _SharedSeries(_Series):
         with self.lock:
             buckets = self.buckets
             buckets[index] += 1
-            mp.pack_q(self.mm, self.pos + 8 * index, buckets[index])
+            self.q[self.at + index] = buckets[index]
             self.sum += value
-            mp.pack_d(self.mm, self.pos + 8 * len(buckets), self.sum)
+            self.d[self.at + len(buckets)] = self.sum
             if exemplar is not None:
                 if self.exemplars is None:
                     self.exemplars = [None] * len(buckets)
@@ -656,7 +670,7 @@ class _SharedSeries(_Series):
         key = layout.sketch.key(value) if value > 0.0 else None
         with self.lock:
             mp.shared_observe(
-                mp.Cells(self.mm, self.pos),
+                mp.Cells(self.q, self.d, self.at),
                 value,
                 now,
                 layout.max_age,
@@ -665,9 +679,10 @@ class _SharedSeries(_Series):
                 key,
             )
 
-    def moved(self, mm: Any) -> None:
+    def moved(self, chunk: mp.Chunk) -> None:
         """In a forked child: the values now live (zeroed) in the child's own file."""
-        self.mm = mm
+        self.q = chunk.q
+        self.d = chunk.d
         self.value = 0.0
         self.sum = 0.0
         self.buckets = [0] * len(self.buckets)
@@ -761,8 +776,10 @@ class _Family:
             counters.unshared_series += 1
             return _Series(values, rendered, overflow, layout, now)
         series = _SharedSeries(values, rendered, overflow, layout, now)
-        series.mm, series.pos, chunk, series.record = placed
-        slab.series_list.append((series, chunk))
+        index, series.at, series.record = placed
+        chunk = slab.chunks[index]
+        series.q, series.d = chunk.q, chunk.d
+        slab.series_list.append((series, index))
         return series
 
     def all_series(self) -> list[_Series]:
