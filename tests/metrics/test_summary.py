@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from truthound.stores.observability.errors import InvalidMetricValueError
 from truthound.stores.observability.metrics import InMemoryMetricsBackend, SummaryValue
 
 QUANTILES = [0.0, 0.1, 0.5, 0.9, 0.95, 0.99, 1.0]
@@ -82,13 +84,9 @@ def test_quantiles_merge_across_series() -> None:
     assert abs(merged.quantiles[0.5] - 50.0) <= 0.5
 
 
-def test_an_infinite_observation_is_recorded_as_infinite() -> None:
-    """+Inf is a valid observation (as in a histogram's +Inf bucket): the summary counts it and
-    its quantiles say +Inf, on both cores (the pure core once raised OverflowError here)."""
+def test_an_infinite_observation_is_rejected_on_both_cores() -> None:
+    """The quantile sketch has no bin for infinity and ``_sum`` would stay +Inf for good."""
     backend = InMemoryMetricsBackend(prefix="", quantiles=[0.5, 1.0])
-    backend.summary("latency", math.inf)
-    summary = backend.get("latency")
-    assert isinstance(summary, SummaryValue)
-    assert summary.count == 1
-    assert summary.sum == math.inf
-    assert summary.quantiles == {0.5: math.inf, 1.0: math.inf}
+    with pytest.raises(InvalidMetricValueError, match="latency"):
+        backend.summary("latency", math.inf)
+    assert backend.get("latency") is None
