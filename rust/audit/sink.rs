@@ -195,11 +195,27 @@ pub struct FileSink {
     me: Weak<FileSink>,
 }
 
+/// The OS error as both cores write it: `[Errno 28] No space left on device` (Python's form,
+/// the pure core's; Rust would write `No space left on device (os error 28)`).
+fn os_text(error: &io::Error) -> String {
+    let text = error.to_string();
+    match error.raw_os_error() {
+        Some(code) => {
+            let detail = text
+                .strip_suffix(&format!(" (os error {code})"))
+                .unwrap_or(&text);
+            format!("[Errno {code}] {detail}")
+        }
+        None => text,
+    }
+}
+
+/// `"<path>": cannot <action>: [Errno N] <OS error text>` (identical on the pure core).
 fn io_error(path: &Path, action: &str, error: &io::Error) -> Error {
     Error::new(
         ErrorKind::AuditIo,
         path.display().to_string(),
-        format!("cannot {action}: {error}"),
+        format!("cannot {action}: {}", os_text(error)),
     )
 }
 

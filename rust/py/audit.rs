@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use std::time::Duration;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -35,6 +35,45 @@ static ENUM_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 fn invalid(item: impl Into<String>, reason: impl Into<String>) -> PyErr {
     Error::new(ErrorKind::InvalidArgument, item, reason).into()
+}
+
+/// `duration_ms` as a finite `f64`: an `int`, a `float` or any object with `__float__` or
+/// `__index__` (what `PyFloat_AsDouble` takes: never text); anything else is rejected naming
+/// `duration_ms` (mirrored by the pure core's `check_duration`).
+fn duration_arg(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let py = obj.py();
+    let item = || {
+        let repr = obj
+            .repr()
+            .map_or_else(|_| "<unrepresentable>".to_owned(), |r| py_str_owned(&r));
+        format!("duration_ms={repr}")
+    };
+    let not_a_number = || Error::new(ErrorKind::InvalidArgumentType, item(), "must be a number");
+    let number = if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        f.value()
+    } else {
+        let kind = obj.get_type();
+        if !(kind.hasattr(intern!(py, "__float__"))? || kind.hasattr(intern!(py, "__index__"))?) {
+            return Err(not_a_number().into());
+        }
+        match obj.extract::<f64>() {
+            Ok(value) => value,
+            Err(e) if e.is_instance_of::<PyOverflowError>(py) => f64::INFINITY,
+            Err(_) => return Err(not_a_number().into()),
+        }
+    };
+    if number.is_finite() {
+        Ok(number)
+    } else {
+        Err(invalid(item(), "must be a finite number"))
+    }
+}
+
+fn optional_duration(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<f64>> {
+    match obj {
+        Some(value) if !value.is_none() => duration_arg(value).map(Some),
+        _ => Ok(None),
+    }
 }
 
 fn py_str_owned(s: &Bound<'_, PyString>) -> String {
@@ -241,11 +280,7 @@ fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Event<'static>> {
         let value = obj.getattr(PyString::intern(py, name))?;
         event.text[i] = text_arg(Some(&value)).map(|c| Cow::Owned(c.into_owned()));
     }
-    let duration = obj.getattr(intern!(py, "duration_ms"))?;
-    if !duration.is_none() {
-        let d: f64 = duration.extract()?;
-        event.duration_ms = d.is_finite().then_some(d);
-    }
+    event.duration_ms = optional_duration(Some(&obj.getattr(intern!(py, "duration_ms"))?))?;
     let metadata = obj.getattr(intern!(py, "metadata"))?;
     event.metadata = metadata_value(Some(&metadata));
     Ok(event)
@@ -473,7 +508,7 @@ fn fields_event<'a>(
     event.text[4] = text_arg(item_id);
     event.text[5] = text_arg(user_id);
     event.text[16] = text_arg(error_message);
-    event.duration_ms = duration_ms.filter(|d| d.is_finite());
+    event.duration_ms = duration_ms;
     event.metadata = metadata_value(metadata);
     if let Some(extra) = extra {
         for (k, v) in extra.iter() {
@@ -660,7 +695,7 @@ impl FileSink {
         operation: &str,
         item_id: Option<&Bound<'_, PyAny>>,
         user_id: Option<&Bound<'_, PyAny>>,
-        duration_ms: Option<f64>,
+        duration_ms: Option<&Bound<'_, PyAny>>,
         metadata: Option<&Bound<'_, PyAny>>,
         error_message: Option<&Bound<'_, PyAny>>,
         extra: Option<&Bound<'_, PyDict>>,
@@ -673,7 +708,7 @@ impl FileSink {
             operation,
             item_id,
             user_id,
-            duration_ms,
+            optional_duration(duration_ms)?,
             metadata,
             error_message,
             extra,
@@ -1045,7 +1080,7 @@ impl AsyncWriter {
         operation: &str,
         item_id: Option<&Bound<'_, PyAny>>,
         user_id: Option<&Bound<'_, PyAny>>,
-        duration_ms: Option<f64>,
+        duration_ms: Option<&Bound<'_, PyAny>>,
         metadata: Option<&Bound<'_, PyAny>>,
         error_message: Option<&Bound<'_, PyAny>>,
         extra: Option<&Bound<'_, PyDict>>,
@@ -1062,7 +1097,7 @@ impl AsyncWriter {
             operation,
             item_id,
             user_id,
-            duration_ms,
+            optional_duration(duration_ms)?,
             metadata,
             error_message,
             extra,
@@ -1183,6 +1218,13 @@ pub fn normalize_value(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<
         })
     }
     back(py, &to_value(value, 0))
+}
+
+/// `duration_ms` checked and converted: a finite `float` from an `int`, a `float` or any object
+/// with `__float__`/`__index__`; anything else raises `InvalidArgumentError` naming it.
+#[pyfunction]
+pub fn check_duration(value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    duration_arg(value)
 }
 
 /// A fresh random (version 4) UUID, hyphenated, lower case: the default `event_id`.

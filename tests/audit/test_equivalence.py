@@ -185,3 +185,107 @@ def test_floats_are_written_exactly_as_python_repr(sinks: dict[str, Any], value:
     event = AuditEvent(event_id="e", timestamp=datetime(2024, 1, 1, tzinfo=UTC), duration_ms=value)
     line = sinks["native", False].encode_event(event)
     assert f'"duration_ms":{value!r}}}'.encode() in line
+
+
+# ---- numbers in records: `duration_ms` is checked alike; metadata keeps the fallback ----------
+
+
+class DuckEvent:
+    """Any object with the attributes of an ``AuditEvent`` (the cores read attributes)."""
+
+    def __init__(self, duration_ms: Any) -> None:
+        template = AuditEvent(event_id="e", timestamp=datetime(2024, 1, 1, tzinfo=UTC))
+        for name in ("event_id", "event_type", "timestamp", "status", "metadata"):
+            setattr(self, name, getattr(template, name))
+        for name in _pure.audit.TEXT_FIELDS:
+            setattr(self, name, getattr(template, name))
+        self.duration_ms = duration_ms
+
+
+def outcome(call: Any) -> tuple[str, str]:
+    try:
+        return "ok", repr(call())
+    except Exception as error:
+        return type(error).__name__, str(error)
+
+
+durations = st.one_of(
+    st.floats(),
+    st.integers(min_value=-(2**1100), max_value=2**1100),
+    st.booleans(),
+    st.decimals(allow_nan=True),
+    st.text(max_size=5),
+    st.binary(max_size=3),
+    st.sampled_from([None, [1.0], {"ms": 1}, "5", " 5 ", "nan", b"5", Color.BLUE, object]),
+)
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=durations)
+def test_duration_ms_is_accepted_or_rejected_identically(sinks: dict[str, Any], value: Any) -> None:
+    """Same verdict, same error type and message, same encoding, on every core entry point."""
+    assert outcome(lambda: _native.check_duration(value)) == outcome(
+        lambda: _pure.check_duration(value)
+    )
+    event = DuckEvent(value)
+    native = outcome(lambda: sinks["native", False].encode_event(event))
+    assert native == outcome(lambda: sinks["pure", False].encode_event(event))
+    if value is not None and native[0] == "ok":
+        assert math.isfinite(json.loads(sinks["native", False].encode_event(event))["duration_ms"])
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "reason"),
+    [
+        ("5", "InvalidArgumentTypeError", "must be a number"),
+        (b"5", "InvalidArgumentTypeError", "must be a number"),
+        ([5], "InvalidArgumentTypeError", "must be a number"),
+        (math.nan, "InvalidArgumentError", "must be a finite number"),
+        (math.inf, "InvalidArgumentError", "must be a finite number"),
+        (-math.inf, "InvalidArgumentError", "must be a finite number"),
+        (10**400, "InvalidArgumentError", "must be a finite number"),
+    ],
+)
+def test_a_bad_duration_names_duration_ms_on_both_cores(value: Any, error: str, reason: str) -> None:
+    for module in (_native, _pure):
+        kind, message = outcome(lambda m=module: m.check_duration(value))
+        assert (kind, message) == (error, f'"duration_ms={value!r}": {reason}')
+    assert _native.check_duration(Decimal("2.5")) == _pure.check_duration(Decimal("2.5")) == 2.5
+    assert _native.check_duration(True) == _pure.check_duration(True) == 1.0
+
+
+def test_non_finite_metadata_keeps_the_documented_string_fallback_on_both_cores(
+    sinks: dict[str, Any],
+) -> None:
+    event = AuditEvent(
+        event_id="e",
+        timestamp=datetime(2024, 1, 1, tzinfo=UTC),
+        duration_ms=2,
+        metadata={"inf": math.inf, "ninf": -math.inf, "nan": [math.nan], "ok": 1.5},
+    )
+    for text_format in (False, True):
+        native = sinks["native", text_format].encode_event(event)
+        assert native == sinks["pure", text_format].encode_event(event)
+    record = json.loads(sinks["native", False].encode_event(event))
+    assert record["duration_ms"] == 2.0
+    assert record["metadata"] == {"inf": "Infinity", "ninf": "-Infinity", "nan": ["NaN"], "ok": 1.5}
+
+
+def test_audit_io_errors_have_the_same_message_on_both_cores(tmp_path: Path) -> None:
+    """Path, operation and OS error text, formatted alike (no "(os error 28)" vs "[Errno 28]")."""
+    messages = []
+    for name, module in (("native", _native), ("pure", _pure)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "a.jsonl").symlink_to("/dev/full")
+        sink = module.FileSink(folder, "a", ".jsonl", durability="none")
+        event = AuditEvent(event_id="e", timestamp=datetime(2024, 1, 1, tzinfo=UTC))
+        kind, message = outcome(lambda s=sink: s.log_event(event))
+        assert kind == "AuditIOError"
+        assert sink.failed_events == 1
+        assert sink.last_error == message
+        messages.append(message.replace(str(folder), "<dir>"))
+    assert messages[0] == messages[1]
+    assert messages[0] == (
+        '"<dir>/a.jsonl": cannot append to the audit file: [Errno 28] No space left on device'
+    )

@@ -23,6 +23,7 @@ import shutil
 import struct
 import threading
 import time
+import unicodedata
 import uuid
 import weakref
 import zlib
@@ -34,9 +35,21 @@ from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
 from .. import _fork
-from ..errors import AuditClosedError, AuditIOError, InvalidArgumentError
+from ..errors import (
+    AuditClosedError,
+    AuditIOError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+)
 
-__all__ = ["AsyncWriter", "FileSink", "Redactor", "new_event_id", "normalize_value"]
+__all__ = [
+    "AsyncWriter",
+    "FileSink",
+    "Redactor",
+    "check_duration",
+    "new_event_id",
+    "normalize_value",
+]
 
 TEXT_FIELDS = (
     "store_type",
@@ -62,6 +75,28 @@ _FIELD_INDEX = {name: i for i, name in enumerate(TEXT_FIELDS)}
 _MAX_DEPTH = 64
 _STAMP = re.compile(r"\d{8}T\d{12}Z")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+# ---- errors (the item quoted as the native core's `{item:?}: {reason}`) ----------------------
+
+_DEBUG_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
+
+
+def _quoted(item: str) -> str:
+    """``item`` as Rust's ``{:?}`` writes a string: in double quotes, with ``\\``, ``"``, ``\\n``,
+    ``\\r``, ``\\t``, ``\\0`` escaped and other unprintable or combining characters as
+    ``\\u{hex}``."""
+    out = ['"']
+    for char in item:
+        escaped = _DEBUG_ESCAPES.get(char)
+        if escaped is not None:
+            out.append(escaped)
+        elif char.isprintable() and unicodedata.category(char) not in ("Mn", "Me"):
+            out.append(char)
+        else:
+            out.append(f"\\u{{{ord(char):x}}}")
+    out.append('"')
+    return "".join(out)
+
 
 # ---- values ----------------------------------------------------------------------------------
 
@@ -247,7 +282,7 @@ def _scoped(pattern: str) -> str:
 def _check_pattern(pattern: str) -> None:
     def reject(reason: str) -> InvalidArgumentError:
         return InvalidArgumentError(
-            f"{json.dumps(pattern)}: redaction pattern rejected by the linear-time regex engine: "
+            f"{_quoted(pattern)}: redaction pattern rejected by the linear-time regex engine: "
             f"{reason}"
         )
 
@@ -261,7 +296,7 @@ def _check_pattern(pattern: str) -> None:
         raise reject(reason)
     if parsed.getwidth()[0] == 0:
         raise InvalidArgumentError(
-            f"{json.dumps(pattern)}: redaction pattern can match the empty string"
+            f"{_quoted(pattern)}: redaction pattern can match the empty string"
         )
 
 
@@ -426,11 +461,31 @@ def _enum_text(obj: Any) -> str:
     return _clean(str.__str__(value))
 
 
+def check_duration(value: object) -> float:
+    """``duration_ms`` as a finite ``float``: an ``int``, a ``float`` or any object with
+    ``__float__`` or ``__index__`` (what the C API's ``PyFloat_AsDouble`` takes: never text);
+    anything else raises ``InvalidArgumentError`` naming ``duration_ms``."""
+    kind = type(value)
+    if kind is float:
+        number: float = value  # type: ignore[assignment]
+    elif not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
+        raise InvalidArgumentTypeError(f"{_quoted(f'duration_ms={value!r}')}: must be a number")
+    else:
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:
+            number = math.inf
+        except (TypeError, ValueError):
+            raise InvalidArgumentTypeError(
+                f"{_quoted(f'duration_ms={value!r}')}: must be a number"
+            ) from None
+    if not math.isfinite(number):
+        raise InvalidArgumentError(f"{_quoted(f'duration_ms={value!r}')}: must be a finite number")
+    return number
+
+
 def _duration(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+    return None if value is None else check_duration(value)
 
 
 def _record_from_event(event: Any) -> _Record:
@@ -460,7 +515,7 @@ def _record_from_fields(  # noqa: PLR0917 - mirrors the native signature
     operation: str,
     item_id: Any,
     user_id: Any,
-    duration_ms: float | None,
+    duration_ms: object,
     metadata: Any,
     error_message: Any,
     extra: dict[str, Any] | None,
@@ -480,7 +535,7 @@ def _record_from_fields(  # noqa: PLR0917 - mirrors the native signature
             name = _key_text(key)
             index = _FIELD_INDEX.get(name)
             if index is None:
-                raise InvalidArgumentError(f"{json.dumps(name)}: is not an audit event text field")
+                raise InvalidArgumentError(f"{_quoted(name)}: is not an audit event text field")
             text[index] = _text_arg(value)
     return record
 
@@ -561,7 +616,7 @@ class _ChainKey:
     def __init__(self, key: bytes, source: str) -> None:
         if len(key) < _MIN_KEY_LEN:
             raise InvalidArgumentError(
-                f"{json.dumps(source)}: an audit integrity key needs at least {_MIN_KEY_LEN} bytes"
+                f"{_quoted(source)}: an audit integrity key needs at least {_MIN_KEY_LEN} bytes"
             )
         self._base = hmac.new(bytes(key), digestmod=hashlib.sha256)
         probe = self._base.copy()
@@ -763,8 +818,16 @@ def _first_link_of(path: str, compressed: bool) -> tuple[int, bytes, bool] | Non
 # ---- file sink -------------------------------------------------------------------------------
 
 
+def _os_text(error: OSError) -> str:
+    """The OS error as both cores write it: ``[Errno 28] No space left on device``."""
+    if error.errno is not None and error.strerror:
+        return f"[Errno {error.errno}] {error.strerror}"
+    return str(error)
+
+
 def _io_error(path: Path | str, action: str, error: OSError) -> AuditIOError:
-    return AuditIOError(f"{json.dumps(str(path))}: cannot {action}: {error}")
+    """``"<path>": cannot <action>: [Errno N] <OS error text>`` (as the native core)."""
+    return AuditIOError(f"{_quoted(str(path))}: cannot {action}: {_os_text(error)}")
 
 
 def _segment_stamp(ts: datetime) -> str:
@@ -928,7 +991,7 @@ class FileSink:
         self.failing = False
         if durability not in ("none", "periodic", "always"):
             raise InvalidArgumentError(
-                f"{json.dumps(durability)}: durability must be 'none', 'periodic' or 'always'"
+                f"{_quoted(durability)}: durability must be 'none', 'periodic' or 'always'"
             )
         self._directory = Path(directory)
         self._stem = stem
@@ -1129,7 +1192,7 @@ class FileSink:
     def _write_lines(self, data: bytes, events: int) -> None:  # noqa: PLR0915, PLR0912
         with self._mutex:
             if self._closed:
-                raise AuditClosedError(f"{json.dumps(self.active_path)}: the audit sink is closed")
+                raise AuditClosedError(f"{_quoted(self.active_path)}: the audit sink is closed")
             self._ensure_open()
             assert self._lock_fd is not None
             attempts = 0
@@ -1154,7 +1217,7 @@ class FileSink:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
                     if attempts >= 8:
                         raise AuditIOError(
-                            f"{json.dumps(target)}: cannot keep up with concurrent rotations of "
+                            f"{_quoted(target)}: cannot keep up with concurrent rotations of "
                             "the audit file"
                         )
                     self._reopen_exclusive(target)
@@ -1384,7 +1447,7 @@ class FileSink:
                 continue
             if not line.endswith(b"}"):
                 raise InvalidArgumentError(
-                    f"{json.dumps(line[:80].decode('utf-8', 'replace'))}: a chained record must "
+                    f"{_quoted(line[:80].decode('utf-8', 'replace'))}: a chained record must "
                     "be one JSON object line"
                 )
             head.head = _seal_line(out, line, head.next_seq, head.head, key)
@@ -1625,7 +1688,7 @@ class FileSink:
         operation: str,
         item_id: Any,
         user_id: Any,
-        duration_ms: float | None,
+        duration_ms: object,
         metadata: Any,
         error_message: Any,
         extra: dict[str, Any] | None,
@@ -1676,7 +1739,7 @@ class AsyncWriter:
     ) -> None:
         if overflow not in ("block", "drop_newest"):
             raise InvalidArgumentError(
-                f"{json.dumps(overflow)}: overflow must be 'block' or 'drop_newest'"
+                f"{_quoted(overflow)}: overflow must be 'block' or 'drop_newest'"
             )
         if capacity < 1:
             raise InvalidArgumentError('"queue_size=0": must be at least 1')
@@ -1782,7 +1845,7 @@ class AsyncWriter:
         operation: str,
         item_id: Any,
         user_id: Any,
-        duration_ms: float | None,
+        duration_ms: object,
         metadata: Any,
         error_message: Any,
         extra: dict[str, Any] | None,
