@@ -6,9 +6,10 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use std::time::Duration;
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::intern;
@@ -22,7 +23,7 @@ use pyo3::types::{
 use crate::audit::chain::ChainKey;
 use crate::audit::encode::{write_json_line, write_text_line};
 use crate::audit::event::{Event, TEXT_FIELDS, Value, map_set, text_field_index};
-use crate::audit::queue::{AsyncQueue, BatchSink, Lines, Offer, Overflow};
+use crate::audit::queue::{AsyncQueue, BatchSink, Lines, Offer, Outcome, Overflow};
 use crate::audit::redact::Redactor as CoreRedactor;
 use crate::audit::sink::{ChainConfig, Durability, FileSink as CoreSink, SinkConfig};
 use crate::audit::time::days_from_civil;
@@ -840,10 +841,10 @@ impl FileSink {
 struct LineSink(Arc<CoreSink>);
 
 impl BatchSink<Lines> for LineSink {
-    fn write_batch(&mut self, batch: &mut Lines) -> u64 {
+    fn write_batch(&mut self, batch: &mut Lines) -> Outcome {
         match self.0.write_lines(&batch.bytes, batch.count as u64) {
-            Ok(()) => 0,
-            Err(_) => batch.count as u64,
+            Ok(()) => Outcome::PERSISTED,
+            Err(_) => Outcome::failed(batch.count as u64),
         }
     }
     fn flush(&mut self) {
@@ -854,31 +855,125 @@ impl BatchSink<Lines> for LineSink {
     }
 }
 
+/// The interpreter-exit handshake of a writer that delivers to a Python object.
+///
+/// A thread that is not Python's own must not attach to the interpreter once finalisation has
+/// begun: CPython (3.11 to 3.13) ends such a thread with `pthread_exit`, whose forced unwinding
+/// through our frames crashes the process. So, before finalisation (an `atexit` handler),
+/// [`AsyncWriter::abandon`] marks delivery as abandoned and waits until the writer is out of the
+/// interpreter; from then on the writer never attaches again and discards (and counts) what is
+/// left. Lock-free, and scoped to one process by the fork generation, so a forked child neither
+/// inherits a held lock nor sees its parent's state.
+#[derive(Default)]
+struct ExitGate {
+    /// `fork::generation() + 1` of the process that abandoned delivery (0: none).
+    abandoned_in: AtomicU64,
+    /// `fork::generation() + 1` of the process whose writer is in the interpreter (0: none).
+    attached_in: AtomicU64,
+}
+
+impl ExitGate {
+    fn here() -> u64 {
+        crate::fork::generation() + 1
+    }
+
+    fn abandoned(&self) -> bool {
+        self.abandoned_in.load(Ordering::SeqCst) == Self::here()
+    }
+
+    /// Announces an attachment; `false` (and nothing announced) once delivery is abandoned.
+    /// The announcement is made before the check, so `abandon` cannot miss a writer that
+    /// passed it (both sides use sequentially consistent operations).
+    fn enter(&self) -> bool {
+        self.attached_in.store(Self::here(), Ordering::SeqCst);
+        if self.abandoned() {
+            self.leave();
+            return false;
+        }
+        true
+    }
+
+    fn leave(&self) {
+        self.attached_in.store(0, Ordering::SeqCst);
+    }
+
+    /// Abandons delivery and waits (up to `timeout`) until the writer is out of the
+    /// interpreter. Polls every millisecond: this runs once, at interpreter exit, and a
+    /// lock-free handshake needs no lock that a fork could leave held.
+    fn abandon(&self, timeout: Duration) -> bool {
+        let here = Self::here();
+        self.abandoned_in.store(here, Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        while self.attached_in.load(Ordering::SeqCst) == here {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+}
+
+/// Events given up at interpreter exit are leaked, not dropped: dropping needs the interpreter,
+/// which is going away with them.
+fn leak_all(batch: &mut Vec<Py<PyAny>>) -> u64 {
+    let count = batch.len() as u64;
+    for event in batch.drain(..) {
+        std::mem::forget(event);
+    }
+    count
+}
+
 struct ObjectSink {
     target: Arc<Py<PyAny>>,
     last_error: Arc<ArcSwapOption<String>>,
+    gate: Arc<ExitGate>,
 }
 
 impl BatchSink<Vec<Py<PyAny>>> for ObjectSink {
-    fn write_batch(&mut self, batch: &mut Vec<Py<PyAny>>) -> u64 {
-        let count = batch.len() as u64;
+    fn write_batch(&mut self, batch: &mut Vec<Py<PyAny>>) -> Outcome {
+        let gate = &self.gate;
+        if !gate.enter() {
+            return Outcome {
+                failed: 0,
+                discarded: leak_all(batch),
+            };
+        }
         let target = &self.target;
         let last_error = &self.last_error;
-        let failed = Python::try_attach(|py| {
+        let outcome = Python::try_attach(|py| {
             let target = target.bind(py);
-            let mut failed = 0;
-            for event in batch.drain(..) {
+            let mut outcome = Outcome::PERSISTED;
+            let mut events = batch.drain(..);
+            for event in events.by_ref() {
+                if gate.abandoned() {
+                    // Interpreter exit: this event and the rest are given up (and counted).
+                    outcome.discarded = 1 + events.len() as u64;
+                    drop(event);
+                    break;
+                }
                 if let Err(e) = target.call_method1(intern!(py, "log"), (event,)) {
-                    failed += 1;
+                    outcome.failed += 1;
                     last_error.store(Some(Arc::new(e.to_string())));
                 }
             }
-            failed
+            // Attached here: the remaining events are dropped normally.
+            drop(events);
+            outcome
         });
-        // The interpreter is gone: nothing could be delivered.
-        failed.unwrap_or(count)
+        // Out of the interpreter again (the attachment ended with the closure).
+        gate.leave();
+        // `None`: the interpreter is gone, nothing could be delivered.
+        outcome.unwrap_or_else(|| Outcome {
+            failed: 0,
+            discarded: leak_all(batch),
+        })
     }
     fn flush(&mut self) {
+        let gate = &self.gate;
+        if !gate.enter() {
+            return;
+        }
         let target = &self.target;
         let last_error = &self.last_error;
         Python::try_attach(|py| {
@@ -889,6 +984,7 @@ impl BatchSink<Vec<Py<PyAny>>> for ObjectSink {
                 last_error.store(Some(Arc::new(e.to_string())));
             }
         });
+        gate.leave();
     }
     fn close(&mut self) {
         self.flush();
@@ -904,6 +1000,7 @@ enum Mode {
         queue: AsyncQueue<Vec<Py<PyAny>>>,
         /// Lock-free, so a forked child can read and replace it whatever other threads did.
         last_error: Arc<ArcSwapOption<String>>,
+        gate: Arc<ExitGate>,
     },
 }
 
@@ -1012,12 +1109,18 @@ impl AsyncWriter {
                 ));
             }
             let last_error = Arc::new(ArcSwapOption::empty());
-            let (target, errors) = (Arc::new(target.clone().unbind()), Arc::clone(&last_error));
+            let gate = Arc::new(ExitGate::default());
+            let (target, errors, sink_gate) = (
+                Arc::new(target.clone().unbind()),
+                Arc::clone(&last_error),
+                Arc::clone(&gate),
+            );
             let queue = AsyncQueue::start(
                 Box::new(move || {
                     Box::new(ObjectSink {
                         target: Arc::clone(&target),
                         last_error: Arc::clone(&errors),
+                        gate: Arc::clone(&sink_gate),
                     })
                 }),
                 capacity,
@@ -1025,7 +1128,11 @@ impl AsyncWriter {
                 interval,
             )
             .map_err(spawn_error)?;
-            Mode::Objects { queue, last_error }
+            Mode::Objects {
+                queue,
+                last_error,
+                gate,
+            }
         };
         Ok(Self { mode })
     }
@@ -1165,6 +1272,32 @@ impl AsyncWriter {
     #[getter]
     fn failed(&self) -> u64 {
         self.stats().failed
+    }
+
+    /// Events accepted but given up without being delivered (interpreter exit, see `abandon`).
+    #[getter]
+    fn discarded(&self) -> u64 {
+        self.stats().discarded
+    }
+
+    /// Interpreter exit, before finalisation: stops delivering to a Python target (the writer
+    /// thread never attaches to the interpreter again; what it has not delivered is discarded
+    /// and counted in `discarded`) and waits, interpreter released, up to `timeout` seconds for
+    /// the writer to leave the interpreter and account for every queued event. `True` once it
+    /// has (always, for a `FileSink` target, whose writer never needs the interpreter).
+    /// Irreversible.
+    fn abandon(&self, py: Python<'_>, timeout: f64) -> bool {
+        let timeout = Duration::from_secs_f64(timeout.clamp(0.0, 1e9));
+        match &self.mode {
+            Mode::Lines { .. } => true,
+            Mode::Objects { queue, gate, .. } => py.detach(|| {
+                let deadline = Instant::now() + timeout;
+                // Then let the writer count what is still queued as discarded (it no longer
+                // attaches, so this is quick).
+                gate.abandon(timeout)
+                    && queue.flush(deadline.saturating_duration_since(Instant::now()))
+            }),
+        }
     }
 
     /// Events accepted and not yet written.

@@ -1769,6 +1769,9 @@ class AsyncWriter:
         self._dropped = 0
         self._persisted = 0
         self._failed = 0
+        self._discarded = 0
+        self._abandoned = False
+        self._delivering = False
         self._last_error: str | None = None
         self._thread: threading.Thread | None = None
         self._start_writer()
@@ -1787,7 +1790,8 @@ class AsyncWriter:
         self._batch = []
         self._stopped = self._closing
         self._accepted_locked = self._done = self._flush_requested = self._flushed = 0
-        self._accepted = self._dropped = self._persisted = self._failed = 0
+        self._accepted = self._dropped = self._persisted = self._failed = self._discarded = 0
+        self._abandoned = self._delivering = False
         self._thread = None
 
     # -- producers --
@@ -1861,27 +1865,36 @@ class AsyncWriter:
 
     # -- writer --
 
-    def _deliver(self, batch: list[Any]) -> int:
-        """Writes a batch; returns how many records failed."""
+    def _deliver(self, batch: list[Any]) -> tuple[int, int]:
+        """Writes a batch; returns how many records failed and how many were discarded."""
         if self._native_target:
             try:
                 self._target.write_lines(b"".join(batch), len(batch))
             except (AuditIOError, AuditClosedError):
-                return len(batch)
-            return 0
+                return len(batch), 0
+            return 0, 0
         failed = 0
         log: Callable[[Any], Any] = self._target.log
-        for event in batch:
+        for index, event in enumerate(batch):
+            with self._cond:
+                if self._abandoned:
+                    # Interpreter exit: this event and the rest are given up (and counted).
+                    return failed, len(batch) - index
+                self._delivering = True
             try:
                 log(event)
             except Exception as error:
                 failed += 1
                 self._last_error = str(error)
-        return failed
+            finally:
+                with self._cond:
+                    self._delivering = False
+                    self._cond.notify_all()
+        return failed, 0
 
     def _flush_target(self) -> None:
         flush = getattr(self._target, "flush", None)
-        if flush is None:
+        if flush is None or self._abandoned:
             return
         try:
             flush()
@@ -1904,10 +1917,13 @@ class AsyncWriter:
                 self._room.notify_all()
             count = len(batch)
             if count:
-                failed = min(self._deliver(batch), count)
+                failed, discarded = self._deliver(batch)
+                failed = min(failed, count)
+                discarded = min(discarded, count - failed)
                 with self._cond:
                     self._failed += failed
-                    self._persisted += count - failed
+                    self._discarded += discarded
+                    self._persisted += count - failed - discarded
             with self._cond:
                 flush_due = generation > self._flushed or tick or (closing and not self._batch)
             if flush_due:
@@ -1992,10 +2008,39 @@ class AsyncWriter:
         return self._failed
 
     @property
+    def discarded(self) -> int:
+        """Events accepted but given up without being delivered (interpreter exit)."""
+        return self._discarded
+
+    def abandon(self, timeout: float) -> bool:
+        """Interpreter exit: stops delivering to a Python target (what is not delivered yet is
+        discarded and counted in ``discarded``) and waits up to ``timeout`` seconds until the
+        writer is out of the target's ``log`` and every queued event is accounted for. Always
+        ``True`` for a ``FileSink`` target."""
+        if self._native_target:
+            return True
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._cond:
+            self._abandoned = True
+            self._writer_wake.notify()
+            while self._delivering or (
+                self._thread is not None
+                and not self._stopped
+                and self._accepted - self._persisted - self._failed - self._discarded > 0
+            ):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    @property
     def pending(self) -> int:
         """Events accepted and not yet written."""
         with self._cond:
-            return max(self._accepted - self._persisted - self._failed, 0)
+            return max(
+                self._accepted - self._persisted - self._failed - self._discarded, 0
+            )
 
     @property
     def last_error(self) -> str | None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import _core
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, InvalidArgumentTypeError
 from .events import AuditEvent
 
 __all__ = ["DEFAULT_PATTERNS", "DEFAULT_REPLACEMENT", "DataRedactor"]
@@ -41,6 +41,16 @@ def _pattern_text(pattern: str | re.Pattern[str]) -> str:
     raise InvalidArgumentError(f"{pattern!r}: a redaction pattern must be a str or re.Pattern")
 
 
+def _collection(name: str, value: Any) -> Any:
+    """``value`` unless it is a single ``str``/``bytes`` (which iterates as its characters)."""
+    if isinstance(value, str | bytes):
+        raise InvalidArgumentTypeError(
+            f"{name}={value!r}: expected a list of strings, not a single string "
+            f"(write {name}=[{value!r}])"
+        )
+    return value
+
+
 class DataRedactor:
     """Redacts every string of an event (ids, summaries, user agent, error message, metadata at
     any depth, dict keys, list items) in one pass per string, and replaces whole values under
@@ -56,6 +66,9 @@ class DataRedactor:
       ``"db_password"``, like the existing API); ``exact_field_match=True`` requires the whole key.
       The value under a matching key is replaced whole, whatever its type.
     - ``replacement`` (existing attribute name: ``redacted_value``): the replacement text.
+
+    ``patterns``, ``fields_to_redact`` and ``sensitive_fields`` are collections: a single string
+    (which would be read as its letters) raises ``InvalidArgumentError`` naming the argument.
     """
 
     def __init__(
@@ -67,6 +80,9 @@ class DataRedactor:
         fields_to_redact: Iterable[str] | None = None,
         exact_field_match: bool = False,
     ) -> None:
+        sensitive_fields = _collection("sensitive_fields", sensitive_fields)
+        fields_to_redact = _collection("fields_to_redact", fields_to_redact)
+        patterns = _collection("patterns", patterns)
         fields = list(dict.fromkeys([*(sensitive_fields or ()), *(fields_to_redact or ())]))
         for name in fields:
             if not isinstance(name, str) or not name:
