@@ -311,6 +311,8 @@ def test_an_unknown_protocol_is_named_alike_by_both_pillars() -> None:
         OtlpAuditBackend(endpoint="http://collector:4318", protocol="thrift")
     with pytest.raises(InvalidArgumentError) as tracing:
         otlp_protocol("http://collector:4318", "thrift")
-    assert str(audit.value) == str(tracing.value) == (
-        "protocol='thrift': expected 'grpc' or 'http/protobuf'"
+    assert (
+        str(audit.value)
+        == str(tracing.value)
+        == ("protocol='thrift': expected 'grpc' or 'http/protobuf'")
     )

@@ -12,8 +12,8 @@ from truthound.stores.observability.tracing import (
     SpanContext,
     SpanKind,
     SpanStatus,
-    Tracer,
     TraceIdRatioSampler,
+    Tracer,
     make_sampler,
 )
 

@@ -75,7 +75,9 @@ class Worker:
             # First call, or the first in a forked child (the parent's thread is not here).
             self._calls = queue.SimpleQueue()
             self._started = None
-            threading.Thread(target=self._run, args=(self._calls,), name=self.name, daemon=True).start()
+            threading.Thread(
+                target=self._run, args=(self._calls,), name=self.name, daemon=True
+            ).start()
             self._pid = pid
 
     def _run(self, calls: queue.SimpleQueue[_Call | None]) -> None:
@@ -106,7 +108,11 @@ class Worker:
     def hung(self, timeout: float) -> bool:
         """Whether a call has been running for longer than ``timeout`` seconds."""
         started = self._started
-        return started is not None and self._pid == os.getpid() and time.monotonic() - started > timeout
+        return (
+            started is not None
+            and self._pid == os.getpid()
+            and time.monotonic() - started > timeout
+        )
 
     def stop(self) -> None:
         """Lets the thread exit once the calls queued before this one are done."""

@@ -221,49 +221,266 @@ def _text_arg(obj: object) -> str | None:
 
 # ---- redaction -------------------------------------------------------------------------------
 
-_UNSUPPORTED = {
-    sre_parse.ASSERT: "look-around (look-ahead/look-behind) is not supported",
-    sre_parse.ASSERT_NOT: "look-around (look-ahead/look-behind) is not supported",
-    sre_parse.GROUPREF: "backreferences are not supported",
-    sre_parse.GROUPREF_EXISTS: "conditional backreferences are not supported",
-}
-for _name, _reason in (
-    ("ATOMIC_GROUP", "atomic groups are not supported"),
-    ("POSSESSIVE_REPEAT", "possessive repetition is not supported"),
-    ("GROUPREF_IGNORE", "backreferences are not supported"),
-    ("GROUPREF_LOC_IGNORE", "backreferences are not supported"),
-    ("GROUPREF_UNI_IGNORE", "backreferences are not supported"),
-):
-    if hasattr(sre_parse, _name):
-        _UNSUPPORTED[getattr(sre_parse, _name)] = _reason
-# `\Z` has no spelling in the native engine (it writes `\z`); reject it on both cores.
-_UNSUPPORTED_AT = {sre_parse.AT_END_STRING: "\\Z is not supported"}
+# The pattern dialect both cores accept (checked by the same scanner, mirrored in
+# `rust/audit/redact.rs`): the syntax Python's `re` and the native engine read alike, so one
+# pattern redacts the same text on both cores, and every rejection has the same message.
 
 
-def _walk(node: Any) -> str | None:
-    """The reason a parsed pattern needs a backtracking engine, or ``None``."""
-    for op, arg in node:
-        reason = _UNSUPPORTED.get(op)
-        if reason is not None:
-            return reason
-        if op is sre_parse.AT and arg in _UNSUPPORTED_AT:
-            return _UNSUPPORTED_AT[arg]
-        for child in arg if isinstance(arg, list | tuple) else ():
-            if isinstance(child, sre_parse.SubPattern):
-                found = _walk(child)
-                if found:
-                    return found
-            elif isinstance(child, list | tuple):
-                for sub in child:
-                    if isinstance(sub, sre_parse.SubPattern):
-                        found = _walk(sub)
-                        if found:
-                            return found
-        if isinstance(arg, sre_parse.SubPattern):
-            found = _walk(arg)
-            if found:
-                return found
-    return None
+class _RejectedError(Exception):
+    """A pattern outside the shared dialect (the message is the reason)."""
+
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_CHAR_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "a": "\a"}
+_HEX_LENGTHS = {"x": 2, "u": 4, "U": 8}
+_COUNTED = re.compile(r"\{([0-9]+)(,([0-9]*))?\}")
+_GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_REPEAT = 1000
+_NOTHING, _ASSERTION, _ATOM, _QUANTIFIED = range(4)
+
+
+def _escape(pattern: str, i: int, in_class: bool) -> tuple[str, str, int]:  # noqa: PLR0912
+    """The escape at ``pattern[i]`` (a backslash): ``(kind, char, end)``, kind ``"char"`` (a
+    literal ``char``), ``"class"`` (``\\d``...) or ``"assertion"``."""
+    if i + 1 >= len(pattern):
+        raise _RejectedError("trailing backslash")
+    c = pattern[i + 1]
+    if c in "dDwWsS":
+        return "class", "", i + 2
+    if c in _CHAR_ESCAPES:
+        return "char", _CHAR_ESCAPES[c], i + 2
+    if c in _HEX_LENGTHS:
+        length = _HEX_LENGTHS[c]
+        digits = pattern[i + 2 : i + 2 + length]
+        if len(digits) != length or not _HEX_DIGITS.issuperset(digits):
+            raise _RejectedError(f"\\{c} must be followed by exactly {length} hex digits")
+        value = int(digits, 16)
+        if value > 0x10FFFF or 0xD800 <= value <= 0xDFFF:
+            raise _RejectedError(f"{pattern[i : i + 2 + length]} is not a Unicode scalar value")
+        return "char", chr(value), i + 2 + length
+    if c in "bBA":
+        if in_class:
+            raise _RejectedError(
+                f"\\{c} inside a character class is not supported (\\x08 is a backspace)"
+            )
+        if c == "b" and pattern.startswith("{", i + 2):
+            raise _RejectedError("\\b{...} word boundaries are not supported")
+        return "assertion", "", i + 2
+    if c in "Zz":
+        raise _RejectedError(
+            "\\Z and \\z are not supported (use $: without the m flag it matches only at the "
+            "end of the text)"
+        )
+    if c in "0123456789":
+        raise _RejectedError("backreferences and octal escapes (\\1, \\0...) are not supported")
+    if c in "pP":
+        raise _RejectedError("Unicode property classes (\\p{...}, \\P{...}) are not supported")
+    if c in "<>":
+        raise _RejectedError("\\< and \\> are not supported")
+    if not c.isascii() or c.isalnum():
+        raise _RejectedError(f"unsupported escape \\{c}")
+    return "char", c, i + 2
+
+
+def _class_item(pattern: str, i: int) -> tuple[str, str, int]:
+    """One member of a character class at ``pattern[i]``: ``(kind, char, end)``."""
+    c = pattern[i]
+    if pattern.startswith(("&&", "--", "~~", "||"), i):
+        raise _RejectedError(
+            "&&, --, ~~ and || inside a character class must be escaped (set operations are "
+            "not supported)"
+        )
+    if c == "[":
+        raise _RejectedError(
+            "a [ inside a character class must be escaped as \\[ (nested classes and "
+            "[:name:] are not supported)"
+        )
+    if c == "\\":
+        return _escape(pattern, i, in_class=True)
+    return "char", c, i + 1
+
+
+def _class(pattern: str, i: int) -> int:
+    """Checks the character class opening at ``pattern[i]``; returns the index after it."""
+    n = len(pattern)
+    j = i + 1
+    if j < n and pattern[j] == "^":
+        j += 1
+    first = True
+    while True:
+        if j >= n:
+            raise _RejectedError("unterminated character class")
+        if pattern[j] == "]" and not first:
+            return j + 1
+        first = False
+        start = j
+        kind, low, j = _class_item(pattern, j)
+        if j + 1 < n and pattern[j] == "-" and pattern[j + 1] != "]":
+            if pattern.startswith("--", j):
+                _class_item(pattern, j)  # raises: a set operation
+            end_kind, high, j = _class_item(pattern, j + 1)
+            if kind != "char" or end_kind != "char" or high < low:
+                raise _RejectedError(f"invalid character class range {pattern[start:j]}")
+
+
+def _group(  # noqa: PLR0912, PLR0915 (mirrors rust/audit/dialect.rs line for line)
+    pattern: str, i: int, names: set[str]
+) -> tuple[int, str, str, bool]:
+    """The head of the group at ``pattern[i:i+2] == "(?"``: ``(end, flags on, flags off,
+    scoped)``; ``scoped`` is false for ``(?flags)``, which sets flags for the rest."""
+    n = len(pattern)
+    j = i + 2
+    if j >= n:
+        raise _RejectedError("unterminated group (?")
+    c = pattern[j]
+    if c == ":":
+        return j + 1, "", "", True
+    if c == "P":
+        if pattern.startswith("<", j + 1):
+            close = pattern.find(">", j + 2)
+            if close < 0:
+                raise _RejectedError("unterminated group name")
+            name = pattern[j + 2 : close]
+            if _GROUP_NAME.fullmatch(name) is None:
+                raise _RejectedError(f"invalid group name '{name}'")
+            if name in names:
+                raise _RejectedError(f"duplicate group name '{name}'")
+            names.add(name)
+            return close + 1, "", "", True
+        if pattern.startswith("=", j + 1):
+            raise _RejectedError("backreferences are not supported")
+        raise _RejectedError("unsupported group syntax (?P")
+    if c in "=!" or pattern.startswith(("<=", "<!"), j):
+        raise _RejectedError("look-around (look-ahead/look-behind) is not supported")
+    if c == "<":
+        raise _RejectedError("(?<name>...) is not supported: use (?P<name>...)")
+    if c == ">":
+        raise _RejectedError("atomic groups are not supported")
+    if c == "(":
+        raise _RejectedError("conditional backreferences are not supported")
+    if c == "#":
+        raise _RejectedError("comments (?#...) are not supported")
+    on, off, negated = "", "", False
+    while j < n and pattern[j] not in ":)":
+        flag = pattern[j]
+        if flag == "-" and not negated:
+            negated = True
+        elif flag in "ims":
+            if flag in on or flag in off:
+                raise _RejectedError(
+                    f"inline flag '{flag}' repeated"
+                    if (flag in on) != negated
+                    else "a flag cannot be turned both on and off"
+                )
+            if negated:
+                off += flag
+            else:
+                on += flag
+        elif flag.isascii() and flag.isalpha():
+            raise _RejectedError(f"inline flag '{flag}' is not supported (only i, m and s)")
+        else:
+            raise _RejectedError("invalid inline flags")
+        j += 1
+    if j >= n:
+        raise _RejectedError("unterminated group (?")
+    if negated and not off:
+        raise _RejectedError("missing flag after -")
+    if not on and not off:
+        raise _RejectedError("missing flag")
+    return j + 1, on, off, pattern[j] == ":"
+
+
+def _dialect(pattern: str) -> str:  # noqa: PLR0912, PLR0915 (one scanner loop, as in Rust)
+    """Checks ``pattern`` against the shared dialect and returns what Python's ``re`` must
+    compile for the native engine's meaning: ``$`` outside multi-line mode matches only at the
+    end of the text there (``\\Z`` here; Python's ``$`` also matches before a final newline)."""
+    out: list[str] = []
+    outer: list[bool] = []  # the multi-line flag outside each open group
+    names: set[str] = set()
+    multiline = False
+    previous = _NOTHING
+    n = len(pattern)
+    i = 0
+    while i < n:
+        c = pattern[i]
+        start = i
+        if c == "\\":
+            kind, _, i = _escape(pattern, i, in_class=False)
+            previous = _ASSERTION if kind == "assertion" else _ATOM
+        elif c == "[":
+            i = _class(pattern, i)
+            previous = _ATOM
+        elif c == "(":
+            on, off, scoped = "", "", True
+            if pattern.startswith("(?", i):
+                i, on, off, scoped = _group(pattern, i, names)
+            else:
+                i += 1
+            if not scoped:
+                if start != 0:
+                    raise _RejectedError(
+                        "inline flags (?i) are only allowed at the start of the pattern; use a "
+                        "scoped group such as (?i:...)"
+                    )
+                if off:
+                    raise _RejectedError(
+                        "a flag can only be turned off in a scoped group such as (?-i:...)"
+                    )
+                multiline = "m" in on
+            else:
+                outer.append(multiline)
+                multiline = (multiline or "m" in on) and "m" not in off
+            previous = _NOTHING
+        elif c == ")":
+            if not outer:
+                raise _RejectedError("unbalanced parenthesis: ) without (")
+            multiline = outer.pop()
+            i += 1
+            previous = _ATOM
+        elif c == "|":
+            i += 1
+            previous = _NOTHING
+        elif c in "*+?{":
+            if c == "{":
+                counted = _COUNTED.match(pattern, i)
+                if counted is None:
+                    raise _RejectedError("a literal { must be escaped as \\{")
+                low, _, high = counted.group(1, 2, 3)
+                if int(low) > _MAX_REPEAT or (high and int(high) > _MAX_REPEAT):
+                    raise _RejectedError(
+                        f"repetition count above {_MAX_REPEAT} in {counted.group()}"
+                    )
+                if high and int(high) < int(low):
+                    raise _RejectedError(f"invalid repetition range {counted.group()}")
+                i = counted.end()
+            else:
+                i += 1
+            quantifier = pattern[start:i]
+            if previous in (_NOTHING, _ASSERTION):
+                raise _RejectedError(f"nothing to repeat before {quantifier}")
+            if previous == _QUANTIFIED:
+                raise _RejectedError(
+                    f"repeated quantifier {quantifier} (possessive or nested repetition, like a++ "
+                    "or a{2}*) is not supported: use a group, like (?:a+)+"
+                )
+            if pattern.startswith("?", i):  # lazy
+                i += 1
+            previous = _QUANTIFIED
+        elif c == "$":
+            out.append("$" if multiline else "\\Z")
+            i += 1
+            previous = _ASSERTION
+            continue
+        elif c == "^":
+            i += 1
+            previous = _ASSERTION
+        else:
+            i += 1
+            previous = _ATOM
+        out.append(pattern[start:i])
+    if outer:
+        raise _RejectedError("unclosed group: ( without )")
+    return "".join(out)
 
 
 _LEADING_FLAGS = re.compile(r"\A\(\?([a-zA-Z]+)\)")
@@ -274,30 +491,30 @@ def _scoped(pattern: str) -> str:
     match = _LEADING_FLAGS.match(pattern)
     if match is None:
         return f"(?:{pattern})"
-    flags = match.group(1).replace("u", "")
     rest = pattern[match.end() :]
-    return f"(?{flags}:{rest})" if flags else f"(?:{rest})"
+    return f"(?{match.group(1)}:{rest})"
 
 
-def _check_pattern(pattern: str) -> None:
-    def reject(reason: str) -> InvalidArgumentError:
-        return InvalidArgumentError(
-            f"{_quoted(pattern)}: redaction pattern rejected by the linear-time regex engine: "
-            f"{reason}"
-        )
-
+def _check_pattern(pattern: str) -> str:
+    """The pattern as Python's ``re`` compiles it; raises naming the pattern when it is outside
+    the shared dialect or can match the empty string."""
     try:
-        parsed = sre_parse.parse(pattern)
-        re.compile(_scoped(pattern))
-    except re.error as error:
-        raise reject(str(error)) from None
-    reason = _walk(parsed)
-    if reason is not None:
-        raise reject(reason)
+        compiled = _dialect(pattern)
+        parsed = sre_parse.parse(compiled)
+        re.compile(_scoped(compiled))
+    except _RejectedError as reason:
+        raise InvalidArgumentError(
+            f"{_quoted(pattern)}: redaction pattern rejected: {reason}"
+        ) from None
+    except re.error as error:  # pragma: no cover - the dialect check rejects these first
+        raise InvalidArgumentError(
+            f"{_quoted(pattern)}: redaction pattern rejected: {error}"
+        ) from None
     if parsed.getwidth()[0] == 0:
         raise InvalidArgumentError(
             f"{_quoted(pattern)}: redaction pattern can match the empty string"
         )
+    return compiled
 
 
 class Redactor:
@@ -312,9 +529,8 @@ class Redactor:
         fields: list[str],
         exact_fields: bool = False,
     ) -> None:
-        for pattern in patterns:
-            _check_pattern(pattern)
-        self._regex = re.compile("|".join(_scoped(p) for p in patterns)) if patterns else None
+        compiled = [_check_pattern(pattern) for pattern in patterns]
+        self._regex = re.compile("|".join(_scoped(p) for p in compiled)) if compiled else None
         self._replacement = replacement
         self._repl = replacement.replace("\\", "\\\\")
         self._fields = tuple(f.lower() for f in fields)
@@ -2038,9 +2254,7 @@ class AsyncWriter:
     def pending(self) -> int:
         """Events accepted and not yet written."""
         with self._cond:
-            return max(
-                self._accepted - self._persisted - self._failed - self._discarded, 0
-            )
+            return max(self._accepted - self._persisted - self._failed - self._discarded, 0)
 
     @property
     def last_error(self) -> str | None:

@@ -156,7 +156,10 @@ class AuditEvent:
     timezone-aware UTC datetime: naive values are taken as UTC, other zones are converted.
     ``event_type`` and ``status`` accept the enum members or their string values.
     ``duration_ms`` is ``None`` or a finite number of milliseconds, kept as a ``float``
-    (anything else raises ``InvalidArgumentError`` naming it).
+    (anything else raises ``InvalidArgumentError`` naming it). In ``metadata``, values JSON
+    cannot hold are kept, not dropped: non-finite floats are written as the strings
+    ``"NaN"``/``"Infinity"``/``"-Infinity"``, sets and tuples as lists and other objects as
+    their ``str()``, on both cores.
     """
 
     event_id: str
@@ -257,7 +260,7 @@ class AuditEvent:
     @duration_ms.setter
     def duration_ms(self, value: float | None) -> None:
         self._duration_ms = (
-            value if value is None or value.__class__ is float and math.isfinite(value)
+            value if value is None or (value.__class__ is float and math.isfinite(value))
             else check_duration(value)
         )  # fmt: skip
 

@@ -64,9 +64,7 @@ _LOW_64: Final = 2**64
 def _ratio(value: object) -> float:
     """``value`` checked as a sampling ratio: a real number from 0 to 1."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidArgumentTypeError(
-            f"sample_ratio={value!r}: must be a number from 0 to 1"
-        )
+        raise InvalidArgumentTypeError(f"sample_ratio={value!r}: must be a number from 0 to 1")
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise InvalidArgumentError(f"sample_ratio={value!r}: must be between 0 and 1")
     return float(value)
