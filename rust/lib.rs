@@ -55,6 +55,8 @@ mod _native {
     #[pymodule_export]
     use crate::py::audit::Redactor;
     #[pymodule_export]
+    use crate::py::audit::check_duration;
+    #[pymodule_export]
     use crate::py::audit::new_event_id;
     #[pymodule_export]
     use crate::py::audit::normalize_value;

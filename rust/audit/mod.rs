@@ -10,6 +10,7 @@
 //! headers) and is skipped by event readers without being reported as damage.
 
 pub mod chain;
+pub mod dialect;
 pub mod encode;
 pub mod event;
 pub mod queue;

@@ -6,8 +6,9 @@
 //! records arrive, a flush is requested, the queue closes or the periodic flush is due; blocked
 //! producers and flushers sleep on their own condition variables.
 //!
-//! Accounting (exact at quiescence): `accepted = persisted + failed + pending`, and every record
-//! offered but not accepted is counted in `dropped`.
+//! Accounting (exact at quiescence): `accepted = persisted + failed + discarded + pending`, and
+//! every record offered but not accepted is counted in `dropped`. `discarded` counts records the
+//! sink gave up on without trying (a Python target at interpreter exit).
 //!
 //! Fork safety: the batch, its locks, the counters and the writer thread belong to one process
 //! ([`PerProcess`]). A forked child starts with an empty queue, zero counters and (on its first
@@ -56,10 +57,35 @@ impl Batch for Lines {
     }
 }
 
+/// What became of a batch's records; the rest were persisted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Records the sink tried and failed to write.
+    pub failed: u64,
+    /// Records the sink gave up on without trying (its target is going away).
+    pub discarded: u64,
+}
+
+impl Outcome {
+    /// Every record persisted.
+    pub const PERSISTED: Self = Self {
+        failed: 0,
+        discarded: 0,
+    };
+
+    #[must_use]
+    pub fn failed(count: u64) -> Self {
+        Self {
+            failed: count,
+            discarded: 0,
+        }
+    }
+}
+
 /// Where the writer thread delivers batches.
 pub trait BatchSink<B: Batch>: Send + 'static {
-    /// Persists a batch; returns how many of its records failed (0 = all persisted).
-    fn write_batch(&mut self, batch: &mut B) -> u64;
+    /// Persists a batch (and empties it); says how many of its records were not persisted.
+    fn write_batch(&mut self, batch: &mut B) -> Outcome;
     /// Periodic / requested flush (durability point of the sink).
     fn flush(&mut self);
     /// Called once, after the last batch.
@@ -96,6 +122,7 @@ pub struct QueueStats {
     pub dropped: AtomicU64,
     pub persisted: AtomicU64,
     pub failed: AtomicU64,
+    pub discarded: AtomicU64,
 }
 
 /// A snapshot of [`QueueStats`].
@@ -105,6 +132,7 @@ pub struct Counts {
     pub dropped: u64,
     pub persisted: u64,
     pub failed: u64,
+    pub discarded: u64,
 }
 
 // Five independent flags guarded by one mutex; a state machine would not make them clearer.
@@ -235,6 +263,7 @@ impl<B: Batch> AsyncQueue<B> {
             dropped: s.dropped.load(Ordering::Acquire),
             persisted: s.persisted.load(Ordering::Acquire),
             failed: s.failed.load(Ordering::Acquire),
+            discarded: s.discarded.load(Ordering::Acquire),
         }
     }
 
@@ -247,7 +276,8 @@ impl<B: Batch> AsyncQueue<B> {
     #[must_use]
     pub fn pending(&self) -> u64 {
         let c = self.stats();
-        c.accepted.saturating_sub(c.persisted + c.failed)
+        c.accepted
+            .saturating_sub(c.persisted + c.failed + c.discarded)
     }
 
     /// Offers a record without ever waiting: `add` appends it to the batch when there is room.
@@ -451,13 +481,19 @@ fn writer_loop<B: Batch>(shared: &Shared<B>, mut sink: Box<dyn BatchSink<B>>, in
         }
         let count = spare.count() as u64;
         if count > 0 {
-            let failed = sink.write_batch(&mut spare).min(count);
+            let outcome = sink.write_batch(&mut spare);
             spare.clear();
+            let failed = outcome.failed.min(count);
+            let discarded = outcome.discarded.min(count - failed);
             shared.stats.failed.fetch_add(failed, Ordering::Release);
             shared
                 .stats
+                .discarded
+                .fetch_add(discarded, Ordering::Release);
+            shared
+                .stats
                 .persisted
-                .fetch_add(count - failed, Ordering::Release);
+                .fetch_add(count - failed - discarded, Ordering::Release);
         }
         let mut state = lock(&shared.state);
         let flush_due = generation > state.flushed || tick || (closing && state.batch.count() == 0);
@@ -494,11 +530,11 @@ mod tests {
     }
 
     impl BatchSink<Vec<u32>> for Collect {
-        fn write_batch(&mut self, batch: &mut Vec<u32>) -> u64 {
+        fn write_batch(&mut self, batch: &mut Vec<u32>) -> Outcome {
             // Fails every record equal to the poison value.
             let failed = batch.iter().filter(|v| **v == self.1).count() as u64;
             lock(&self.0).extend(batch.iter().copied().filter(|v| *v != self.1));
-            failed
+            Outcome::failed(failed)
         }
         fn flush(&mut self) {}
         fn close(&mut self) {}
@@ -525,12 +561,49 @@ mod tests {
             dropped,
             persisted,
             failed,
+            discarded,
         } = queue.stats();
+        assert_eq!(discarded, 0);
         assert_eq!(accepted + dropped, offered);
         assert_eq!(persisted + failed, accepted);
         assert_eq!(lock(&seen).len() as u64, persisted);
         assert!(queue.close(Duration::from_secs(10)));
         assert_eq!(queue.offer(|b: &mut Vec<u32>| b.push(1)), Offer::Closed);
+    }
+
+    #[test]
+    fn records_a_sink_discards_are_counted_and_leave_nothing_pending() {
+        // Discards every odd record, as a sink whose target went away would.
+        struct Discarding;
+        impl BatchSink<Vec<u32>> for Discarding {
+            fn write_batch(&mut self, batch: &mut Vec<u32>) -> Outcome {
+                let odd = batch.iter().filter(|v| **v % 2 == 1).count() as u64;
+                batch.clear();
+                Outcome {
+                    failed: 0,
+                    discarded: odd,
+                }
+            }
+            fn flush(&mut self) {}
+            fn close(&mut self) {}
+        }
+        let queue = AsyncQueue::start(
+            Box::new(|| Box::new(Discarding)),
+            64,
+            Overflow::Block(Duration::from_secs(30)),
+            Duration::from_millis(50),
+        )
+        .unwrap();
+        for i in 0..1_000u32 {
+            assert_eq!(queue.offer(|b: &mut Vec<u32>| b.push(i)), Offer::Accepted);
+        }
+        assert!(queue.close(Duration::from_secs(10)));
+        let counts = queue.stats();
+        assert_eq!(counts.accepted, 1_000);
+        assert_eq!(counts.persisted + counts.failed + counts.discarded, 1_000);
+        assert_eq!(counts.failed, 0);
+        assert_eq!(queue.pending(), 0);
+        assert_eq!(counts.discarded, 500);
     }
 
     #[test]
@@ -580,14 +653,14 @@ mod tests {
         }
         struct Slow(Arc<Seen>);
         impl BatchSink<Vec<u32>> for Slow {
-            fn write_batch(&mut self, batch: &mut Vec<u32>) -> u64 {
+            fn write_batch(&mut self, batch: &mut Vec<u32>) -> Outcome {
                 std::thread::sleep(Duration::from_millis(2));
                 for v in batch.iter() {
                     self.0.count.fetch_add(1, Ordering::SeqCst);
                     self.0.sum.fetch_add(u64::from(*v), Ordering::SeqCst);
                     self.0.max.fetch_max(u64::from(*v), Ordering::SeqCst);
                 }
-                0
+                Outcome::PERSISTED
             }
             fn flush(&mut self) {}
             fn close(&mut self) {}

@@ -4,9 +4,10 @@
 //! `(?:p1)|(?:p2)|...`, and every leftmost-first, non-overlapping match in a string is replaced by
 //! the replacement text, in one pass. A dict key whose lower-cased text contains (or, with
 //! `exact_fields`, equals) a lower-cased sensitive field name has its whole value replaced, whatever
-//! its type; keys themselves are pattern-redacted too. Patterns the linear-time engine cannot
-//! express (look-around, backreferences) and patterns that can match the empty string are rejected
-//! with an error naming the pattern.
+//! its type; keys themselves are pattern-redacted too. Patterns outside the dialect both cores
+//! read alike (see [`crate::audit::dialect`]: no look-around, backreferences, possessive or nested
+//! repetition, engine-specific escapes...) and patterns that can match the empty string are
+//! rejected with an error naming the pattern, with the same message on both cores.
 
 use std::borrow::Cow;
 
@@ -26,17 +27,21 @@ pub struct Redactor {
 }
 
 fn check_pattern(pattern: &str) -> Result<()> {
-    let hir = regex_syntax::Parser::new().parse(pattern).map_err(|e| {
-        let kind = match &e {
-            regex_syntax::Error::Parse(p) => p.kind().to_string(),
-            regex_syntax::Error::Translate(t) => t.kind().to_string(),
-            other => other.to_string(),
-        };
+    let rejected = |reason: String| {
         Error::new(
             ErrorKind::InvalidArgument,
             pattern,
-            format!("redaction pattern rejected by the linear-time regex engine: {kind}"),
+            format!("redaction pattern rejected: {reason}"),
         )
+    };
+    // The dialect both cores read alike (see `dialect`), then the engine itself.
+    crate::audit::dialect::check(pattern).map_err(rejected)?;
+    let hir = regex_syntax::Parser::new().parse(pattern).map_err(|e| {
+        rejected(match &e {
+            regex_syntax::Error::Parse(p) => p.kind().to_string(),
+            regex_syntax::Error::Translate(t) => t.kind().to_string(),
+            other => other.to_string(),
+        })
     })?;
     if hir.properties().minimum_len() == Some(0) {
         return Err(Error::new(

@@ -195,11 +195,27 @@ pub struct FileSink {
     me: Weak<FileSink>,
 }
 
+/// The OS error as both cores write it: `[Errno 28] No space left on device` (Python's form,
+/// the pure core's; Rust would write `No space left on device (os error 28)`).
+fn os_text(error: &io::Error) -> String {
+    let text = error.to_string();
+    match error.raw_os_error() {
+        Some(code) => {
+            let detail = text
+                .strip_suffix(&format!(" (os error {code})"))
+                .unwrap_or(&text);
+            format!("[Errno {code}] {detail}")
+        }
+        None => text,
+    }
+}
+
+/// `"<path>": cannot <action>: [Errno N] <OS error text>` (identical on the pure core).
 fn io_error(path: &Path, action: &str, error: &io::Error) -> Error {
     Error::new(
         ErrorKind::AuditIo,
         path.display().to_string(),
-        format!("cannot {action}: {error}"),
+        format!("cannot {action}: {}", os_text(error)),
     )
 }
 
@@ -1236,8 +1252,13 @@ fn last_byte(file: &File, size: u64) -> Option<u8> {
 
 /// Gzips a closed segment into `<segment>.gz` (via a private temporary name) and removes it.
 fn compress_segment(path: &Path, lock_path: &Path, durable: bool) -> Result<()> {
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(lock_path)
+        .ok();
     // Barrier: once we held the exclusive lock, no writer can still be appending to `path`.
-    if let Ok(lock) = OpenOptions::new().read(true).write(true).open(lock_path) {
+    if let Some(lock) = &lock {
         let _ = lock.lock();
         let _ = lock.unlock();
     }
@@ -1268,23 +1289,30 @@ fn compress_segment(path: &Path, lock_path: &Path, durable: bool) -> Result<()> 
         if durable {
             output.sync_all()?;
         }
-        fs::rename(&tmp_path, &gz_path)?;
-        fs::remove_file(path)
+        // Publish under the exclusive lock, and only if the segment is still there: pruning
+        // (which runs under that lock) may have removed it meanwhile, and renaming our copy
+        // into place then would bring a pruned segment back.
+        if let Some(lock) = &lock {
+            let _ = lock.lock();
+        }
+        let published = if fs::symlink_metadata(path).is_ok() {
+            fs::rename(&tmp_path, &gz_path).and_then(|()| fs::remove_file(path))
+        } else {
+            Err(io::Error::from(io::ErrorKind::NotFound))
+        };
+        if let Some(lock) = &lock {
+            let _ = lock.unlock();
+        }
+        published
     };
-    run()
-        .map_err(|e| {
-            let _ = fs::remove_file(&tmp_path);
-            if e.kind() == io::ErrorKind::NotFound {
-                // Another process compressed it first.
-                return Error::new(
-                    ErrorKind::AuditIo,
-                    path.display().to_string(),
-                    "already compressed",
-                );
-            }
-            io_error(path, "compress the closed audit segment", &e)
-        })
-        .or_else(|e| if gz_path.exists() { Ok(()) } else { Err(e) })
+    run().or_else(|e| {
+        let _ = fs::remove_file(&tmp_path);
+        if e.kind() == io::ErrorKind::NotFound || gz_path.exists() {
+            // Another process compressed it first, or it was pruned meanwhile: nothing is lost.
+            return Ok(());
+        }
+        Err(io_error(path, "compress the closed audit segment", &e))
+    })
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use std::time::Duration;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -22,7 +23,7 @@ use pyo3::types::{
 use crate::audit::chain::ChainKey;
 use crate::audit::encode::{write_json_line, write_text_line};
 use crate::audit::event::{Event, TEXT_FIELDS, Value, map_set, text_field_index};
-use crate::audit::queue::{AsyncQueue, BatchSink, Lines, Offer, Overflow};
+use crate::audit::queue::{AsyncQueue, BatchSink, Lines, Offer, Outcome, Overflow};
 use crate::audit::redact::Redactor as CoreRedactor;
 use crate::audit::sink::{ChainConfig, Durability, FileSink as CoreSink, SinkConfig};
 use crate::audit::time::days_from_civil;
@@ -35,6 +36,45 @@ static ENUM_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 fn invalid(item: impl Into<String>, reason: impl Into<String>) -> PyErr {
     Error::new(ErrorKind::InvalidArgument, item, reason).into()
+}
+
+/// `duration_ms` as a finite `f64`: an `int`, a `float` or any object with `__float__` or
+/// `__index__` (what `PyFloat_AsDouble` takes: never text); anything else is rejected naming
+/// `duration_ms` (mirrored by the pure core's `check_duration`).
+fn duration_arg(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let py = obj.py();
+    let item = || {
+        let repr = obj
+            .repr()
+            .map_or_else(|_| "<unrepresentable>".to_owned(), |r| py_str_owned(&r));
+        format!("duration_ms={repr}")
+    };
+    let not_a_number = || Error::new(ErrorKind::InvalidArgumentType, item(), "must be a number");
+    let number = if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        f.value()
+    } else {
+        let kind = obj.get_type();
+        if !(kind.hasattr(intern!(py, "__float__"))? || kind.hasattr(intern!(py, "__index__"))?) {
+            return Err(not_a_number().into());
+        }
+        match obj.extract::<f64>() {
+            Ok(value) => value,
+            Err(e) if e.is_instance_of::<PyOverflowError>(py) => f64::INFINITY,
+            Err(_) => return Err(not_a_number().into()),
+        }
+    };
+    if number.is_finite() {
+        Ok(number)
+    } else {
+        Err(invalid(item(), "must be a finite number"))
+    }
+}
+
+fn optional_duration(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<f64>> {
+    match obj {
+        Some(value) if !value.is_none() => duration_arg(value).map(Some),
+        _ => Ok(None),
+    }
 }
 
 fn py_str_owned(s: &Bound<'_, PyString>) -> String {
@@ -241,11 +281,7 @@ fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Event<'static>> {
         let value = obj.getattr(PyString::intern(py, name))?;
         event.text[i] = text_arg(Some(&value)).map(|c| Cow::Owned(c.into_owned()));
     }
-    let duration = obj.getattr(intern!(py, "duration_ms"))?;
-    if !duration.is_none() {
-        let d: f64 = duration.extract()?;
-        event.duration_ms = d.is_finite().then_some(d);
-    }
+    event.duration_ms = optional_duration(Some(&obj.getattr(intern!(py, "duration_ms"))?))?;
     let metadata = obj.getattr(intern!(py, "metadata"))?;
     event.metadata = metadata_value(Some(&metadata));
     Ok(event)
@@ -473,7 +509,7 @@ fn fields_event<'a>(
     event.text[4] = text_arg(item_id);
     event.text[5] = text_arg(user_id);
     event.text[16] = text_arg(error_message);
-    event.duration_ms = duration_ms.filter(|d| d.is_finite());
+    event.duration_ms = duration_ms;
     event.metadata = metadata_value(metadata);
     if let Some(extra) = extra {
         for (k, v) in extra.iter() {
@@ -660,7 +696,7 @@ impl FileSink {
         operation: &str,
         item_id: Option<&Bound<'_, PyAny>>,
         user_id: Option<&Bound<'_, PyAny>>,
-        duration_ms: Option<f64>,
+        duration_ms: Option<&Bound<'_, PyAny>>,
         metadata: Option<&Bound<'_, PyAny>>,
         error_message: Option<&Bound<'_, PyAny>>,
         extra: Option<&Bound<'_, PyDict>>,
@@ -673,7 +709,7 @@ impl FileSink {
             operation,
             item_id,
             user_id,
-            duration_ms,
+            optional_duration(duration_ms)?,
             metadata,
             error_message,
             extra,
@@ -805,10 +841,10 @@ impl FileSink {
 struct LineSink(Arc<CoreSink>);
 
 impl BatchSink<Lines> for LineSink {
-    fn write_batch(&mut self, batch: &mut Lines) -> u64 {
+    fn write_batch(&mut self, batch: &mut Lines) -> Outcome {
         match self.0.write_lines(&batch.bytes, batch.count as u64) {
-            Ok(()) => 0,
-            Err(_) => batch.count as u64,
+            Ok(()) => Outcome::PERSISTED,
+            Err(_) => Outcome::failed(batch.count as u64),
         }
     }
     fn flush(&mut self) {
@@ -819,31 +855,125 @@ impl BatchSink<Lines> for LineSink {
     }
 }
 
+/// The interpreter-exit handshake of a writer that delivers to a Python object.
+///
+/// A thread that is not Python's own must not attach to the interpreter once finalisation has
+/// begun: CPython (3.11 to 3.13) ends such a thread with `pthread_exit`, whose forced unwinding
+/// through our frames crashes the process. So, before finalisation (an `atexit` handler),
+/// [`AsyncWriter::abandon`] marks delivery as abandoned and waits until the writer is out of the
+/// interpreter; from then on the writer never attaches again and discards (and counts) what is
+/// left. Lock-free, and scoped to one process by the fork generation, so a forked child neither
+/// inherits a held lock nor sees its parent's state.
+#[derive(Default)]
+struct ExitGate {
+    /// `fork::generation() + 1` of the process that abandoned delivery (0: none).
+    abandoned_in: AtomicU64,
+    /// `fork::generation() + 1` of the process whose writer is in the interpreter (0: none).
+    attached_in: AtomicU64,
+}
+
+impl ExitGate {
+    fn here() -> u64 {
+        crate::fork::generation() + 1
+    }
+
+    fn abandoned(&self) -> bool {
+        self.abandoned_in.load(Ordering::SeqCst) == Self::here()
+    }
+
+    /// Announces an attachment; `false` (and nothing announced) once delivery is abandoned.
+    /// The announcement is made before the check, so `abandon` cannot miss a writer that
+    /// passed it (both sides use sequentially consistent operations).
+    fn enter(&self) -> bool {
+        self.attached_in.store(Self::here(), Ordering::SeqCst);
+        if self.abandoned() {
+            self.leave();
+            return false;
+        }
+        true
+    }
+
+    fn leave(&self) {
+        self.attached_in.store(0, Ordering::SeqCst);
+    }
+
+    /// Abandons delivery and waits (up to `timeout`) until the writer is out of the
+    /// interpreter. Polls every millisecond: this runs once, at interpreter exit, and a
+    /// lock-free handshake needs no lock that a fork could leave held.
+    fn abandon(&self, timeout: Duration) -> bool {
+        let here = Self::here();
+        self.abandoned_in.store(here, Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        while self.attached_in.load(Ordering::SeqCst) == here {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+}
+
+/// Events given up at interpreter exit are leaked, not dropped: dropping needs the interpreter,
+/// which is going away with them.
+fn leak_all(batch: &mut Vec<Py<PyAny>>) -> u64 {
+    let count = batch.len() as u64;
+    for event in batch.drain(..) {
+        std::mem::forget(event);
+    }
+    count
+}
+
 struct ObjectSink {
     target: Arc<Py<PyAny>>,
     last_error: Arc<ArcSwapOption<String>>,
+    gate: Arc<ExitGate>,
 }
 
 impl BatchSink<Vec<Py<PyAny>>> for ObjectSink {
-    fn write_batch(&mut self, batch: &mut Vec<Py<PyAny>>) -> u64 {
-        let count = batch.len() as u64;
+    fn write_batch(&mut self, batch: &mut Vec<Py<PyAny>>) -> Outcome {
+        let gate = &self.gate;
+        if !gate.enter() {
+            return Outcome {
+                failed: 0,
+                discarded: leak_all(batch),
+            };
+        }
         let target = &self.target;
         let last_error = &self.last_error;
-        let failed = Python::try_attach(|py| {
+        let outcome = Python::try_attach(|py| {
             let target = target.bind(py);
-            let mut failed = 0;
-            for event in batch.drain(..) {
+            let mut outcome = Outcome::PERSISTED;
+            let mut events = batch.drain(..);
+            for event in events.by_ref() {
+                if gate.abandoned() {
+                    // Interpreter exit: this event and the rest are given up (and counted).
+                    outcome.discarded = 1 + events.len() as u64;
+                    drop(event);
+                    break;
+                }
                 if let Err(e) = target.call_method1(intern!(py, "log"), (event,)) {
-                    failed += 1;
+                    outcome.failed += 1;
                     last_error.store(Some(Arc::new(e.to_string())));
                 }
             }
-            failed
+            // Attached here: the remaining events are dropped normally.
+            drop(events);
+            outcome
         });
-        // The interpreter is gone: nothing could be delivered.
-        failed.unwrap_or(count)
+        // Out of the interpreter again (the attachment ended with the closure).
+        gate.leave();
+        // `None`: the interpreter is gone, nothing could be delivered.
+        outcome.unwrap_or_else(|| Outcome {
+            failed: 0,
+            discarded: leak_all(batch),
+        })
     }
     fn flush(&mut self) {
+        let gate = &self.gate;
+        if !gate.enter() {
+            return;
+        }
         let target = &self.target;
         let last_error = &self.last_error;
         Python::try_attach(|py| {
@@ -854,6 +984,7 @@ impl BatchSink<Vec<Py<PyAny>>> for ObjectSink {
                 last_error.store(Some(Arc::new(e.to_string())));
             }
         });
+        gate.leave();
     }
     fn close(&mut self) {
         self.flush();
@@ -869,6 +1000,7 @@ enum Mode {
         queue: AsyncQueue<Vec<Py<PyAny>>>,
         /// Lock-free, so a forked child can read and replace it whatever other threads did.
         last_error: Arc<ArcSwapOption<String>>,
+        gate: Arc<ExitGate>,
     },
 }
 
@@ -977,12 +1109,18 @@ impl AsyncWriter {
                 ));
             }
             let last_error = Arc::new(ArcSwapOption::empty());
-            let (target, errors) = (Arc::new(target.clone().unbind()), Arc::clone(&last_error));
+            let gate = Arc::new(ExitGate::default());
+            let (target, errors, sink_gate) = (
+                Arc::new(target.clone().unbind()),
+                Arc::clone(&last_error),
+                Arc::clone(&gate),
+            );
             let queue = AsyncQueue::start(
                 Box::new(move || {
                     Box::new(ObjectSink {
                         target: Arc::clone(&target),
                         last_error: Arc::clone(&errors),
+                        gate: Arc::clone(&sink_gate),
                     })
                 }),
                 capacity,
@@ -990,7 +1128,11 @@ impl AsyncWriter {
                 interval,
             )
             .map_err(spawn_error)?;
-            Mode::Objects { queue, last_error }
+            Mode::Objects {
+                queue,
+                last_error,
+                gate,
+            }
         };
         Ok(Self { mode })
     }
@@ -1045,7 +1187,7 @@ impl AsyncWriter {
         operation: &str,
         item_id: Option<&Bound<'_, PyAny>>,
         user_id: Option<&Bound<'_, PyAny>>,
-        duration_ms: Option<f64>,
+        duration_ms: Option<&Bound<'_, PyAny>>,
         metadata: Option<&Bound<'_, PyAny>>,
         error_message: Option<&Bound<'_, PyAny>>,
         extra: Option<&Bound<'_, PyDict>>,
@@ -1062,7 +1204,7 @@ impl AsyncWriter {
             operation,
             item_id,
             user_id,
-            duration_ms,
+            optional_duration(duration_ms)?,
             metadata,
             error_message,
             extra,
@@ -1132,6 +1274,32 @@ impl AsyncWriter {
         self.stats().failed
     }
 
+    /// Events accepted but given up without being delivered (interpreter exit, see `abandon`).
+    #[getter]
+    fn discarded(&self) -> u64 {
+        self.stats().discarded
+    }
+
+    /// Interpreter exit, before finalisation: stops delivering to a Python target (the writer
+    /// thread never attaches to the interpreter again; what it has not delivered is discarded
+    /// and counted in `discarded`) and waits, interpreter released, up to `timeout` seconds for
+    /// the writer to leave the interpreter and account for every queued event. `True` once it
+    /// has (always, for a `FileSink` target, whose writer never needs the interpreter).
+    /// Irreversible.
+    fn abandon(&self, py: Python<'_>, timeout: f64) -> bool {
+        let timeout = Duration::from_secs_f64(timeout.clamp(0.0, 1e9));
+        match &self.mode {
+            Mode::Lines { .. } => true,
+            Mode::Objects { queue, gate, .. } => py.detach(|| {
+                let deadline = Instant::now() + timeout;
+                // Then let the writer count what is still queued as discarded (it no longer
+                // attaches, so this is quick).
+                gate.abandon(timeout)
+                    && queue.flush(deadline.saturating_duration_since(Instant::now()))
+            }),
+        }
+    }
+
     /// Events accepted and not yet written.
     #[getter]
     fn pending(&self) -> u64 {
@@ -1183,6 +1351,13 @@ pub fn normalize_value(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<
         })
     }
     back(py, &to_value(value, 0))
+}
+
+/// `duration_ms` checked and converted: a finite `float` from an `int`, a `float` or any object
+/// with `__float__`/`__index__`; anything else raises `InvalidArgumentError` naming it.
+#[pyfunction]
+pub fn check_duration(value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    duration_arg(value)
 }
 
 /// A fresh random (version 4) UUID, hyphenated, lower case: the default `event_id`.

@@ -190,3 +190,28 @@ def test_a_full_disk_is_a_clear_error_and_a_counter_never_a_hang(core: str, tmp_
     assert stats["failed"] > 0
     assert stats["persisted"] + stats["failed"] == stats["enqueued"] == 2000
     assert "File too large" in outcome["last_error"]
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("5", "must be a number"),
+        (None.__class__, "must be a number"),
+        (math.nan, "must be a finite number"),
+        (math.inf, "must be a finite number"),
+    ],
+)
+def test_an_event_rejects_a_duration_that_is_not_a_finite_number(value: Any, error: str) -> None:
+    """Rejected where it is set, naming the field: never silently dropped from the record."""
+    from truthound.stores.observability.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match=rf"duration_ms=.*{error}"):
+        AuditEvent(duration_ms=value)
+    event = AuditEvent(duration_ms=3)
+    assert event.duration_ms == 3.0
+    assert isinstance(event.duration_ms, float)
+    with pytest.raises(InvalidArgumentError, match="duration_ms"):
+        event.duration_ms = value
+    assert event.duration_ms == 3.0
+    event.duration_ms = None
+    assert event.duration_ms is None

@@ -141,13 +141,30 @@ def test_the_store_is_never_touched_when_nothing_can_record(tmp_path: Path, fail
     assert wrapped.observability.audit.refused_operations == 2
 
 
-def test_without_fail_closed_the_store_is_touched_first(tmp_path: Path) -> None:
-    backend = JsonAuditBackend(directory=tmp_path)
-    backend.close()
+@pytest.mark.parametrize("failure", ["closed", "full disk"])
+def test_without_fail_closed_a_failed_audit_write_never_fails_the_operation(
+    tmp_path: Path, failure: str
+) -> None:
+    """The item is saved before its event is logged: raising then would make the caller retry
+    (and save it twice). The lost event is counted instead, by the logger and the backend."""
+    if failure == "closed":
+        backend = JsonAuditBackend(directory=tmp_path)
+        backend.close()
+    else:
+        (tmp_path / "audit.jsonl").symlink_to("/dev/full")
+        backend = JsonAuditBackend(file_path=tmp_path / "audit.jsonl")
     wrapped, store = observable(backend, fail_closed=False)
-    with pytest.raises(AuditClosedError):  # only when the event is logged, afterwards
-        wrapped.save({"id": "a"})
-    assert store.calls == ["save"]
+    assert wrapped.save({"id": "a", "v": 1}) == "a"
+    assert wrapped.get("a") == {"id": "a", "v": 1}
+    assert store.calls == ["save", "get"]
+    audit = wrapped.observability.audit
+    assert audit is not None
+    assert audit.unrecorded_events == 2
+    if failure == "full disk":
+        assert backend.failed_events == 2
+    else:
+        with pytest.raises(AuditClosedError):  # used directly, the backend still raises
+            backend.log(AuditEvent())
 
 
 def test_an_async_backend_over_a_dead_directory_refuses(tmp_path: Path) -> None:

@@ -147,7 +147,7 @@ def test_existing_log_event_signature_and_defaults() -> None:
     backend = InMemoryAuditBackend()
     logger = AuditLogger(backend)
     assert logger.store_type == "unknown"
-    assert len(logger.store_id) == 8
+    assert logger.store_id == ""
     logger.log_event(
         AuditEventType.SYNC, "sync", AuditStatus.PARTIAL, resource_id="r", tenant_id="t"
     )
@@ -194,3 +194,109 @@ def test_status_is_validated_and_explicit_ids_are_kept_on_every_path(backend: An
     logger.log_event(AuditEventType.MIGRATE, event_id="fixed-id", timestamp=when, item_id="r")
     [event] = backend.query()
     assert (event.event_id, event.timestamp, event.item_id) == ("fixed-id", when, "r")
+
+
+def test_store_id_defaults_to_empty_not_a_random_id() -> None:
+    """A generated id would change at every restart: the same store would look like another."""
+    assert AuditLogger().store_id == ""
+    assert AuditLogger(store_id=None).store_id == AuditLogger(store_id=None).store_id == ""
+    backend = InMemoryAuditBackend()
+    AuditLogger(backend, store_type="s3").log_create("r")
+    assert backend.query()[0].store_id == ""
+
+
+# ---- a backend that cannot record never breaks the application (outside fail-closed mode) ----
+
+
+def full_disk_path(tmp_path: Path, name: str) -> Path:
+    """A path whose writes fail with ENOSPC, like a full disk."""
+    path = tmp_path / name
+    path.symlink_to("/dev/full")
+    return path
+
+
+class RaisingBackend:
+    def log(self, event: Any) -> bool:
+        raise RuntimeError("backend exploded")
+
+
+class RefusingBackend:
+    def log(self, event: Any) -> bool:
+        return False
+
+
+def failing_backend(kind: str, tmp_path: Path) -> Any:
+    if kind == "json":
+        return JsonAuditBackend(file_path=full_disk_path(tmp_path, "a.jsonl"))
+    if kind == "file":
+        return FileAuditBackend(file_path=full_disk_path(tmp_path, "a.log"))
+    if kind == "closed-async":
+        closed = AsyncAuditBackend(JsonAuditBackend(directory=tmp_path))
+        closed.close()
+        return closed
+    return RaisingBackend() if kind == "raising" else RefusingBackend()
+
+
+@pytest.mark.parametrize("kind", ["json", "file", "closed-async", "raising", "refusing"])
+def test_an_event_the_backend_cannot_record_is_counted_and_logged_never_raised(
+    kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = failing_backend(kind, tmp_path)
+    logger = AuditLogger(backend, store_type="s3", store_id="b")
+    with caplog.at_level("WARNING", logger="truthound.stores.observability.audit.logger"):
+        logger.log_create("r1", user_id="u")  # the core fast path where there is one
+        logger.log_event(AuditEventType.DELETE, "delete", event_id="fixed")  # the object path
+        with logger.operation(AuditEventType.UPDATE, "update"):
+            pass
+    assert logger.unrecorded_events == 3
+    if kind in ("json", "file"):
+        assert backend.failed_events == 3
+    # Rate-limited: one warning for the three, naming the store, the operation and the cause.
+    [record] = caplog.records
+    assert "'s3/b: create'" in record.getMessage()
+    if kind in ("json", "file"):
+        assert "AuditIOError" in record.getMessage()
+        assert "No space left on device" in record.getMessage()
+
+
+def test_the_warning_reports_how_many_events_were_not_recorded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from truthound.stores.observability.audit import logger as logger_module
+
+    logger = AuditLogger(RaisingBackend())
+    with caplog.at_level("WARNING", logger=logger_module.__name__):
+        logger.log_read("a")
+        logger.log_read("b")  # within the interval: counted, not logged
+        monkeypatch.setattr(logger_module, "WARNING_INTERVAL_SECONDS", 0.0)
+        logger._next_warning = 0.0
+        logger.log_read("c")
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split("': ", 1)[1].split(" ", 1)[0] for m in messages] == ["1", "2"]
+    assert all("(last cause: RuntimeError: backend exploded)" in m for m in messages)
+    assert logger.unrecorded_events == 3
+
+
+def test_fail_closed_still_raises_for_an_event_that_was_not_written(tmp_path: Path) -> None:
+    from truthound.stores.observability.errors import AuditUnavailableError
+
+    backend = JsonAuditBackend(file_path=full_disk_path(tmp_path, "a.jsonl"))
+    logger = AuditLogger(backend, store_type="s3", store_id="b", fail_closed=True)
+    with pytest.raises(AuditUnavailableError, match="No space left on device"):
+        logger.log_create("r")
+    assert logger.unrecorded_events == 1
+    assert backend.failed_events == 1
+
+
+def test_bad_arguments_still_raise_and_reach_no_backend(backend: Any) -> None:
+    """Invalid input is the caller's bug: it raises before anything is delivered or counted."""
+    from truthound.stores.observability.errors import InvalidArgumentError
+
+    logger = AuditLogger(backend)
+    with pytest.raises(InvalidArgumentError, match="duration_ms"):
+        logger.log_create("r", duration_ms="5")
+    with pytest.raises(InvalidArgumentError, match="event_type"):
+        logger.log_event("bogus")
+    assert logger.unrecorded_events == 0
+    backend.flush()
+    assert backend.query() == []

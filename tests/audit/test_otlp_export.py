@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from otlp_logs import OtlpLogsGrpcReceiver, OtlpLogsHttpReceiver
+from otlp_logs import OtlpLogsGrpcReceiver, OtlpLogsHttpReceiver, wait_until
 
 from truthound.stores.observability.audit import (
     AsyncAuditBackend,
@@ -190,3 +190,129 @@ def test_a_composite_keeps_a_local_copy_while_the_collector_is_down() -> None:
     logger.log_create("run-2")
     assert [e.item_id for e in local.get_all()] == ["run-1", "run-2"]
     composite.close()
+
+
+# ---- interpreter exit: what a backend buffered is exported, or counted -----------------------
+
+EXIT_CHILD = """
+import atexit, json, sys
+
+backend = None
+
+def report():  # registered before the package is imported: runs after its exit handler
+    print(json.dumps({"exported": backend.exported_events, "failed": backend.failed_events,
+                      "pending": backend.pending_events, "last_error": backend.last_error}))
+
+atexit.register(report)
+from truthound.stores.observability.audit import AuditEvent, OtlpAuditBackend
+
+backend = OtlpAuditBackend(endpoint=sys.argv[1], timeout_seconds=1.0, max_batch_size=512)
+for i in range(100):
+    backend.log(AuditEvent(event_id=f"e{i}"))
+# Never flushed nor closed: 100 events are buffered when the interpreter exits.
+"""
+
+
+def run_child(core: str, endpoint: str) -> dict[str, Any]:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", EXIT_CHILD, endpoint],
+        capture_output=True, text=True, timeout=45, check=False,
+        env={**os.environ, "TRUTHOUND_OBSERVABILITY_CORE": core},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_a_backend_never_closed_exports_its_buffer_at_exit(
+    core: str, http_collector: OtlpLogsHttpReceiver
+) -> None:
+    report = run_child(core, http_collector.endpoint)
+    assert report == {"exported": 100, "failed": 0, "pending": 0, "last_error": None}
+    ids = {record["attributes"]["audit.event_id"] for record in http_collector.wait_for(100)}
+    assert ids == {f"e{i}" for i in range(100)}
+
+
+def test_what_cannot_be_exported_at_exit_is_counted_within_the_timeout(core: str) -> None:
+    """A black-holed collector (it accepts connections and never answers): exit still ends
+    after about ``timeout_seconds``, and the 100 buffered events are counted as failed."""
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(16)
+        report = run_child(core, f"http://127.0.0.1:{black_hole.getsockname()[1]}")
+    assert report["exported"] == 0
+    assert report["failed"] == 100
+    assert report["pending"] == 0
+    assert "interpreter exit" in report["last_error"] or "export" in report["last_error"]
+
+
+def test_an_export_still_hanging_at_exit_is_counted_once() -> None:
+    """The exit handler waits ``timeout_seconds`` for a hung exporter, then counts the batch as
+    failed; the export finishing later does not count it again."""
+    import threading
+
+    from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+    release = threading.Event()
+
+    class HungExporter:
+        def export(self, batch: Any) -> Any:
+            release.wait(30)
+            return LogRecordExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            pass
+
+    backend = OtlpAuditBackend(exporter=HungExporter(), timeout_seconds=0.2, max_batch_size=100)
+    for i in range(7):
+        backend.log(AuditEvent(event_id=f"e{i}"))
+    backend._close_at_exit()
+    assert (backend.failed_events, backend.exported_events) == (7, 0)
+    assert "interpreter exit: 7 event(s) not exported within 0.2 s" in str(backend.last_error)
+    release.set()
+    assert wait_until(lambda: backend._in_flight == 0)
+    assert (backend.failed_events, backend.exported_events) == (7, 0)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "protocol", "expected"),
+    [
+        ("http://collector:4318", None, "http/protobuf"),
+        ("http://collector:4317", None, "grpc"),  # OTLP's gRPC port, whatever the scheme
+        ("collector:4317", None, "grpc"),
+        ("grpc://collector:9000", None, "grpc"),
+        ("https://collector.example", None, "http/protobuf"),
+        ("http://collector:4317", "http/protobuf", "http/protobuf"),  # explicit wins
+        ("http://collector:4318", "grpc", "grpc"),
+        ("http://collector:4318", "HTTP", "http/protobuf"),
+    ],
+)
+def test_audit_export_and_tracing_resolve_endpoints_by_one_rule(
+    endpoint: str, protocol: str | None, expected: str
+) -> None:
+    from truthound.stores.observability.tracing.export import otlp_protocol
+
+    backend = OtlpAuditBackend(endpoint=endpoint, protocol=protocol)
+    assert backend.protocol == expected
+    assert otlp_protocol(endpoint, protocol) == expected
+    backend.close()
+
+
+def test_an_unknown_protocol_is_named_alike_by_both_pillars() -> None:
+    from truthound.stores.observability.errors import InvalidArgumentError
+    from truthound.stores.observability.tracing.export import otlp_protocol
+
+    with pytest.raises(InvalidArgumentError) as audit:
+        OtlpAuditBackend(endpoint="http://collector:4318", protocol="thrift")
+    with pytest.raises(InvalidArgumentError) as tracing:
+        otlp_protocol("http://collector:4318", "thrift")
+    assert (
+        str(audit.value)
+        == str(tracing.value)
+        == ("protocol='thrift': expected 'grpc' or 'http/protobuf'")
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,14 @@ def test_a_pattern_cannot_be_a_bytes_or_other_object() -> None:
 def test_lone_surrogates_become_replacement_characters() -> None:
     redactor = DataRedactor(patterns=["x"])
     assert redactor.redact_text("a\ud800x") == "a\ufffd\ufffd\ufffd[REDACTED]"
+
+
+@pytest.mark.parametrize("argument", ["fields_to_redact", "sensitive_fields", "patterns"])
+@pytest.mark.parametrize("value", ["password", b"password"])
+def test_a_single_string_is_not_taken_as_a_list_of_letters(argument: str, value: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match=rf"^{argument}=.*not a single string") as caught:
+        DataRedactor(**{argument: value})
+    assert isinstance(caught.value, TypeError)
+    # The list form works (a field name of one letter would have redacted nearly every key).
+    redactor = DataRedactor(**{argument: ["password"]})
+    assert redactor.redact({"amount": 3, "password": "x"})["amount"] == 3

@@ -237,3 +237,90 @@ def test_pending_events_are_persisted_at_interpreter_exit(core: str, tmp_path: P
     assert len(lines) == 20_000
     run(core, "async-python-exit", tmp_path, "y", 20_000)
     assert len((tmp_path / "python.log").read_text().splitlines()) == 20_000
+
+
+# ---- exit with a slow Python backend: drained, or given up and counted, never a crash --------
+
+SLOW_EXIT_CHILD = """
+import atexit, json, sys, time
+
+backend = None
+
+def report():  # registered before the package is imported: runs after its exit handler
+    print(json.dumps({"stats": backend.stats(), "discarded": backend.discarded_events,
+                      "closed_inner": backend.backend.closed}), flush=True)
+
+atexit.register(report)
+from truthound.stores.observability.audit import AsyncAuditBackend, AuditEvent
+
+class Slow:
+    '''A custom backend that takes a while per event and writes each id to a file.'''
+    def __init__(self, path):
+        self.file = open(path, "a", buffering=1)
+        self.closed = False
+    def log(self, event):
+        time.sleep(float(sys.argv[2]))
+        self.file.write(event.event_id + "\\n")
+    def flush(self):
+        self.file.flush()
+    def close(self):
+        self.closed = True
+        self.file.close()
+
+backend = AsyncAuditBackend(Slow(sys.argv[1]), exit_timeout_seconds=float(sys.argv[3]))
+for i in range(100):
+    backend.log(AuditEvent(event_id=f"e{i}"))
+assert backend.close(timeout=0.2) is False  # still delivering: stays registered for exit
+"""
+
+
+def slow_exit(core: str, path: Path, per_event: float, exit_timeout: float) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", SLOW_EXIT_CHILD, str(path), str(per_event),
+         str(exit_timeout)],
+        capture_output=True, text=True, timeout=90, check=False,
+        env={**os.environ, "TRUTHOUND_OBSERVABILITY_CORE": core},
+    )  # fmt: skip
+    assert "Fatal Python error" not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    report["stderr"] = result.stderr
+    return report
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("trial", range(4))
+def test_a_close_that_timed_out_is_finished_at_interpreter_exit(
+    core: str, tmp_path: Path, trial: int
+) -> None:
+    """``close(timeout=0.2)`` gives up waiting, not the events: exit drains them all and then
+    closes the backend."""
+    written = tmp_path / "written.txt"
+    report = slow_exit(core, written, per_event=0.01, exit_timeout=60)
+    assert report["stats"] == {
+        "enqueued": 100, "dropped": 0, "persisted": 100, "failed": 0, "pending": 0,
+    }  # fmt: skip
+    assert report["closed_inner"] is True
+    assert written.read_text().split() == [f"e{i}" for i in range(100)]
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("trial", range(4))
+def test_events_not_delivered_by_the_exit_timeout_are_counted_and_exit_is_clean(
+    core: str, tmp_path: Path, trial: int
+) -> None:
+    """With a short ``exit_timeout_seconds`` the writer stops delivering before the interpreter
+    finalises (natively, a writer thread entering a finalising interpreter crashed it): the
+    events left are counted as discarded (and dropped), none is lost silently."""
+    written = tmp_path / "written.txt"
+    report = slow_exit(core, written, per_event=0.05, exit_timeout=0.2)
+    stats = report["stats"]
+    delivered = written.read_text().split() if written.exists() else []
+    assert stats["persisted"] == len(delivered)
+    assert delivered == [f"e{i}" for i in range(len(delivered))]  # in order, no duplicates
+    assert report["discarded"] > 0
+    assert stats["dropped"] == report["discarded"]
+    assert stats["persisted"] + stats["failed"] + report["discarded"] == 100
+    assert stats["pending"] == 0
+    assert report["closed_inner"] is False  # never closed under a writer still using it
+    assert "audit event(s) not written at interpreter exit" in report["stderr"]

@@ -177,7 +177,14 @@ def encode_jaeger_batch(
 
 # --- audit -----------------------------------------------------------------------------------
 
-__all__ += ["AsyncWriter", "FileSink", "Redactor", "new_event_id", "normalize_value"]
+__all__ += [
+    "AsyncWriter",
+    "FileSink",
+    "Redactor",
+    "check_duration",
+    "new_event_id",
+    "normalize_value",
+]
 
 @final
 class Redactor:
@@ -241,7 +248,7 @@ class FileSink:
         operation: str,
         item_id: Any,
         user_id: Any,
-        duration_ms: float | None,
+        duration_ms: object,
         metadata: Any,
         error_message: Any,
         extra: dict[str, Any] | None,
@@ -298,7 +305,7 @@ class AsyncWriter:
         operation: str,
         item_id: Any,
         user_id: Any,
-        duration_ms: float | None,
+        duration_ms: object,
         metadata: Any,
         error_message: Any,
         extra: dict[str, Any] | None,
@@ -318,9 +325,13 @@ class AsyncWriter:
     @property
     def failed(self) -> int: ...
     @property
+    def discarded(self) -> int: ...
+    def abandon(self, timeout: float) -> bool: ...
+    @property
     def pending(self) -> int: ...
     @property
     def last_error(self) -> str | None: ...
 
+def check_duration(value: object) -> float: ...
 def new_event_id() -> str: ...
 def normalize_value(value: object) -> Any: ...

@@ -23,6 +23,7 @@ import shutil
 import struct
 import threading
 import time
+import unicodedata
 import uuid
 import weakref
 import zlib
@@ -34,9 +35,21 @@ from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
 from .. import _fork
-from ..errors import AuditClosedError, AuditIOError, InvalidArgumentError
+from ..errors import (
+    AuditClosedError,
+    AuditIOError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+)
 
-__all__ = ["AsyncWriter", "FileSink", "Redactor", "new_event_id", "normalize_value"]
+__all__ = [
+    "AsyncWriter",
+    "FileSink",
+    "Redactor",
+    "check_duration",
+    "new_event_id",
+    "normalize_value",
+]
 
 TEXT_FIELDS = (
     "store_type",
@@ -62,6 +75,28 @@ _FIELD_INDEX = {name: i for i, name in enumerate(TEXT_FIELDS)}
 _MAX_DEPTH = 64
 _STAMP = re.compile(r"\d{8}T\d{12}Z")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+# ---- errors (the item quoted as the native core's `{item:?}: {reason}`) ----------------------
+
+_DEBUG_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
+
+
+def _quoted(item: str) -> str:
+    """``item`` as Rust's ``{:?}`` writes a string: in double quotes, with ``\\``, ``"``, ``\\n``,
+    ``\\r``, ``\\t``, ``\\0`` escaped and other unprintable or combining characters as
+    ``\\u{hex}``."""
+    out = ['"']
+    for char in item:
+        escaped = _DEBUG_ESCAPES.get(char)
+        if escaped is not None:
+            out.append(escaped)
+        elif char.isprintable() and unicodedata.category(char) not in ("Mn", "Me"):
+            out.append(char)
+        else:
+            out.append(f"\\u{{{ord(char):x}}}")
+    out.append('"')
+    return "".join(out)
+
 
 # ---- values ----------------------------------------------------------------------------------
 
@@ -186,49 +221,266 @@ def _text_arg(obj: object) -> str | None:
 
 # ---- redaction -------------------------------------------------------------------------------
 
-_UNSUPPORTED = {
-    sre_parse.ASSERT: "look-around (look-ahead/look-behind) is not supported",
-    sre_parse.ASSERT_NOT: "look-around (look-ahead/look-behind) is not supported",
-    sre_parse.GROUPREF: "backreferences are not supported",
-    sre_parse.GROUPREF_EXISTS: "conditional backreferences are not supported",
-}
-for _name, _reason in (
-    ("ATOMIC_GROUP", "atomic groups are not supported"),
-    ("POSSESSIVE_REPEAT", "possessive repetition is not supported"),
-    ("GROUPREF_IGNORE", "backreferences are not supported"),
-    ("GROUPREF_LOC_IGNORE", "backreferences are not supported"),
-    ("GROUPREF_UNI_IGNORE", "backreferences are not supported"),
-):
-    if hasattr(sre_parse, _name):
-        _UNSUPPORTED[getattr(sre_parse, _name)] = _reason
-# `\Z` has no spelling in the native engine (it writes `\z`); reject it on both cores.
-_UNSUPPORTED_AT = {sre_parse.AT_END_STRING: "\\Z is not supported"}
+# The pattern dialect both cores accept (checked by the same scanner, mirrored in
+# `rust/audit/redact.rs`): the syntax Python's `re` and the native engine read alike, so one
+# pattern redacts the same text on both cores, and every rejection has the same message.
 
 
-def _walk(node: Any) -> str | None:
-    """The reason a parsed pattern needs a backtracking engine, or ``None``."""
-    for op, arg in node:
-        reason = _UNSUPPORTED.get(op)
-        if reason is not None:
-            return reason
-        if op is sre_parse.AT and arg in _UNSUPPORTED_AT:
-            return _UNSUPPORTED_AT[arg]
-        for child in arg if isinstance(arg, list | tuple) else ():
-            if isinstance(child, sre_parse.SubPattern):
-                found = _walk(child)
-                if found:
-                    return found
-            elif isinstance(child, list | tuple):
-                for sub in child:
-                    if isinstance(sub, sre_parse.SubPattern):
-                        found = _walk(sub)
-                        if found:
-                            return found
-        if isinstance(arg, sre_parse.SubPattern):
-            found = _walk(arg)
-            if found:
-                return found
-    return None
+class _RejectedError(Exception):
+    """A pattern outside the shared dialect (the message is the reason)."""
+
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_CHAR_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "a": "\a"}
+_HEX_LENGTHS = {"x": 2, "u": 4, "U": 8}
+_COUNTED = re.compile(r"\{([0-9]+)(,([0-9]*))?\}")
+_GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_REPEAT = 1000
+_NOTHING, _ASSERTION, _ATOM, _QUANTIFIED = range(4)
+
+
+def _escape(pattern: str, i: int, in_class: bool) -> tuple[str, str, int]:  # noqa: PLR0912
+    """The escape at ``pattern[i]`` (a backslash): ``(kind, char, end)``, kind ``"char"`` (a
+    literal ``char``), ``"class"`` (``\\d``...) or ``"assertion"``."""
+    if i + 1 >= len(pattern):
+        raise _RejectedError("trailing backslash")
+    c = pattern[i + 1]
+    if c in "dDwWsS":
+        return "class", "", i + 2
+    if c in _CHAR_ESCAPES:
+        return "char", _CHAR_ESCAPES[c], i + 2
+    if c in _HEX_LENGTHS:
+        length = _HEX_LENGTHS[c]
+        digits = pattern[i + 2 : i + 2 + length]
+        if len(digits) != length or not _HEX_DIGITS.issuperset(digits):
+            raise _RejectedError(f"\\{c} must be followed by exactly {length} hex digits")
+        value = int(digits, 16)
+        if value > 0x10FFFF or 0xD800 <= value <= 0xDFFF:
+            raise _RejectedError(f"{pattern[i : i + 2 + length]} is not a Unicode scalar value")
+        return "char", chr(value), i + 2 + length
+    if c in "bBA":
+        if in_class:
+            raise _RejectedError(
+                f"\\{c} inside a character class is not supported (\\x08 is a backspace)"
+            )
+        if c == "b" and pattern.startswith("{", i + 2):
+            raise _RejectedError("\\b{...} word boundaries are not supported")
+        return "assertion", "", i + 2
+    if c in "Zz":
+        raise _RejectedError(
+            "\\Z and \\z are not supported (use $: without the m flag it matches only at the "
+            "end of the text)"
+        )
+    if c in "0123456789":
+        raise _RejectedError("backreferences and octal escapes (\\1, \\0...) are not supported")
+    if c in "pP":
+        raise _RejectedError("Unicode property classes (\\p{...}, \\P{...}) are not supported")
+    if c in "<>":
+        raise _RejectedError("\\< and \\> are not supported")
+    if not c.isascii() or c.isalnum():
+        raise _RejectedError(f"unsupported escape \\{c}")
+    return "char", c, i + 2
+
+
+def _class_item(pattern: str, i: int) -> tuple[str, str, int]:
+    """One member of a character class at ``pattern[i]``: ``(kind, char, end)``."""
+    c = pattern[i]
+    if pattern.startswith(("&&", "--", "~~", "||"), i):
+        raise _RejectedError(
+            "&&, --, ~~ and || inside a character class must be escaped (set operations are "
+            "not supported)"
+        )
+    if c == "[":
+        raise _RejectedError(
+            "a [ inside a character class must be escaped as \\[ (nested classes and "
+            "[:name:] are not supported)"
+        )
+    if c == "\\":
+        return _escape(pattern, i, in_class=True)
+    return "char", c, i + 1
+
+
+def _class(pattern: str, i: int) -> int:
+    """Checks the character class opening at ``pattern[i]``; returns the index after it."""
+    n = len(pattern)
+    j = i + 1
+    if j < n and pattern[j] == "^":
+        j += 1
+    first = True
+    while True:
+        if j >= n:
+            raise _RejectedError("unterminated character class")
+        if pattern[j] == "]" and not first:
+            return j + 1
+        first = False
+        start = j
+        kind, low, j = _class_item(pattern, j)
+        if j + 1 < n and pattern[j] == "-" and pattern[j + 1] != "]":
+            if pattern.startswith("--", j):
+                _class_item(pattern, j)  # raises: a set operation
+            end_kind, high, j = _class_item(pattern, j + 1)
+            if kind != "char" or end_kind != "char" or high < low:
+                raise _RejectedError(f"invalid character class range {pattern[start:j]}")
+
+
+def _group(  # noqa: PLR0912, PLR0915 (mirrors rust/audit/dialect.rs line for line)
+    pattern: str, i: int, names: set[str]
+) -> tuple[int, str, str, bool]:
+    """The head of the group at ``pattern[i:i+2] == "(?"``: ``(end, flags on, flags off,
+    scoped)``; ``scoped`` is false for ``(?flags)``, which sets flags for the rest."""
+    n = len(pattern)
+    j = i + 2
+    if j >= n:
+        raise _RejectedError("unterminated group (?")
+    c = pattern[j]
+    if c == ":":
+        return j + 1, "", "", True
+    if c == "P":
+        if pattern.startswith("<", j + 1):
+            close = pattern.find(">", j + 2)
+            if close < 0:
+                raise _RejectedError("unterminated group name")
+            name = pattern[j + 2 : close]
+            if _GROUP_NAME.fullmatch(name) is None:
+                raise _RejectedError(f"invalid group name '{name}'")
+            if name in names:
+                raise _RejectedError(f"duplicate group name '{name}'")
+            names.add(name)
+            return close + 1, "", "", True
+        if pattern.startswith("=", j + 1):
+            raise _RejectedError("backreferences are not supported")
+        raise _RejectedError("unsupported group syntax (?P")
+    if c in "=!" or pattern.startswith(("<=", "<!"), j):
+        raise _RejectedError("look-around (look-ahead/look-behind) is not supported")
+    if c == "<":
+        raise _RejectedError("(?<name>...) is not supported: use (?P<name>...)")
+    if c == ">":
+        raise _RejectedError("atomic groups are not supported")
+    if c == "(":
+        raise _RejectedError("conditional backreferences are not supported")
+    if c == "#":
+        raise _RejectedError("comments (?#...) are not supported")
+    on, off, negated = "", "", False
+    while j < n and pattern[j] not in ":)":
+        flag = pattern[j]
+        if flag == "-" and not negated:
+            negated = True
+        elif flag in "ims":
+            if flag in on or flag in off:
+                raise _RejectedError(
+                    f"inline flag '{flag}' repeated"
+                    if (flag in on) != negated
+                    else "a flag cannot be turned both on and off"
+                )
+            if negated:
+                off += flag
+            else:
+                on += flag
+        elif flag.isascii() and flag.isalpha():
+            raise _RejectedError(f"inline flag '{flag}' is not supported (only i, m and s)")
+        else:
+            raise _RejectedError("invalid inline flags")
+        j += 1
+    if j >= n:
+        raise _RejectedError("unterminated group (?")
+    if negated and not off:
+        raise _RejectedError("missing flag after -")
+    if not on and not off:
+        raise _RejectedError("missing flag")
+    return j + 1, on, off, pattern[j] == ":"
+
+
+def _dialect(pattern: str) -> str:  # noqa: PLR0912, PLR0915 (one scanner loop, as in Rust)
+    """Checks ``pattern`` against the shared dialect and returns what Python's ``re`` must
+    compile for the native engine's meaning: ``$`` outside multi-line mode matches only at the
+    end of the text there (``\\Z`` here; Python's ``$`` also matches before a final newline)."""
+    out: list[str] = []
+    outer: list[bool] = []  # the multi-line flag outside each open group
+    names: set[str] = set()
+    multiline = False
+    previous = _NOTHING
+    n = len(pattern)
+    i = 0
+    while i < n:
+        c = pattern[i]
+        start = i
+        if c == "\\":
+            kind, _, i = _escape(pattern, i, in_class=False)
+            previous = _ASSERTION if kind == "assertion" else _ATOM
+        elif c == "[":
+            i = _class(pattern, i)
+            previous = _ATOM
+        elif c == "(":
+            on, off, scoped = "", "", True
+            if pattern.startswith("(?", i):
+                i, on, off, scoped = _group(pattern, i, names)
+            else:
+                i += 1
+            if not scoped:
+                if start != 0:
+                    raise _RejectedError(
+                        "inline flags (?i) are only allowed at the start of the pattern; use a "
+                        "scoped group such as (?i:...)"
+                    )
+                if off:
+                    raise _RejectedError(
+                        "a flag can only be turned off in a scoped group such as (?-i:...)"
+                    )
+                multiline = "m" in on
+            else:
+                outer.append(multiline)
+                multiline = (multiline or "m" in on) and "m" not in off
+            previous = _NOTHING
+        elif c == ")":
+            if not outer:
+                raise _RejectedError("unbalanced parenthesis: ) without (")
+            multiline = outer.pop()
+            i += 1
+            previous = _ATOM
+        elif c == "|":
+            i += 1
+            previous = _NOTHING
+        elif c in "*+?{":
+            if c == "{":
+                counted = _COUNTED.match(pattern, i)
+                if counted is None:
+                    raise _RejectedError("a literal { must be escaped as \\{")
+                low, _, high = counted.group(1, 2, 3)
+                if int(low) > _MAX_REPEAT or (high and int(high) > _MAX_REPEAT):
+                    raise _RejectedError(
+                        f"repetition count above {_MAX_REPEAT} in {counted.group()}"
+                    )
+                if high and int(high) < int(low):
+                    raise _RejectedError(f"invalid repetition range {counted.group()}")
+                i = counted.end()
+            else:
+                i += 1
+            quantifier = pattern[start:i]
+            if previous in (_NOTHING, _ASSERTION):
+                raise _RejectedError(f"nothing to repeat before {quantifier}")
+            if previous == _QUANTIFIED:
+                raise _RejectedError(
+                    f"repeated quantifier {quantifier} (possessive or nested repetition, like a++ "
+                    "or a{2}*) is not supported: use a group, like (?:a+)+"
+                )
+            if pattern.startswith("?", i):  # lazy
+                i += 1
+            previous = _QUANTIFIED
+        elif c == "$":
+            out.append("$" if multiline else "\\Z")
+            i += 1
+            previous = _ASSERTION
+            continue
+        elif c == "^":
+            i += 1
+            previous = _ASSERTION
+        else:
+            i += 1
+            previous = _ATOM
+        out.append(pattern[start:i])
+    if outer:
+        raise _RejectedError("unclosed group: ( without )")
+    return "".join(out)
 
 
 _LEADING_FLAGS = re.compile(r"\A\(\?([a-zA-Z]+)\)")
@@ -239,30 +491,30 @@ def _scoped(pattern: str) -> str:
     match = _LEADING_FLAGS.match(pattern)
     if match is None:
         return f"(?:{pattern})"
-    flags = match.group(1).replace("u", "")
     rest = pattern[match.end() :]
-    return f"(?{flags}:{rest})" if flags else f"(?:{rest})"
+    return f"(?{match.group(1)}:{rest})"
 
 
-def _check_pattern(pattern: str) -> None:
-    def reject(reason: str) -> InvalidArgumentError:
-        return InvalidArgumentError(
-            f"{json.dumps(pattern)}: redaction pattern rejected by the linear-time regex engine: "
-            f"{reason}"
-        )
-
+def _check_pattern(pattern: str) -> str:
+    """The pattern as Python's ``re`` compiles it; raises naming the pattern when it is outside
+    the shared dialect or can match the empty string."""
     try:
-        parsed = sre_parse.parse(pattern)
-        re.compile(_scoped(pattern))
-    except re.error as error:
-        raise reject(str(error)) from None
-    reason = _walk(parsed)
-    if reason is not None:
-        raise reject(reason)
+        compiled = _dialect(pattern)
+        parsed = sre_parse.parse(compiled)
+        re.compile(_scoped(compiled))
+    except _RejectedError as reason:
+        raise InvalidArgumentError(
+            f"{_quoted(pattern)}: redaction pattern rejected: {reason}"
+        ) from None
+    except re.error as error:  # pragma: no cover - the dialect check rejects these first
+        raise InvalidArgumentError(
+            f"{_quoted(pattern)}: redaction pattern rejected: {error}"
+        ) from None
     if parsed.getwidth()[0] == 0:
         raise InvalidArgumentError(
-            f"{json.dumps(pattern)}: redaction pattern can match the empty string"
+            f"{_quoted(pattern)}: redaction pattern can match the empty string"
         )
+    return compiled
 
 
 class Redactor:
@@ -277,9 +529,8 @@ class Redactor:
         fields: list[str],
         exact_fields: bool = False,
     ) -> None:
-        for pattern in patterns:
-            _check_pattern(pattern)
-        self._regex = re.compile("|".join(_scoped(p) for p in patterns)) if patterns else None
+        compiled = [_check_pattern(pattern) for pattern in patterns]
+        self._regex = re.compile("|".join(_scoped(p) for p in compiled)) if compiled else None
         self._replacement = replacement
         self._repl = replacement.replace("\\", "\\\\")
         self._fields = tuple(f.lower() for f in fields)
@@ -426,11 +677,31 @@ def _enum_text(obj: Any) -> str:
     return _clean(str.__str__(value))
 
 
+def check_duration(value: object) -> float:
+    """``duration_ms`` as a finite ``float``: an ``int``, a ``float`` or any object with
+    ``__float__`` or ``__index__`` (what the C API's ``PyFloat_AsDouble`` takes: never text);
+    anything else raises ``InvalidArgumentError`` naming ``duration_ms``."""
+    kind = type(value)
+    if kind is float:
+        number: float = value  # type: ignore[assignment]
+    elif not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
+        raise InvalidArgumentTypeError(f"{_quoted(f'duration_ms={value!r}')}: must be a number")
+    else:
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:
+            number = math.inf
+        except (TypeError, ValueError):
+            raise InvalidArgumentTypeError(
+                f"{_quoted(f'duration_ms={value!r}')}: must be a number"
+            ) from None
+    if not math.isfinite(number):
+        raise InvalidArgumentError(f"{_quoted(f'duration_ms={value!r}')}: must be a finite number")
+    return number
+
+
 def _duration(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+    return None if value is None else check_duration(value)
 
 
 def _record_from_event(event: Any) -> _Record:
@@ -460,7 +731,7 @@ def _record_from_fields(  # noqa: PLR0917 - mirrors the native signature
     operation: str,
     item_id: Any,
     user_id: Any,
-    duration_ms: float | None,
+    duration_ms: object,
     metadata: Any,
     error_message: Any,
     extra: dict[str, Any] | None,
@@ -480,7 +751,7 @@ def _record_from_fields(  # noqa: PLR0917 - mirrors the native signature
             name = _key_text(key)
             index = _FIELD_INDEX.get(name)
             if index is None:
-                raise InvalidArgumentError(f"{json.dumps(name)}: is not an audit event text field")
+                raise InvalidArgumentError(f"{_quoted(name)}: is not an audit event text field")
             text[index] = _text_arg(value)
     return record
 
@@ -561,7 +832,7 @@ class _ChainKey:
     def __init__(self, key: bytes, source: str) -> None:
         if len(key) < _MIN_KEY_LEN:
             raise InvalidArgumentError(
-                f"{json.dumps(source)}: an audit integrity key needs at least {_MIN_KEY_LEN} bytes"
+                f"{_quoted(source)}: an audit integrity key needs at least {_MIN_KEY_LEN} bytes"
             )
         self._base = hmac.new(bytes(key), digestmod=hashlib.sha256)
         probe = self._base.copy()
@@ -763,8 +1034,16 @@ def _first_link_of(path: str, compressed: bool) -> tuple[int, bytes, bool] | Non
 # ---- file sink -------------------------------------------------------------------------------
 
 
+def _os_text(error: OSError) -> str:
+    """The OS error as both cores write it: ``[Errno 28] No space left on device``."""
+    if error.errno is not None and error.strerror:
+        return f"[Errno {error.errno}] {error.strerror}"
+    return str(error)
+
+
 def _io_error(path: Path | str, action: str, error: OSError) -> AuditIOError:
-    return AuditIOError(f"{json.dumps(str(path))}: cannot {action}: {error}")
+    """``"<path>": cannot <action>: [Errno N] <OS error text>`` (as the native core)."""
+    return AuditIOError(f"{_quoted(str(path))}: cannot {action}: {_os_text(error)}")
 
 
 def _segment_stamp(ts: datetime) -> str:
@@ -928,7 +1207,7 @@ class FileSink:
         self.failing = False
         if durability not in ("none", "periodic", "always"):
             raise InvalidArgumentError(
-                f"{json.dumps(durability)}: durability must be 'none', 'periodic' or 'always'"
+                f"{_quoted(durability)}: durability must be 'none', 'periodic' or 'always'"
             )
         self._directory = Path(directory)
         self._stem = stem
@@ -1129,7 +1408,7 @@ class FileSink:
     def _write_lines(self, data: bytes, events: int) -> None:  # noqa: PLR0915, PLR0912
         with self._mutex:
             if self._closed:
-                raise AuditClosedError(f"{json.dumps(self.active_path)}: the audit sink is closed")
+                raise AuditClosedError(f"{_quoted(self.active_path)}: the audit sink is closed")
             self._ensure_open()
             assert self._lock_fd is not None
             attempts = 0
@@ -1154,7 +1433,7 @@ class FileSink:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
                     if attempts >= 8:
                         raise AuditIOError(
-                            f"{json.dumps(target)}: cannot keep up with concurrent rotations of "
+                            f"{_quoted(target)}: cannot keep up with concurrent rotations of "
                             "the audit file"
                         )
                     self._reopen_exclusive(target)
@@ -1384,7 +1663,7 @@ class FileSink:
                 continue
             if not line.endswith(b"}"):
                 raise InvalidArgumentError(
-                    f"{json.dumps(line[:80].decode('utf-8', 'replace'))}: a chained record must "
+                    f"{_quoted(line[:80].decode('utf-8', 'replace'))}: a chained record must "
                     "be one JSON object line"
                 )
             head.head = _seal_line(out, line, head.next_seq, head.head, key)
@@ -1625,7 +1904,7 @@ class FileSink:
         operation: str,
         item_id: Any,
         user_id: Any,
-        duration_ms: float | None,
+        duration_ms: object,
         metadata: Any,
         error_message: Any,
         extra: dict[str, Any] | None,
@@ -1676,7 +1955,7 @@ class AsyncWriter:
     ) -> None:
         if overflow not in ("block", "drop_newest"):
             raise InvalidArgumentError(
-                f"{json.dumps(overflow)}: overflow must be 'block' or 'drop_newest'"
+                f"{_quoted(overflow)}: overflow must be 'block' or 'drop_newest'"
             )
         if capacity < 1:
             raise InvalidArgumentError('"queue_size=0": must be at least 1')
@@ -1706,6 +1985,9 @@ class AsyncWriter:
         self._dropped = 0
         self._persisted = 0
         self._failed = 0
+        self._discarded = 0
+        self._abandoned = False
+        self._delivering = False
         self._last_error: str | None = None
         self._thread: threading.Thread | None = None
         self._start_writer()
@@ -1724,7 +2006,8 @@ class AsyncWriter:
         self._batch = []
         self._stopped = self._closing
         self._accepted_locked = self._done = self._flush_requested = self._flushed = 0
-        self._accepted = self._dropped = self._persisted = self._failed = 0
+        self._accepted = self._dropped = self._persisted = self._failed = self._discarded = 0
+        self._abandoned = self._delivering = False
         self._thread = None
 
     # -- producers --
@@ -1782,7 +2065,7 @@ class AsyncWriter:
         operation: str,
         item_id: Any,
         user_id: Any,
-        duration_ms: float | None,
+        duration_ms: object,
         metadata: Any,
         error_message: Any,
         extra: dict[str, Any] | None,
@@ -1798,27 +2081,36 @@ class AsyncWriter:
 
     # -- writer --
 
-    def _deliver(self, batch: list[Any]) -> int:
-        """Writes a batch; returns how many records failed."""
+    def _deliver(self, batch: list[Any]) -> tuple[int, int]:
+        """Writes a batch; returns how many records failed and how many were discarded."""
         if self._native_target:
             try:
                 self._target.write_lines(b"".join(batch), len(batch))
             except (AuditIOError, AuditClosedError):
-                return len(batch)
-            return 0
+                return len(batch), 0
+            return 0, 0
         failed = 0
         log: Callable[[Any], Any] = self._target.log
-        for event in batch:
+        for index, event in enumerate(batch):
+            with self._cond:
+                if self._abandoned:
+                    # Interpreter exit: this event and the rest are given up (and counted).
+                    return failed, len(batch) - index
+                self._delivering = True
             try:
                 log(event)
             except Exception as error:
                 failed += 1
                 self._last_error = str(error)
-        return failed
+            finally:
+                with self._cond:
+                    self._delivering = False
+                    self._cond.notify_all()
+        return failed, 0
 
     def _flush_target(self) -> None:
         flush = getattr(self._target, "flush", None)
-        if flush is None:
+        if flush is None or self._abandoned:
             return
         try:
             flush()
@@ -1841,10 +2133,13 @@ class AsyncWriter:
                 self._room.notify_all()
             count = len(batch)
             if count:
-                failed = min(self._deliver(batch), count)
+                failed, discarded = self._deliver(batch)
+                failed = min(failed, count)
+                discarded = min(discarded, count - failed)
                 with self._cond:
                     self._failed += failed
-                    self._persisted += count - failed
+                    self._discarded += discarded
+                    self._persisted += count - failed - discarded
             with self._cond:
                 flush_due = generation > self._flushed or tick or (closing and not self._batch)
             if flush_due:
@@ -1929,10 +2224,37 @@ class AsyncWriter:
         return self._failed
 
     @property
+    def discarded(self) -> int:
+        """Events accepted but given up without being delivered (interpreter exit)."""
+        return self._discarded
+
+    def abandon(self, timeout: float) -> bool:
+        """Interpreter exit: stops delivering to a Python target (what is not delivered yet is
+        discarded and counted in ``discarded``) and waits up to ``timeout`` seconds until the
+        writer is out of the target's ``log`` and every queued event is accounted for. Always
+        ``True`` for a ``FileSink`` target."""
+        if self._native_target:
+            return True
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._cond:
+            self._abandoned = True
+            self._writer_wake.notify()
+            while self._delivering or (
+                self._thread is not None
+                and not self._stopped
+                and self._accepted - self._persisted - self._failed - self._discarded > 0
+            ):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    @property
     def pending(self) -> int:
         """Events accepted and not yet written."""
         with self._cond:
-            return max(self._accepted - self._persisted - self._failed, 0)
+            return max(self._accepted - self._persisted - self._failed - self._discarded, 0)
 
     @property
     def last_error(self) -> str | None:

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
-import queue
+import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _core, _fork
+from .._bounded import Worker, call_with_timeout
 from ..config import AuditConfig, AuditLogLevel
 from ..errors import InvalidArgumentError
 from .events import AuditEvent, AuditEventType
@@ -106,41 +109,45 @@ class _Backend:
         return True
 
 
-def _call_with_timeout(function: Callable[[], Any], timeout: float) -> tuple[bool, Any]:
-    """Runs ``function`` on a daemon thread; ``(False, None)`` if it does not return within
-    ``timeout`` seconds (it keeps running in the background), ``(True, result)`` otherwise (an
-    exception counts as the result ``False``)."""
-    outcome: list[Any] = []
-    done = threading.Event()
+# One reused probe thread per custom backend (fail-closed asks before every operation: a thread
+# started per probe would cost more than most operations).
+_PROBES: weakref.WeakKeyDictionary[Any, Worker] = weakref.WeakKeyDictionary()
+_PROBES_LOCK = threading.Lock()
+_fork.track(sys.modules[__name__], "_PROBES_LOCK")
 
-    def run() -> None:
-        try:
-            outcome.append(function())
-        except Exception:
-            outcome.append(False)
-        finally:
-            done.set()
 
-    threading.Thread(target=run, name="truthound-audit-probe", daemon=True).start()
-    if not done.wait(timeout):
-        return False, None
-    return True, outcome[0]
+def _probe_worker(backend: Any) -> Worker | None:
+    """The probe thread of ``backend`` (``None`` when it cannot be weakly referenced)."""
+    try:
+        with _PROBES_LOCK:
+            worker = _PROBES.get(backend)
+            if worker is None:
+                worker = _PROBES[backend] = Worker("truthound-audit-health")
+                weakref.finalize(backend, worker.stop)
+    except TypeError:  # unhashable, or not weak-referenceable
+        return None
+    return worker
 
 
 def backend_healthy(backend: Any, timeout: float = 5.0) -> bool:
     """Whether ``backend`` can record an event now, deciding within ``timeout`` seconds.
 
     The built-in backends answer without blocking; any other backend is asked through its
-    ``healthy()`` method (if it has one; without one it is assumed able to record) on a helper
-    thread, and counts as unavailable when it does not answer in time.
+    ``healthy()`` method (if it has one; without one it is assumed able to record) on its probe
+    thread (one per backend, reused), and counts as unavailable when it raises, returns
+    ``False``, does not answer in time, or is still stuck in an earlier probe.
     """
     if isinstance(backend, _Backend):
         return backend.healthy(timeout)
     probe = getattr(backend, "healthy", None)
     if probe is None:
         return True
-    finished, result = _call_with_timeout(probe, timeout)
-    return finished and result is not False
+    worker = _probe_worker(backend)
+    if worker is None:
+        return call_with_timeout(probe, timeout, "truthound-audit-health").succeeded
+    if worker.hung(timeout):
+        return False
+    return worker.run(probe, timeout).succeeded
 
 
 class InMemoryAuditBackend(_Backend):
@@ -558,45 +565,6 @@ class JsonAuditBackend(_SegmentBackend):
         return Path(self._sink.active_path)
 
 
-class _Worker:
-    """One backend's delivery thread (composite with a timeout): calls run in order; a call
-    still running after the timeout marks the backend as hung until it returns."""
-
-    def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.started: float | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            call = self._calls.get()
-            if call is None:
-                return
-            function, done, outcome = call
-            self.started = time.monotonic()
-            try:
-                outcome.append((True, function()))
-            except Exception as error:
-                outcome.append((False, error))
-            finally:
-                self.started = None
-                done.set()
-
-    def hung(self, timeout: float) -> bool:
-        started = self.started
-        return started is not None and time.monotonic() - started > timeout
-
-    def submit(self, function: Callable[[], Any]) -> tuple[threading.Event, list[Any]]:
-        done = threading.Event()
-        outcome: list[Any] = []
-        self._calls.put((function, done, outcome))
-        return done, outcome
-
-    def stop(self) -> None:
-        self._calls.put(None)
-
-
 class CompositeAuditBackend(_Backend):
     """Fan-out: every backend gets its own copy of each event; a failing backend does not stop
     the others, and each failure is counted (``failed_deliveries``, ``last_errors``).
@@ -635,10 +603,10 @@ class CompositeAuditBackend(_Backend):
         self._workers = self._start_workers()
         _fork.track(self, "_lock", forget=CompositeAuditBackend._after_fork_in_child)
 
-    def _start_workers(self) -> list[_Worker] | None:
+    def _start_workers(self) -> list[Worker] | None:
         if self.timeout_seconds is None:
             return None
-        return [_Worker(f"truthound-audit-composite-{i}") for i in range(len(self.backends))]
+        return [Worker(f"truthound-audit-composite-{i}") for i in range(len(self.backends))]
 
     def _after_fork_in_child(self) -> None:
         # The parent's workers do not exist here: calls submitted to them would never return.
@@ -678,17 +646,16 @@ class CompositeAuditBackend(_Backend):
             if worker.hung(timeout):
                 self._time_out(index, what)
                 continue
-            waiting.append((index, *worker.submit(functools.partial(call, backend))))
+            waiting.append((index, worker.submit(functools.partial(call, backend))))
         deadline = time.monotonic() + timeout
-        for index, done, outcome in waiting:
-            if not done.wait(max(deadline - time.monotonic(), 0.0)):
+        for index, pending in waiting:
+            outcome = pending.wait(deadline - time.monotonic())
+            if not outcome.finished:
                 self._time_out(index, what)
-                continue
-            returned, value = outcome[0]
-            if returned:
-                results.append((index, value))
+            elif outcome.error is not None:
+                self._fail(index, outcome.error)
             else:
-                self._fail(index, value)
+                results.append((index, outcome.value))
         return results
 
     def log(self, event: AuditEvent) -> bool:
@@ -730,16 +697,20 @@ class CompositeAuditBackend(_Backend):
             worker.stop()
 
 
-# Strong references: an async backend that was never closed must still be drained at exit, even
-# when the program dropped its last reference to it.
+# Strong references: an async backend that was not closed (or whose close timed out) must still
+# be drained at exit, even when the program dropped its last reference to it.
 _OPEN_ASYNC: set[AsyncAuditBackend] = set()
-_EXIT_TIMEOUT = 30.0
+#: How long interpreter exit waits, after ``exit_timeout_seconds``, for a writer delivering to a
+#: Python backend to finish the ``log`` call it is in (it must not be inside the interpreter when
+#: finalisation begins).
+_ABANDON_TIMEOUT = 10.0
+_log = logging.getLogger(__name__)
 
 
 def _close_at_exit() -> None:
     for backend in list(_OPEN_ASYNC):
         with contextlib.suppress(Exception):
-            backend.close(timeout=_EXIT_TIMEOUT)
+            backend._close_at_exit()
 
 
 # At interpreter exit, and at the end of a multiprocessing child (which skips atexit).
@@ -759,10 +730,20 @@ class AsyncAuditBackend(_Backend):
       is counted in ``dropped_events`` and, when ``metrics`` is given, reported as
       ``metrics.increment("audit_events_dropped_total", value=1, labels={"backend": ...})``.
     - ``flush(timeout=)`` returns ``True`` once everything logged before it is written and the
-      backend flushed; ``False`` on timeout. ``close()`` drains, then closes the backend.
-      Pending events are flushed at interpreter exit.
-    - At quiescence ``enqueued_events == persisted_events + failed_events`` and every event
-      offered is either enqueued or in ``dropped_events``.
+      backend flushed; ``False`` on timeout. ``close(timeout=)`` drains, then closes the
+      backend; when it times out, the backend stays registered and is drained (then closed) at
+      interpreter exit.
+    - Interpreter exit waits up to ``exit_timeout_seconds`` (default 30) for pending events to
+      be written. For a Python backend (your own class, ``InMemoryAuditBackend``...) the writer
+      thread then stops delivering before the interpreter finalises (a native thread must not
+      enter a finalising interpreter): events still queued are given up and counted in
+      ``discarded_events`` (and in ``dropped_events``), and a warning is logged. A ``log`` call
+      already running is let finish for up to 10 more seconds; one that hangs longer cannot be
+      interrupted.
+    - Every event offered is counted exactly once:
+      ``offered == persisted_events + failed_events + dropped_events + pending_events``
+      (``dropped_events`` covers events that found no room and events discarded at exit;
+      ``enqueued_events == persisted + failed + discarded + pending``).
     - Fork-safe: a backend created before a fork (gunicorn ``--preload``, ``multiprocessing``)
       works in the child at once. The child has a queue and a writer thread of its own (started
       on its first event), counters starting at zero, and drains its queue when it exits; the
@@ -781,8 +762,14 @@ class AsyncAuditBackend(_Backend):
         overflow: str = "block",
         block_timeout_seconds: float = 5.0,
         metrics: Any = None,
+        exit_timeout_seconds: float = 30.0,
     ) -> None:
         super().__init__(config)
+        if not exit_timeout_seconds >= 0:
+            raise InvalidArgumentError(
+                f"exit_timeout_seconds={exit_timeout_seconds!r} must not be negative"
+            )
+        self.exit_timeout_seconds = exit_timeout_seconds
         if backend is None or not hasattr(backend, "log"):
             raise InvalidArgumentError(f"backend={backend!r} must have a log(event) method")
         if not isinstance(queue_size, int) or queue_size < 1:
@@ -904,16 +891,34 @@ class AsyncAuditBackend(_Backend):
         return done
 
     def close(self, timeout: float | None = 30.0) -> bool:
-        """Stops accepting, drains the queue, flushes and closes the backend. Idempotent."""
+        """Stops accepting, drains the queue, flushes and closes the backend; ``False`` if that
+        did not finish in time (the writer keeps draining; the backend is closed by a later
+        ``close()`` or at interpreter exit). Idempotent."""
         done = self._writer.close(1e9 if timeout is None else timeout)
         self._report()
-        if done and not self._backend_closed:
-            self._backend_closed = True
-            close = getattr(self.backend, "close", None)
-            if close is not None:
-                close()
-        _OPEN_ASYNC.discard(self)
+        if done:
+            if not self._backend_closed:
+                self._backend_closed = True
+                close = getattr(self.backend, "close", None)
+                if close is not None:
+                    close()
+            _OPEN_ASYNC.discard(self)
         return done
+
+    def _close_at_exit(self) -> None:
+        """Interpreter exit: drains within ``exit_timeout_seconds``; otherwise stops delivering
+        (see the class docs), counts what is left and says so."""
+        if self.close(self.exit_timeout_seconds):
+            return
+        left = self._writer.abandon(_ABANDON_TIMEOUT)
+        self._report()
+        _log.warning(
+            "%s: %d audit event(s) not written at interpreter exit (%d discarded, %d still "
+            "pending%s)",
+            type(self).__name__, self.discarded_events + self.pending_events,
+            self.discarded_events, self.pending_events,
+            "" if left else "; the backend's log() call did not return in time",
+        )  # fmt: skip
 
     def query(self, *args: Any, **kwargs: Any) -> list[AuditEvent]:
         """Flushes, then queries the wrapped backend."""
@@ -930,8 +935,15 @@ class AsyncAuditBackend(_Backend):
 
     @property
     def dropped_events(self) -> int:
-        """Events that found the queue full (exact; never silently lost)."""
-        return self._writer.dropped
+        """Events lost by the queue: those that found it full, and those discarded at
+        interpreter exit (exact; never silently lost)."""
+        writer = self._writer
+        return writer.dropped + writer.discarded
+
+    @property
+    def discarded_events(self) -> int:
+        """Events accepted but given up at interpreter exit (included in ``dropped_events``)."""
+        return self._writer.discarded
 
     @property
     def persisted_events(self) -> int:
@@ -953,7 +965,7 @@ class AsyncAuditBackend(_Backend):
         return self._writer.last_error
 
     def stats(self) -> dict[str, int]:
-        """All counters at once."""
+        """All counters at once (``dropped`` includes ``discarded_events``)."""
         return {
             "enqueued": self.enqueued_events,
             "dropped": self.dropped_events,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -82,6 +83,15 @@ def coerce_status(value: AuditStatus | str) -> AuditStatus:
         raise InvalidArgumentError(f"status={value!r} is not an AuditStatus") from None
 
 
+def check_duration(value: Any) -> float:
+    """``duration_ms`` as every backend and both cores accept it: a finite number of
+    milliseconds (an ``int``, a ``float`` or any object with ``__float__`` or ``__index__``; not
+    text), as a ``float``. Anything else raises ``InvalidArgumentError`` naming ``duration_ms``
+    (``InvalidArgumentTypeError``, also a ``TypeError``, when it is not a number)."""
+    number: float = _core.core.check_duration(value)
+    return number
+
+
 def to_utc(value: datetime | str | None, name: str = "timestamp") -> datetime:
     """A timezone-aware UTC datetime; naive inputs are taken as UTC, strings as ISO 8601."""
     if value is None:
@@ -145,6 +155,11 @@ class AuditEvent:
     existing API's), as are ``ip_address`` and ``source_ip``. ``timestamp`` is always a
     timezone-aware UTC datetime: naive values are taken as UTC, other zones are converted.
     ``event_type`` and ``status`` accept the enum members or their string values.
+    ``duration_ms`` is ``None`` or a finite number of milliseconds, kept as a ``float``
+    (anything else raises ``InvalidArgumentError`` naming it). In ``metadata``, values JSON
+    cannot hold are kept, not dropped: non-finite floats are written as the strings
+    ``"NaN"``/``"Infinity"``/``"-Infinity"``, sets and tuples as lists and other objects as
+    their ``str()``, on both cores.
     """
 
     event_id: str
@@ -161,7 +176,6 @@ class AuditEvent:
     span_id: str | None
     ip_address: str | None
     user_agent: str | None
-    duration_ms: float | None
     input_summary: str | None
     output_summary: str | None
     error_message: str | None
@@ -238,6 +252,17 @@ class AuditEvent:
     @status.setter
     def status(self, value: AuditStatus | str) -> None:
         self._status = coerce_status(value)
+
+    @property
+    def duration_ms(self) -> float | None:
+        return self._duration_ms
+
+    @duration_ms.setter
+    def duration_ms(self, value: float | None) -> None:
+        self._duration_ms = (
+            value if value is None or (value.__class__ is float and math.isfinite(value))
+            else check_duration(value)
+        )  # fmt: skip
 
     @property
     def timestamp(self) -> datetime:

@@ -32,14 +32,15 @@ HTTP/protobuf needs nothing.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-from .. import _fork
+from .. import _fork, _otlp
+from .._bounded import call_with_timeout
 from ..config import AuditConfig
 from ..errors import AuditClosedError, InvalidArgumentError
 from .backends import _Backend
@@ -50,7 +51,6 @@ __all__ = ["OtlpAuditBackend"]
 _SCOPE = "truthound.stores.observability.audit"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_PROTOCOLS = ("http/protobuf", "grpc")
 _ATTRIBUTES = (
     ("event_id", "audit.event_id"),
     ("store_type", "audit.store_type"),
@@ -80,27 +80,43 @@ def _hex_id(value: str | None, length: int) -> int | None:
 def _log_exporter(
     endpoint: str | None, protocol: str, headers: Mapping[str, str], timeout: float
 ) -> Any:
-    if protocol == "grpc":
+    if protocol == _otlp.GRPC:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
             OTLPLogExporter as GrpcLogExporter,
         )
 
         if endpoint is None:
             return GrpcLogExporter(headers=dict(headers) or None, timeout=timeout)
-        url = urlsplit(endpoint if "://" in endpoint else f"grpc://{endpoint}")
+        target, insecure = _otlp.grpc_target(endpoint)
         return GrpcLogExporter(
-            endpoint=url.netloc,
-            insecure=url.scheme not in ("https", "grpcs"),
-            headers=dict(headers) or None,
-            timeout=timeout,
+            endpoint=target, insecure=insecure, headers=dict(headers) or None, timeout=timeout
         )
     from opentelemetry.exporter.otlp.proto.http._log_exporter import (
         OTLPLogExporter as HttpLogExporter,
     )
 
-    if endpoint is not None and urlsplit(endpoint).path in ("", "/"):
-        endpoint = endpoint.rstrip("/") + "/v1/logs"
+    if endpoint is not None:
+        endpoint = _otlp.http_url(endpoint, "/v1/logs")
     return HttpLogExporter(endpoint=endpoint, headers=dict(headers) or None, timeout=timeout)
+
+
+# Strong references: a backend the program dropped without closing still exports (or counts)
+# what it buffered when the interpreter exits.
+_OPEN: set[OtlpAuditBackend] = set()
+_OPEN_LOCK = threading.Lock()
+_fork.track(sys.modules[__name__], "_OPEN_LOCK")
+
+
+def _close_at_exit() -> None:
+    with _OPEN_LOCK:
+        backends = list(_OPEN)
+    for backend in backends:
+        backend._close_at_exit()
+
+
+# At interpreter exit, and at the end of a multiprocessing child (which skips atexit); after
+# the async backends' drain (registered when `backends` was imported), which may feed these.
+_fork.at_exit(_close_at_exit)
 
 
 class OtlpAuditBackend(_Backend):
@@ -108,11 +124,19 @@ class OtlpAuditBackend(_Backend):
 
     ``endpoint``: the collector (``http://host:4318`` for HTTP, ``/v1/logs`` is added; or
     ``host:4317`` for gRPC); ``None`` uses the OpenTelemetry environment variables
-    (``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT``...). ``protocol``: ``"http/protobuf"`` (default) or
-    ``"grpc"``. ``exporter``: any opentelemetry-sdk ``LogRecordExporter`` instead.
+    (``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT``...). ``protocol``: ``"grpc"`` or ``"http/protobuf"``;
+    by default decided from the endpoint by the same rule as ``OpenTelemetryTracer`` (port 4317
+    or a ``grpc://`` scheme: gRPC; any other URL: HTTP/protobuf; no endpoint: the
+    ``OTEL_EXPORTER_OTLP_[LOGS_]PROTOCOL`` variables, else gRPC). ``exporter``: any
+    opentelemetry-sdk ``LogRecordExporter`` instead.
 
-    Counters: ``exported_events``, ``failed_events`` (in batches the collector did not accept),
-    ``failed_exports``, ``filtered_events`` (excluded by level); ``last_error``.
+    At interpreter exit (and when a ``multiprocessing`` child finishes) a backend that was not
+    closed is closed: what it buffered is exported within ``timeout_seconds``; what could not
+    be is counted in ``failed_events``.
+
+    Counters: ``exported_events``, ``failed_events`` (in batches the collector did not accept,
+    or left at exit), ``failed_exports``, ``filtered_events`` (excluded by level);
+    ``last_error``.
     """
 
     def __init__(
@@ -120,7 +144,7 @@ class OtlpAuditBackend(_Backend):
         config: AuditConfig | None = None,
         *,
         endpoint: str | None = None,
-        protocol: str = "http/protobuf",
+        protocol: str | None = None,
         headers: Mapping[str, str] | None = None,
         timeout_seconds: float = 10.0,
         service_name: str = "truthound-store",
@@ -129,8 +153,7 @@ class OtlpAuditBackend(_Backend):
         exporter: Any = None,
     ) -> None:
         super().__init__(config)
-        if protocol not in _PROTOCOLS:
-            raise InvalidArgumentError(f"protocol={protocol!r}: expected one of {_PROTOCOLS}")
+        protocol = _otlp.otlp_protocol(endpoint, protocol, "LOGS")
         if not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise InvalidArgumentError(f"max_batch_size={max_batch_size!r} must be a positive int")
         if not timeout_seconds > 0:
@@ -144,8 +167,10 @@ class OtlpAuditBackend(_Backend):
                 "'opentelemetry' extra)"
             ) from error
         self.endpoint = endpoint
+        #: The transport in use: ``"grpc"`` or ``"http/protobuf"``.
         self.protocol = protocol
         self.max_batch_size = max_batch_size
+        self.timeout_seconds = timeout_seconds
         if exporter is None:
             settings = (endpoint, protocol, dict(headers or {}), timeout_seconds)
             self._make_exporter: Any = lambda: _log_exporter(*settings)
@@ -170,10 +195,15 @@ class OtlpAuditBackend(_Backend):
         self.failed_exports = 0
         #: The last export error.
         self.last_error: str | None = None
+        self._in_flight = 0
+        self._abandoned = False
         _fork.track(self, "_lock", "_export_lock", forget=OtlpAuditBackend._after_fork_in_child)
+        with _OPEN_LOCK:
+            _OPEN.add(self)
 
     def _after_fork_in_child(self) -> None:
         self._buffer = []
+        self._in_flight = 0
         self.exported_events = self.failed_events = self.failed_exports = 0
         self.last_error = None
         self._failing = False
@@ -247,6 +277,7 @@ class OtlpAuditBackend(_Backend):
         with self._export_lock:
             with self._lock:
                 batch, self._buffer = self._buffer, []
+                self._in_flight = len(batch)
             if not batch:
                 return True
             from opentelemetry.sdk._logs.export import LogRecordExportResult
@@ -258,15 +289,19 @@ class OtlpAuditBackend(_Backend):
                 error = None if result == LogRecordExportResult.SUCCESS else f"export: {result}"
             except Exception as caught:
                 error = f"{type(caught).__name__}: {caught}"
-            if error is None:
-                self.exported_events += len(batch)
-                self._failing = False
-                return True
-            self.failed_exports += 1
-            self.failed_events += len(batch)
-            self.last_error = error
-            self._failing = True
-            return False
+            with self._lock:
+                self._in_flight = 0
+                if self._abandoned:
+                    return False  # already counted as failed at interpreter exit
+                if error is None:
+                    self.exported_events += len(batch)
+                    self._failing = False
+                    return True
+                self.failed_exports += 1
+                self.failed_events += len(batch)
+                self.last_error = error
+                self._failing = True
+                return False
 
     def flush(self) -> bool:
         """Exports what is buffered; ``False`` if the export failed (counted)."""
@@ -278,8 +313,34 @@ class OtlpAuditBackend(_Backend):
             return
         self._export()
         self._closed = True
+        with _OPEN_LOCK:
+            _OPEN.discard(self)
         if self._exporter is not None:
             self._exporter.shutdown()
+
+    def _close_at_exit(self) -> None:
+        """``close()`` within ``timeout_seconds``; what it could not export is counted in
+        ``failed_events`` (the interpreter is about to end: it would be lost silently)."""
+        if self._closed or not (self._buffer or self._in_flight):
+            return
+        outcome = call_with_timeout(self.close, self.timeout_seconds, "truthound-audit-otlp-exit")
+        if outcome.finished and outcome.error is None:
+            return
+        with self._lock:
+            lost = self._in_flight + len(self._buffer)
+            if self._abandoned or (outcome.finished and not lost):
+                if outcome.error is not None:  # the exporter's shutdown failed: nothing lost
+                    self.last_error = f"{type(outcome.error).__name__}: {outcome.error}"
+                return
+            self._abandoned = True
+            self._buffer = []
+            self.failed_events += lost
+            self.failed_exports += 1
+            self.last_error = (
+                f"interpreter exit: {lost} event(s) not exported within {self.timeout_seconds} s"
+                if not outcome.finished
+                else f"interpreter exit: {type(outcome.error).__name__}: {outcome.error}"
+            )
 
     def healthy(self, timeout: float = 5.0) -> bool:
         """Open, and the last export (if any) succeeded."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import _context
 from ..errors import AuditUnavailableError, InvalidArgumentError
@@ -15,6 +16,7 @@ from .events import (
     AuditEvent,
     AuditEventType,
     AuditStatus,
+    check_duration,
     coerce_event_type,
     coerce_status,
 )
@@ -24,6 +26,10 @@ if TYPE_CHECKING:
     from ..protocols import ObservabilityContext
 
 __all__ = ["AuditLogger"]
+
+_log = logging.getLogger(__name__)
+#: At most one warning per logger in this many seconds about events it could not record.
+WARNING_INTERVAL_SECONDS = 60.0
 
 _CREATE = AuditEventType.CREATE.value
 _READ = AuditEventType.READ.value
@@ -48,6 +54,48 @@ _TEXT_KEYS = frozenset(
 )  # fmt: skip
 
 
+class _ItemLog(Protocol):
+    """The signature of ``log_create``/``log_read``/``log_update``/``log_delete``."""
+
+    def __call__(
+        self,
+        item_id: str | None,
+        user_id: str | None = None,
+        *,
+        status: AuditStatus | str = AuditStatus.SUCCESS,
+        duration_ms: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        operation: str = ...,
+        **fields: Any,
+    ) -> None: ...
+
+
+def _item_log(event_type: AuditEventType, doc: str) -> _ItemLog:
+    """One of the four item operations (a method without a wrapper frame: the fast path)."""
+    value = event_type.value
+
+    def log(
+        self: AuditLogger,
+        item_id: str | None,
+        user_id: str | None = None,
+        *,
+        status: AuditStatus | str = AuditStatus.SUCCESS,
+        duration_ms: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        operation: str = value,
+        **fields: Any,
+    ) -> None:
+        self._emit(
+            value, _status(status), item_id,
+            user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
+            self._split(fields) if fields else None,
+        )  # fmt: skip
+
+    log.__name__ = log.__qualname__ = f"log_{value}"
+    log.__doc__ = doc
+    return log  # type: ignore[return-value]  # bound as a method of AuditLogger
+
+
 class AuditLogger:
     """Builds and records audit events for one store.
 
@@ -56,15 +104,27 @@ class AuditLogger:
     UTC timestamp, redacts, encodes and writes or queues the line: no ``AuditEvent`` object is
     built. For any other backend an ``AuditEvent`` is built, redacted and passed to ``log``.
 
+    ``store_id`` defaults to ``""`` (no id): pass a stable one to tell stores of one type apart
+    in the trail (a generated id would change at every restart).
+
     Correlation: an event logged without an explicit ``trace_id``/``span_id`` inside a span
     (``_context.current_span``) is stamped with that span's ids.
+
+    An event the backend cannot record (it raised, such as an ``AuditIOError`` on a full disk,
+    or it refused or dropped the event) is counted in ``unrecorded_events`` and, by default,
+    never raises into the application: the operation being audited already happened, and an
+    exception would make callers retry it. A warning is logged (logger
+    ``truthound.stores.observability.audit.logger``, at most once per
+    ``WARNING_INTERVAL_SECONDS`` per ``AuditLogger``, with the count since the last one); the
+    backend counts the failure too (``failed_events``...). Invalid arguments (an unknown event
+    type, a ``duration_ms`` that is not a finite number...) still raise ``InvalidArgumentError``.
 
     Fail-closed mode (``fail_closed=True``): ``operation()`` first asks the backend whether it
     can record (``CompositeAuditBackend``: at least one of its backends; each answer within
     ``fail_closed_timeout_seconds``) and raises ``AuditUnavailableError`` *before running the
     block* when it cannot (counted in ``refused_operations``). Every ``log_*`` call raises
-    ``AuditUnavailableError`` when its event was not recorded (the backend raised, refused or
-    dropped it).
+    ``AuditUnavailableError`` when its event was not recorded (counted in
+    ``unrecorded_events``).
     """
 
     def __init__(
@@ -83,7 +143,7 @@ class AuditLogger:
             backend = InMemoryAuditBackend()
         self.backend = backend
         self.store_type = store_type
-        self.store_id = store_id if store_id is not None else uuid.uuid4().hex[:8]
+        self.store_id = "" if store_id is None else store_id
         self.redactor = redactor
         if not fail_closed_timeout_seconds > 0:
             raise InvalidArgumentError(
@@ -93,8 +153,11 @@ class AuditLogger:
         self.fail_closed_timeout_seconds = fail_closed_timeout_seconds
         #: Operations refused in fail-closed mode because no backend could record them.
         self.refused_operations = 0
-        #: Events that were not recorded in fail-closed mode (an ``AuditUnavailableError``).
+        #: Events the backend did not record (it raised, refused or dropped them).
         self.unrecorded_events = 0
+        self._count_lock = threading.Lock()
+        self._next_warning = 0.0
+        self._unwarned = 0
 
     # -- fail-closed --
 
@@ -107,7 +170,8 @@ class AuditLogger:
 
         if backend_healthy(self.backend, self.fail_closed_timeout_seconds):
             return
-        self.refused_operations += 1
+        with self._count_lock:
+            self.refused_operations += 1
         raise AuditUnavailableError(
             f"{self._name(operation)!r}: refused (fail-closed): no audit backend can record it"
         )
@@ -116,11 +180,28 @@ class AuditLogger:
         return f"{self.store_type}/{self.store_id}: {operation}"
 
     def _unrecorded(self, operation: str, error: BaseException | None) -> None:
-        self.unrecorded_events += 1
-        raise AuditUnavailableError(
-            f"{self._name(operation)!r}: its audit record could not be written"
-            + (f" ({type(error).__name__}: {error})" if error is not None else "")
-        ) from error
+        """Counts an event the backend did not record; raises in fail-closed mode, else warns
+        (rate-limited)."""
+        now = time.monotonic()
+        with self._count_lock:
+            self.unrecorded_events += 1
+            self._unwarned += 1
+            warn = not self.fail_closed and now >= self._next_warning
+            if warn:
+                count, self._unwarned = self._unwarned, 0
+                self._next_warning = now + WARNING_INTERVAL_SECONDS
+        if self.fail_closed:
+            cause = f" ({type(error).__name__}: {error})" if error is not None else ""
+            raise AuditUnavailableError(
+                f"{self._name(operation)!r}: its audit record could not be written{cause}"
+            ) from error
+        if warn:
+            reason = f"{type(error).__name__}: {error}" if error is not None else "refused"
+            _log.warning(
+                "%r: %d audit event(s) not recorded since the last warning (last cause: %s); "
+                "counted in AuditLogger.unrecorded_events",
+                self._name(operation), count, reason,
+            )  # fmt: skip
 
     # -- the one place events are emitted --
 
@@ -130,7 +211,7 @@ class AuditLogger:
         status: str,
         item_id: Any,
         user_id: Any,
-        duration_ms: float | None,
+        duration_ms: Any,
         metadata: Any,
         error_message: Any,
         operation: str,
@@ -140,6 +221,9 @@ class AuditLogger:
         if event_type in getattr(backend, "_level_excluded", ()):
             backend.filtered_events += 1
             return
+        if duration_ms is not None:
+            # Checked here so that bad input raises before delivery (which never raises).
+            duration_ms = check_duration(duration_ms)
         span = _context.current_span.get()
         if span is not None and (
             extra is None or ("trace_id" not in extra and "span_id" not in extra)
@@ -152,13 +236,6 @@ class AuditLogger:
         # Fields the record format keeps elsewhere (an explicit event_id or timestamp) take the
         # object path.
         if fast is not None and (extra is None or _TEXT_KEYS.issuperset(extra)):
-            if not self.fail_closed:
-                fast(
-                    None if redactor is None else redactor._core,
-                    event_type, status, self.store_type, self.store_id, operation, item_id,
-                    user_id, duration_ms, metadata, error_message, extra,
-                )  # fmt: skip
-                return
             try:
                 recorded = fast(
                     None if redactor is None else redactor._core,
@@ -167,6 +244,7 @@ class AuditLogger:
                 )  # fmt: skip
             except Exception as error:
                 self._unrecorded(operation, error)
+                return
             if recorded is False:
                 self._unrecorded(operation, None)
             return
@@ -188,13 +266,11 @@ class AuditLogger:
         self._deliver(event)
 
     def _deliver(self, event: AuditEvent) -> None:
-        if not self.fail_closed:
-            self.backend.log(event)
-            return
         try:
             recorded = self.backend.log(event)
         except Exception as error:
             self._unrecorded(event.operation, error)
+            return
         if recorded is False:
             self._unrecorded(event.operation, None)
 
@@ -209,77 +285,10 @@ class AuditLogger:
 
     # -- the documented operations --
 
-    def log_create(
-        self,
-        item_id: str | None,
-        user_id: str | None = None,
-        *,
-        status: AuditStatus | str = AuditStatus.SUCCESS,
-        duration_ms: float | None = None,
-        metadata: dict[str, Any] | None = None,
-        operation: str = _CREATE,
-        **fields: Any,
-    ) -> None:
-        """Records the creation of ``item_id``."""
-        self._emit(
-            _CREATE, _status(status), item_id,
-            user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
-            self._split(fields) if fields else None,
-        )  # fmt: skip
-
-    def log_read(
-        self,
-        item_id: str | None,
-        user_id: str | None = None,
-        *,
-        status: AuditStatus | str = AuditStatus.SUCCESS,
-        duration_ms: float | None = None,
-        metadata: dict[str, Any] | None = None,
-        operation: str = _READ,
-        **fields: Any,
-    ) -> None:
-        """Records a read of ``item_id``."""
-        self._emit(
-            _READ, _status(status), item_id,
-            user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
-            self._split(fields) if fields else None,
-        )  # fmt: skip
-
-    def log_update(
-        self,
-        item_id: str | None,
-        user_id: str | None = None,
-        *,
-        status: AuditStatus | str = AuditStatus.SUCCESS,
-        duration_ms: float | None = None,
-        metadata: dict[str, Any] | None = None,
-        operation: str = _UPDATE,
-        **fields: Any,
-    ) -> None:
-        """Records an update of ``item_id``."""
-        self._emit(
-            _UPDATE, _status(status), item_id,
-            user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
-            self._split(fields) if fields else None,
-        )  # fmt: skip
-
-    def log_delete(
-        self,
-        item_id: str | None,
-        user_id: str | None = None,
-        *,
-        status: AuditStatus | str = AuditStatus.SUCCESS,
-        duration_ms: float | None = None,
-        metadata: dict[str, Any] | None = None,
-        operation: str = _DELETE,
-        **fields: Any,
-    ) -> None:
-        """Records the deletion of ``item_id``."""
-        self._emit(
-            _DELETE, _status(status), item_id,
-            user_id, duration_ms, metadata, fields.pop("error_message", None), operation,
-            self._split(fields) if fields else None,
-        )  # fmt: skip
+    log_create = _item_log(AuditEventType.CREATE, "Records the creation of ``item_id``.")
+    log_read = _item_log(AuditEventType.READ, "Records a read of ``item_id``.")
+    log_update = _item_log(AuditEventType.UPDATE, "Records an update of ``item_id``.")
+    log_delete = _item_log(AuditEventType.DELETE, "Records the deletion of ``item_id``.")
 
     def log_query(
         self,
@@ -297,7 +306,7 @@ class AuditLogger:
         if filters is not None:
             merged["filters"] = filters
         self._emit(
-            _QUERY, coerce_status(status).value, fields.pop("item_id", None), user_id, duration_ms,
+            _QUERY, _status(status), fields.pop("item_id", None), user_id, duration_ms,
             merged, fields.pop("error_message", None), operation,
             self._split(fields) if fields else None,
         )  # fmt: skip
@@ -312,12 +321,11 @@ class AuditLogger:
         """Records any event; ``fields`` are ``AuditEvent`` fields (``item_id``, ``user_id``,
         ``duration_ms``, ``metadata``, ``error_message``, ...)."""
         event_value = coerce_event_type(event_type).value
-        status_value = coerce_status(status).value
         item_id = fields.pop("item_id", None)
         if item_id is None:
             item_id = fields.pop("resource_id", None)
         self._emit(
-            event_value, status_value, item_id, fields.pop("user_id", None),
+            event_value, _status(status), item_id, fields.pop("user_id", None),
             fields.pop("duration_ms", None), fields.pop("metadata", None),
             fields.pop("error_message", None), operation or event_value,
             self._split(fields) if fields else None,
@@ -339,7 +347,7 @@ class AuditLogger:
             fields["error_type"] = error_type
         event_value = coerce_event_type(event_type).value
         self._emit(
-            event_value, coerce_status(status).value, item_id, user_id,
+            event_value, _status(status), item_id, user_id,
             fields.pop("duration_ms", None), fields.pop("metadata", None), error_message,
             fields.pop("operation", event_value), self._split(fields) if fields else None,
         )  # fmt: skip

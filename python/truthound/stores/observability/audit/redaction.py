@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import _core
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, InvalidArgumentTypeError
 from .events import AuditEvent
 
 __all__ = ["DEFAULT_PATTERNS", "DEFAULT_REPLACEMENT", "DataRedactor"]
@@ -22,8 +22,8 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
 )
 DEFAULT_REPLACEMENT = "[REDACTED]"
 
-# Inline flags the linear-time engine and Python's `re` spell the same way.
-_FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"))
+# Inline flags of the dialect both cores share (see `DataRedactor`).
+_FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
 
 
 def _pattern_text(pattern: str | re.Pattern[str]) -> str:
@@ -32,13 +32,23 @@ def _pattern_text(pattern: str | re.Pattern[str]) -> str:
     if isinstance(pattern, re.Pattern):
         if not isinstance(pattern.pattern, str):
             raise InvalidArgumentError(f"{pattern.pattern!r}: bytes patterns are not supported")
-        if pattern.flags & (re.ASCII | re.LOCALE):
+        if pattern.flags & (re.ASCII | re.LOCALE | re.VERBOSE):
             raise InvalidArgumentError(
-                f"{pattern.pattern!r}: the ASCII and LOCALE flags are not supported"
+                f"{pattern.pattern!r}: the ASCII, LOCALE and VERBOSE flags are not supported"
             )
         letters = "".join(letter for flag, letter in _FLAG_LETTERS if pattern.flags & flag)
         return f"(?{letters}){pattern.pattern}" if letters else pattern.pattern
     raise InvalidArgumentError(f"{pattern!r}: a redaction pattern must be a str or re.Pattern")
+
+
+def _collection(name: str, value: Any) -> Any:
+    """``value`` unless it is a single ``str``/``bytes`` (which iterates as its characters)."""
+    if isinstance(value, str | bytes):
+        raise InvalidArgumentTypeError(
+            f"{name}={value!r}: expected a list of strings, not a single string "
+            f"(write {name}=[{value!r}])"
+        )
+    return value
 
 
 class DataRedactor:
@@ -47,15 +57,29 @@ class DataRedactor:
     sensitive keys.
 
     - ``patterns``: regular expressions (strings or compiled ``re`` patterns), all compiled into
-      one linear-time automaton. Look-around, backreferences, ``\\Z`` and patterns that can match
-      the empty string are rejected with ``InvalidArgumentError`` naming the pattern (on both
-      cores). ``None`` uses ``DEFAULT_PATTERNS``; ``[]`` disables pattern redaction.
+      one linear-time automaton. They are written in the dialect that Python's ``re`` and the
+      native engine read alike: literals, ``.``, ``^``, ``$`` (end of text; end of line with
+      the ``m`` flag), ``\\A``, ``\\b``, ``\\B``, ``\\d \\w \\s`` and their negations,
+      ``\\n \\t \\r \\f \\v \\a``, ``\\xHH``, ``\\uHHHH``, ``\\UHHHHHHHH``, escaped
+      punctuation, classes ``[...]`` with ranges, groups ``(...)``, ``(?:...)``,
+      ``(?P<name>...)``, ``(?i:...)``, one leading ``(?ims)``, ``|``, and the quantifiers ``*``,
+      ``+``, ``?``, ``{n}``, ``{n,}``, ``{n,m}`` (counts up to 1000, optionally lazy). Anything
+      else (look-around, backreferences, possessive or nested quantifiers such as ``a++``,
+      ``\\Z``/``\\z``, ``\\p{..}``, POSIX classes, class set operations, comments, the ``x``
+      flag...) and patterns that can match the empty string are rejected with
+      ``InvalidArgumentError`` naming the pattern and the reason, identically on both cores.
+      (Unicode tables still follow each engine: ``\\w``, ``\\s`` and case folding can differ
+      on rare characters, such as combining marks for ``\\w`` or ``\\x1c``-``\\x1f`` for
+      ``\\s``.) ``None`` uses ``DEFAULT_PATTERNS``; ``[]`` disables pattern redaction.
     - ``fields_to_redact`` (or the existing API's ``sensitive_fields``): field names matched
       case-insensitively against dict keys at any depth and against the event's own field names.
       By default a name matches when it is a *substring* of the key (``"password"`` matches
       ``"db_password"``, like the existing API); ``exact_field_match=True`` requires the whole key.
       The value under a matching key is replaced whole, whatever its type.
     - ``replacement`` (existing attribute name: ``redacted_value``): the replacement text.
+
+    ``patterns``, ``fields_to_redact`` and ``sensitive_fields`` are collections: a single string
+    (which would be read as its letters) raises ``InvalidArgumentError`` naming the argument.
     """
 
     def __init__(
@@ -67,6 +91,9 @@ class DataRedactor:
         fields_to_redact: Iterable[str] | None = None,
         exact_field_match: bool = False,
     ) -> None:
+        sensitive_fields = _collection("sensitive_fields", sensitive_fields)
+        fields_to_redact = _collection("fields_to_redact", fields_to_redact)
+        patterns = _collection("patterns", patterns)
         fields = list(dict.fromkeys([*(sensitive_fields or ()), *(fields_to_redact or ())]))
         for name in fields:
             if not isinstance(name, str) or not name:

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from .. import _core
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, InvalidArgumentTypeError
 
 __all__ = [
     "INVALID_SPAN_ID",
@@ -29,8 +29,16 @@ INVALID_TRACE_ID: Final = "0" * 32
 INVALID_SPAN_ID: Final = "0" * 16
 
 
+def _not_a_member(enum_type: type[StrEnum], value: object) -> InvalidArgumentError:
+    choices = ", ".join(repr(member.value) for member in enum_type)
+    return InvalidArgumentError(
+        f"{enum_type.__name__}({value!r}): not a valid value; expected one of {choices}"
+    )
+
+
 class SpanKind(StrEnum):
-    """The role of a span in a request (OpenTelemetry's span kinds); members equal their values."""
+    """The role of a span in a request (OpenTelemetry's span kinds); members equal their values.
+    An unknown value raises ``InvalidArgumentError`` naming it and the choices."""
 
     INTERNAL = "internal"
     SERVER = "server"
@@ -38,13 +46,33 @@ class SpanKind(StrEnum):
     PRODUCER = "producer"
     CONSUMER = "consumer"
 
+    @classmethod
+    def _missing_(cls, value: object) -> SpanKind:
+        raise _not_a_member(cls, value)
+
 
 class SpanStatus(StrEnum):
-    """The outcome of a span; ``OK`` is final, ``UNSET`` means "no decision"."""
+    """The outcome of a span; ``OK`` is final, ``UNSET`` means "no decision". An unknown value
+    raises ``InvalidArgumentError`` naming it and the choices."""
 
     UNSET = "unset"
     OK = "ok"
     ERROR = "error"
+
+    @classmethod
+    def _missing_(cls, value: object) -> SpanStatus:
+        raise _not_a_member(cls, value)
+
+
+def _trace_flags(value: object) -> int:
+    """``value`` checked as W3C trace flags: an int from 0 to 255."""
+    if not isinstance(value, int):
+        raise InvalidArgumentTypeError(
+            f"trace_flags={value!r}: must be an int from 0 to 255 (1 = sampled)"
+        )
+    if not 0 <= value <= 0xFF:
+        raise InvalidArgumentError(f"trace_flags={value!r}: must fit in one byte (0-255)")
+    return value
 
 
 class TraceState(Mapping[str, str]):
@@ -197,12 +225,10 @@ class SpanContext:
             if isinstance(shifted_remote, bool):
                 is_remote = shifted_remote
                 trace_state = None if isinstance(shifted_state, int) else trace_state
-        if not 0 <= trace_flags <= 0xFF:
-            raise InvalidArgumentError(f"trace_flags={trace_flags!r}: must fit in one byte (0-255)")
+        self.trace_flags = _trace_flags(trace_flags)
         self.trace_id = trace_id
         self.span_id = span_id
         self.parent_span_id = parent_span_id
-        self.trace_flags = trace_flags
         self.trace_state = (
             trace_state if type(trace_state) is TraceState else _trace_state(trace_state)
         )
@@ -247,7 +273,7 @@ class SpanContext:
             core.generate_trace_id(),
             core.generate_span_id(),
             None,
-            trace_flags,
+            _trace_flags(trace_flags),
             EMPTY_TRACE_STATE,
             False,
         )

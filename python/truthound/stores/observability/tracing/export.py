@@ -34,14 +34,14 @@ import hashlib
 import http.client
 import json
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from .. import _core, _fork
+from .. import _core, _fork, _otlp
+from .._bounded import call_with_timeout
 from ..config import TracingConfig
 from ..errors import InvalidArgumentError
 from .context import EMPTY_TRACE_STATE, SpanContext, SpanKind, SpanStatus, TraceState
@@ -55,7 +55,6 @@ _logger = logging.getLogger(__name__)
 #: Instrumentation scope of the exported spans.
 SCOPE_NAME: Final = "truthound.stores.observability"
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
-_GRPC, _HTTP = "grpc", "http/protobuf"
 
 
 def _version() -> str:
@@ -71,29 +70,9 @@ def _version() -> str:
 
 
 def otlp_protocol(endpoint: str | None, protocol: str | None = None) -> str:
-    """The OTLP transport for an endpoint: ``"grpc"`` or ``"http/protobuf"`` (see module doc)."""
-    if protocol is not None:
-        normalized = protocol.strip().lower()
-        if normalized in ("grpc",):
-            return _GRPC
-        if normalized in ("http", "http/protobuf", "http/proto"):
-            return _HTTP
-        raise InvalidArgumentError(f"protocol={protocol!r}: expected 'grpc' or 'http/protobuf'")
-    if endpoint is None:
-        env = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_PROTOCOL", _GRPC
-        )
-        return _HTTP if env.strip().lower().startswith("http") else _GRPC
-    url = urlsplit(endpoint if "://" in endpoint else f"grpc://{endpoint}")
-    if url.scheme in ("grpc", "grpcs"):
-        return _GRPC
-    try:
-        port = url.port
-    except ValueError:
-        raise InvalidArgumentError(f"endpoint={endpoint!r}: invalid port") from None
-    if port == 4317:
-        return _GRPC
-    return _HTTP
+    """The OTLP transport for a span endpoint: ``"grpc"`` or ``"http/protobuf"`` (the rule every
+    OTLP exporter of this package follows: see ``_otlp``)."""
+    return _otlp.otlp_protocol(endpoint, protocol, "TRACES")
 
 
 def is_jaeger_thrift_endpoint(endpoint: str) -> bool:
@@ -109,29 +88,23 @@ def is_jaeger_thrift_endpoint(endpoint: str) -> bool:
 def _otlp_exporter(
     endpoint: str | None, protocol: str | None, headers: Mapping[str, str], timeout: float
 ) -> Any:
-    if otlp_protocol(endpoint, protocol) == _GRPC:
+    if otlp_protocol(endpoint, protocol) == _otlp.GRPC:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcExporter,
         )
 
         if endpoint is None:
             return GrpcExporter(headers=dict(headers) or None, timeout=timeout)
-        url = urlsplit(endpoint if "://" in endpoint else f"grpc://{endpoint}")
-        secure = url.scheme in ("https", "grpcs")
+        target, insecure = _otlp.grpc_target(endpoint)
         return GrpcExporter(
-            endpoint=url.netloc,
-            insecure=not secure,
-            headers=dict(headers) or None,
-            timeout=timeout,
+            endpoint=target, insecure=insecure, headers=dict(headers) or None, timeout=timeout
         )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpExporter,
     )
 
     if endpoint is not None:
-        url = urlsplit(endpoint)
-        if url.path in ("", "/"):
-            endpoint = endpoint.rstrip("/") + "/v1/traces"
+        endpoint = _otlp.http_url(endpoint, "/v1/traces")
     return HttpExporter(endpoint=endpoint, headers=dict(headers) or None, timeout=timeout)
 
 
@@ -326,21 +299,12 @@ class JaegerThriftExporter:
 
 
 def _bounded(call: Callable[[], Any], timeout_seconds: float) -> bool:
-    """Runs ``call`` in a daemon thread; False if it did not finish (or failed) in time."""
-    outcome: list[bool] = []
-
-    def run() -> None:
-        try:
-            result = call()
-            outcome.append(result is not False)
-        except Exception as error:
-            _logger.warning("tracing flush/shutdown failed: %s", error)
-            outcome.append(False)
-
-    worker = threading.Thread(target=run, name="truthound-tracing-bounded", daemon=True)
-    worker.start()
-    worker.join(max(0.0, timeout_seconds))
-    return bool(outcome) and outcome[0]
+    """Runs ``call`` on a helper thread; False if it did not finish in time, raised (logged) or
+    returned False."""
+    outcome = call_with_timeout(call, timeout_seconds, "truthound-tracing-bounded")
+    if outcome.error is not None:
+        _logger.warning("tracing flush/shutdown failed: %s", outcome.error)
+    return outcome.succeeded
 
 
 _PRIMITIVES: Final = (str, bool, int, float)

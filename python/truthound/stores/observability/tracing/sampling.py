@@ -11,10 +11,11 @@ the same ratio keeps the same traces.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Final
 
 from ..config import TracingSampler
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, InvalidArgumentTypeError
 from .context import SpanContext
 
 __all__ = [
@@ -60,6 +61,15 @@ class AlwaysOffSampler(Sampler):
 _LOW_64: Final = 2**64
 
 
+def _ratio(value: object) -> float:
+    """``value`` checked as a sampling ratio: a real number from 0 to 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentTypeError(f"sample_ratio={value!r}: must be a number from 0 to 1")
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise InvalidArgumentError(f"sample_ratio={value!r}: must be between 0 and 1")
+    return float(value)
+
+
 def _low_bits(trace_id: str) -> int:
     try:
         return int(trace_id[-16:], 16)
@@ -74,8 +84,7 @@ class TraceIdRatioSampler(Sampler):
     __slots__ = ("_bound", "ratio")
 
     def __init__(self, ratio: float) -> None:
-        if not 0.0 <= ratio <= 1.0:
-            raise InvalidArgumentError(f"sample_ratio={ratio!r}: must be between 0 and 1")
+        ratio = _ratio(ratio)
         self.ratio = ratio
         self._bound = round(ratio * _LOW_64)
 
@@ -104,7 +113,9 @@ class ParentBasedSampler(Sampler):
 
 
 def make_sampler(sampler: Sampler | TracingSampler | str, ratio: float = 1.0) -> Sampler:
-    """A sampler from a ``TracingSampler`` (or its value) and a ratio, or a sampler as is."""
+    """A sampler from a ``TracingSampler`` (or its value) and a ratio (0 to 1, checked even
+    when the sampler does not use it), or a sampler as is."""
+    ratio = _ratio(ratio)
     if isinstance(sampler, Sampler):
         return sampler
     try:

@@ -32,6 +32,8 @@ __all__ = ["InMemoryTracer", "NoopTracer", "Tracer", "extract_span_context", "in
 _current_span = _context.current_span
 _INTERNAL: Final = SpanKind.INTERNAL
 _TRACEPARENT, _TRACESTATE = "traceparent", "tracestate"
+#: What ``Tracer.create(exporter_type=...)`` accepts.
+_EXPORTER_TYPES: Final = ("otlp", "jaeger", "zipkin", "console", "memory", "noop")
 
 
 def _header(carrier: Mapping[str, Any], name: str) -> Any:
@@ -103,6 +105,11 @@ class Tracer:
         a warning, when OpenTelemetry is not installed). Keyword arguments beyond these go to
         the tracer's constructor.
         """
+        if exporter_type is not None and exporter_type not in _EXPORTER_TYPES:
+            raise InvalidArgumentError(
+                f"exporter_type={exporter_type!r}: expected one of "
+                + ", ".join(repr(name) for name in _EXPORTER_TYPES)
+            )
         config = config if config is not None else TracingConfig()
         if service_name is not None or exporter_type is not None or endpoint is not None:
             config = TracingConfig(
