@@ -37,23 +37,31 @@ def render(run: dict[str, object]) -> str:
     for bench in run["benchmarks"]:  # type: ignore[attr-defined]
         impl = bench["extra_info"].get("impl", bench["name"])
         medians[bench["group"]][impl] = bench["stats"]["median"]
-    impls = [i for i in ORDER if any(i in row for row in medians.values())]
-    impls += sorted({i for row in medians.values() for i in row} - set(impls))
-    header = ["workload", *[f"{i} (median)" for i in impls]]
-    header += [f"{i} / native" for i in impls if i != "native"]
+    # Rows measured by one implementation only (the empty-call yardstick) become notes.
+    notes = {group: row for group, row in medians.items() if len(row) == 1}
+    rows = {group: row for group, row in medians.items() if group not in notes}
+    impls = [i for i in ORDER if any(i in row for row in rows.values())]
+    impls += sorted({i for row in rows.values() for i in row} - set(impls))
+    header = ["workload (median)", *impls]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for group in sorted(medians):
-        row = medians[group]
-        cells = [group, *[_format_seconds(row[i]) if i in row else "—" for i in impls]]
+    for group in sorted(rows):
+        row = rows[group]
         native = row.get("native")
+        cells = [group.replace("|", "\\|")]  # a literal | would split the cell
         for impl in impls:
-            if impl == "native":
-                continue
-            ratio = row.get(impl)
-            cells.append(f"{ratio / native:.1f}x" if native and ratio else "—")
+            if impl not in row:
+                cells.append("—")
+            elif impl == "native" or not native:
+                cells.append(_format_seconds(row[impl]))
+            else:  # how many times the native core's time
+                cells.append(f"{_format_seconds(row[impl])} ({row[impl] / native:.1f}x)")
         lines.append("| " + " | ".join(cells) + " |")
-    machine = run.get("machine_info", {})
     lines.append("")
+    lines.append("(Nx): that median relative to the native core's, measured in the same run.")
+    for group, row in sorted(notes.items()):
+        ((_, median),) = row.items()
+        lines.append(f"Yardstick: {group.removesuffix(' (yardstick)')}: {_format_seconds(median)}.")
+    machine = run.get("machine_info", {})
     lines.append(
         f"Machine: {_cpu_model()}, {machine.get('cpu', {}).get('count', '?')} cores, "  # type: ignore[union-attr]
         f"{machine.get('python_implementation', 'CPython')} {machine.get('python_version', '')}"  # type: ignore[union-attr]
