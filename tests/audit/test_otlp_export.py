@@ -316,3 +316,36 @@ def test_an_unknown_protocol_is_named_alike_by_both_pillars() -> None:
         == str(tracing.value)
         == ("protocol='thrift': expected 'grpc' or 'http/protobuf'")
     )
+
+
+def test_values_json_cannot_hold_are_exported_encoded_and_never_fail_the_batch(
+    http_collector: OtlpLogsHttpReceiver,
+) -> None:
+    """One odd metadata value (a date, a set, a 70-bit integer, bytes...) is sent in the
+    documented text form; it does not cost the other events of its batch."""
+    backend = OtlpAuditBackend(endpoint=http_collector.endpoint)
+    backend.log(AuditEvent(event_id="plain"))
+    backend.log(
+        AuditEvent(
+            event_id="odd",
+            metadata={
+                "when": datetime(2024, 1, 1, tzinfo=UTC),
+                "tags": {"a"},
+                "big": 2**70,
+                "blob": b"mail ops@example.com",
+                ("tuple", "key"): 1,
+            },
+        )
+    )
+    assert backend.flush()
+    plain, odd = http_collector.wait_for(2)
+    assert plain["attributes"]["audit.event_id"] == "plain"
+    assert odd["body"]["metadata"] == {
+        "when": "2024-01-01T00:00:00+00:00",
+        "tags": ["a"],
+        "big": str(2**70),
+        "blob": "b'mail [REDACTED]'",  # redacted in its text form, like any string
+        "('tuple', 'key')": 1,
+    }
+    assert (backend.exported_events, backend.failed_events) == (2, 0)
+    backend.close()

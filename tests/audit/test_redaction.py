@@ -52,9 +52,47 @@ def test_every_string_of_the_event_is_covered(redactor: DataRedactor) -> None:
     assert secret not in repr(redacted.to_dict())
     assert "000-12-3456" not in repr(redacted.to_dict())
     assert redacted.metadata["[REDACTED]"] == "key holds the secret"
-    assert redacted.metadata["deep"]["list"][1] == {"x": ("[REDACTED]", 1)}
+    # Redacted in the JSON-safe form the records hold (tuples and sets become lists).
+    assert redacted.metadata["deep"]["list"][1] == {"x": ["[REDACTED]", 1]}
     assert redacted.error_message == "failed for [REDACTED]"
     assert secret in event.user_agent  # the original is untouched
+
+
+class Opaque:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"Opaque({self.text})"
+
+
+def test_secrets_in_bytes_keys_and_objects_are_redacted_too(redactor: DataRedactor) -> None:
+    """Values JSON cannot hold are redacted in the text form every record keeps for them."""
+    secret = "alice@example.com"
+    event = AuditEvent(
+        metadata={
+            "blob": secret.encode(),
+            "buffer": bytearray(secret.encode()),
+            (secret, 1): "a tuple key",
+            7: f"int key {secret}",
+            "object": Opaque(secret),
+            "error": ValueError(f"no access for {secret}"),
+        }
+    )
+    redacted = redactor.redact_event(event)
+    assert secret not in repr(redacted.metadata)
+    assert redacted.metadata["7"] == "int key [REDACTED]"
+    assert redacted.metadata["object"] == "Opaque([REDACTED])"
+    assert redacted.metadata["error"] == "no access for [REDACTED]"
+
+
+def test_a_redacted_copy_shares_nothing_with_the_callers_objects(redactor: DataRedactor) -> None:
+    mutable = bytearray(b"before")
+    opaque = Opaque("before")
+    redacted = redactor.redact_event(AuditEvent(metadata={"buffer": mutable, "object": opaque}))
+    mutable[:] = b"after!"
+    opaque.text = "after"
+    assert redacted.metadata == {"buffer": "bytearray(b'before')", "object": "Opaque(before)"}
 
 
 def test_sensitive_keys_replace_any_value_case_insensitively(redactor: DataRedactor) -> None:

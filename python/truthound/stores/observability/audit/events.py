@@ -321,7 +321,7 @@ class AuditEvent:
             "output_summary": self.output_summary,
             "error_message": self.error_message,
             "error_type": self.error_type,
-            "metadata": copy.deepcopy(self.metadata),
+            "metadata": _copy_metadata(self.metadata),
         }
 
     @classmethod
@@ -404,13 +404,23 @@ _new_event = object.__new__
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
+def json_metadata(metadata: Any) -> dict[str, Any]:
+    """``metadata`` in the JSON-safe form every file record holds (string keys; bytes, dates,
+    sets and other objects encoded as documented on ``AuditEvent``): a new structure that
+    shares nothing with the caller's objects."""
+    if metadata is None:
+        return {}
+    value = _core.core.normalize_value(metadata)
+    return value if isinstance(value, dict) else {"value": value}
+
+
 def _copy_metadata(metadata: Any) -> Any:
     if type(metadata) is dict and all(type(v) in _SCALARS for v in metadata.values()):
         return dict(metadata)
     try:
         return copy.deepcopy(metadata)
-    except Exception:
-        return dict(metadata) if isinstance(metadata, dict) else metadata
+    except Exception:  # locks, generators...: the JSON-safe form instead
+        return json_metadata(metadata)
 
 
 def _alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:

@@ -44,7 +44,7 @@ from .._bounded import call_with_timeout
 from ..config import AuditConfig
 from ..errors import AuditClosedError, InvalidArgumentError
 from .backends import _Backend
-from .events import AuditEvent, AuditStatus
+from .events import AuditEvent, AuditStatus, json_metadata
 
 __all__ = ["OtlpAuditBackend"]
 
@@ -117,6 +117,20 @@ def _close_at_exit() -> None:
 # At interpreter exit, and at the end of a multiprocessing child (which skips atexit); after
 # the async backends' drain (registered when `backends` was imported), which may feed these.
 _fork.at_exit(_close_at_exit)
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _any_value(value: Any) -> Any:
+    """A JSON-safe value as OTLP's ``AnyValue`` can hold it: integers beyond 64 bits as text."""
+    if isinstance(value, dict):
+        return {key: _any_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_any_value(item) for item in value]
+    if type(value) is int and value not in _INT64:
+        return str(value)
+    return value
 
 
 class OtlpAuditBackend(_Backend):
@@ -225,6 +239,9 @@ class OtlpAuditBackend(_Backend):
         else:
             severity, text = SeverityNumber.WARN, "WARN"
         body = {k: v for k, v in event.to_dict().items() if v not in (None, "", {})}
+        if event.metadata:
+            # What protobuf's AnyValue can carry: one odd value must not fail the whole batch.
+            body["metadata"] = _any_value(json_metadata(event.metadata))
         attributes: dict[str, Any] = {
             "audit.event_type": event.event_type.value,
             "audit.status": event.status.value,

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import _core
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError
-from .events import AuditEvent
+from .events import AuditEvent, json_metadata
 
 __all__ = ["DEFAULT_PATTERNS", "DEFAULT_REPLACEMENT", "DataRedactor"]
 
@@ -134,10 +134,16 @@ class DataRedactor:
 
     def redact_event(self, event: AuditEvent) -> AuditEvent:
         """A redacted copy of ``event``; the original is untouched. ``event_type``, ``status``
-        and ``timestamp`` are not free text and are kept."""
+        and ``timestamp`` are not free text and are kept. ``metadata`` is redacted in the
+        JSON-safe form every record holds (see ``AuditEvent``), so bytes, non-string keys and
+        other objects are redacted as text, and the copy shares no object with the caller.
+        Keys that become equal once redacted keep the last value."""
         clone = event._shallow_copy()
         self._core.redact_attributes(event, clone)
-        clone.metadata = self._core.redact(event.metadata)
+        # Redacted in the JSON-safe form the records hold, so bytes, non-string keys and other
+        # objects are redacted too (not passed through untouched) and the copy shares nothing
+        # with the caller's objects.
+        clone.metadata = self._core.redact(json_metadata(event.metadata))
         return clone
 
     def __repr__(self) -> str:
