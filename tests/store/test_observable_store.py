@@ -32,6 +32,7 @@ from truthound.stores.observability import (
     SpanKind,
     SpanStatus,
     TracingConfig,
+    get_current_span,
 )
 from truthound.stores.observability.config import AuditLogLevel
 
@@ -319,6 +320,41 @@ def test_stopping_an_iteration_early_is_a_successful_operation(
     assert event.status is AuditStatus.SUCCESS
     (span,) = tracer.get_spans_by_name("store.iter_query")
     assert span.status is SpanStatus.OK
+
+
+def test_a_paused_iteration_leaves_the_callers_context_alone(
+    observed: ObservableStore[dict[str, Any]], tracer: InMemoryTracer
+) -> None:
+    """Between items the caller's code runs outside the iteration's span: what it does (other
+    operations, its own spans) does not join that trace, interleaved iterators included, and
+    another thread can close the iterator."""
+    observed.save_batch([{"id": f"i{n}"} for n in range(4)])
+    first = observed.iter_query(StoreQuery(), batch_size=1)
+    second = observed.iter_query(StoreQuery(), batch_size=1)
+    for _ in zip(first, second, strict=False):
+        assert get_current_span() is None
+        observed.get("i1")
+    second.close()  # zip stopped at the first's end: the second still had its last item
+    with tracer.start_span("next_request") as later:
+        pass
+    assert later.parent_span_id is None
+    for span in tracer.get_spans_by_name("store.get"):
+        assert span.parent_span_id is None
+    paused = observed.iter_query(StoreQuery(), batch_size=1)
+    next(paused)
+    errors: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            paused.close()
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join()
+    assert errors == []
+    assert _operations(observed, "iter_query") == 3.0
 
 
 def test_closing_a_store_releases_what_it_built(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ store propagate unchanged.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import sys
@@ -452,6 +453,35 @@ class ObservabilityManager:
                 _log.exception("closing %r failed", component)
 
 
+class _InOwnContext(Iterator[T]):
+    """Drives a generator inside a context of its own. A generator that enters a context
+    manager setting context variables (the current span and observation) would otherwise leave
+    them set in its caller's context while it is suspended, and resetting them from another
+    context (a thread closing it, the garbage collector) fails."""
+
+    __slots__ = ("_context", "_generator")
+
+    def __init__(self, generator: Iterator[T]) -> None:
+        self._context = contextvars.copy_context()
+        self._generator = generator
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> T:
+        return self._context.run(next, self._generator)
+
+    def close(self) -> None:
+        """Stops early (the operation ends as a success)."""
+        close = getattr(self._generator, "close", None)
+        if close is not None:
+            self._context.run(close)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
 class ObservableStore(BaseStore[T, Any], Generic[T]):
     """A store that observes every operation of the store it wraps.
 
@@ -605,7 +635,14 @@ class ObservableStore(BaseStore[T, Any], Generic[T]):
         context: ObservabilityContext | None = None,
     ) -> Iterator[T]:
         """Observed as one operation spanning the whole iteration: it ends when the iterator is
-        exhausted, or closed early (which is a success: the caller had enough)."""
+        exhausted, or closed early (which is a success: the caller had enough). Its span is
+        current only while the iterator produces an item, never in the caller's code between
+        items (so spans and audit events made there do not join it)."""
+        return _InOwnContext(self._iter_query(query, batch_size, context))
+
+    def _iter_query(
+        self, query: StoreQuery, batch_size: int, context: ObservabilityContext | None
+    ) -> Iterator[T]:
         with self._observe("iter_query", AuditEventType.QUERY, context, **_query_fields(query)):
             items = self._store.iter_query(query, batch_size)
             try:
