@@ -260,3 +260,48 @@ def test_a_failure_inside_the_block_is_not_masked(tmp_path: Path) -> None:
 
     with pytest.raises(KeyError):
         operation()
+
+
+class SilentlyFailingBackend:
+    """A backend that claims to be healthy, yet every write fails (what a health check cannot
+    foresee: a disk that fills between the check and the write)."""
+
+    def log(self, event: AuditEvent) -> None:
+        raise OSError("No space left on device")
+
+    def healthy(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("wrapped_in_async", [False, True], ids=["sync", "async"])
+def test_a_file_that_cannot_be_appended_to_refuses_before_the_store_is_touched(
+    tmp_path: Path, wrapped_in_async: bool
+) -> None:
+    """An active file that is not a regular file (here /dev/full, writes fail with ENOSPC) is
+    seen by the health check: nothing is deleted without its audit record."""
+    (tmp_path / "audit.jsonl").symlink_to("/dev/full")
+    json_backend = JsonAuditBackend(file_path=tmp_path / "audit.jsonl")
+    backend = AsyncAuditBackend(json_backend) if wrapped_in_async else json_backend
+    wrapped, store = observable(backend)
+    store.save({"id": "keep-me"})
+    store.calls.clear()
+    with pytest.raises(AuditUnavailableError):
+        wrapped.delete("keep-me")
+    assert store.calls == []
+    assert store.exists("keep-me")
+    if wrapped_in_async:
+        backend.close()
+
+
+def test_after_a_failed_write_operations_are_refused_for_a_while() -> None:
+    """The first operation cannot know its record will fail (it happened; the failure is
+    counted). Operations right after it are refused, not silently left unaudited."""
+    backend = AsyncAuditBackend(SilentlyFailingBackend())
+    wrapped, store = observable(backend)
+    wrapped.save({"id": "a"})
+    assert not backend.flush(timeout=10)  # the record could not be written: flush says so
+    assert backend.failed_events == 1
+    with pytest.raises(AuditUnavailableError):
+        wrapped.save({"id": "b"})
+    assert store.calls == ["save"]
+    backend.close()

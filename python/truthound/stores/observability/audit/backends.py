@@ -18,6 +18,7 @@ import contextlib
 import functools
 import logging
 import os
+import stat
 import sys
 import threading
 import time
@@ -290,6 +291,7 @@ class _SegmentBackend(_Backend):
         #: The AuditLogger fast path (fields straight to the core, no AuditEvent built).
         self._log_fields = self._sink.log_fields
         self.last_query_report = QueryReport()
+        self._recent_failures = _RecentFailures()
 
     def log(self, event: AuditEvent) -> bool:
         """Writes the event now (one whole line, one ``write``); raises ``AuditIOError`` naming
@@ -300,12 +302,21 @@ class _SegmentBackend(_Backend):
         return True
 
     def healthy(self, timeout: float = 5.0) -> bool:
-        """Whether a record can be written now: the backend is open and its directory exists,
-        is writable and has free space (a full disk or a read-only mount refuses; a write can
-        still fail later for other reasons, and is then counted in ``failed_events``)."""
+        """Whether a record can be written now: the backend is open; its directory exists, is
+        writable and has free space (a full disk or a read-only mount refuses); the active file,
+        if there is one, is a regular file it may append to; and no write failed in the last
+        ``RETRY_AFTER_FAILURE_SECONDS``. (A write can still fail after this answer; it is then
+        counted in ``failed_events``, and the next answers are ``False`` for a while.)"""
         del timeout
         sink = self._sink
-        return not sink.closed and _directory_writable(Path(sink.active_path).parent)
+        if sink.closed:
+            return False
+        active = Path(sink.active_path)
+        return (
+            _directory_writable(active.parent)
+            and _appendable(active)
+            and self._recent_failures.clear(sink.failed_events)
+        )
 
     def query(  # noqa: PLR0917 - the existing API passes these positionally
         self,
@@ -414,6 +425,39 @@ def _resolve_key(
             )
         return value.encode(), f"environment variable {key_env}"
     return None, "integrity_key"
+
+
+#: After a failed write, how long ``healthy()`` answers ``False`` (so that fail-closed loggers
+#: refuse operations) before letting one through to try again.
+RETRY_AFTER_FAILURE_SECONDS = 5.0
+
+
+class _RecentFailures:
+    """Tells whether a failure counter has stayed still for ``RETRY_AFTER_FAILURE_SECONDS``."""
+
+    __slots__ = ("_changed_at", "_seen")
+
+    def __init__(self) -> None:
+        self._seen = 0
+        self._changed_at = -RETRY_AFTER_FAILURE_SECONDS
+
+    def clear(self, failures: int) -> bool:
+        now = time.monotonic()
+        if failures != self._seen:  # (a forked child's counters restart at zero: also a change)
+            self._seen = failures
+            self._changed_at = now
+        return now - self._changed_at >= RETRY_AFTER_FAILURE_SECONDS
+
+
+def _appendable(path: Path) -> bool:
+    """``path`` does not exist yet, or is a regular file (after symbolic links) we may write."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) and os.access(path, os.W_OK)
 
 
 def _directory_writable(directory: Path) -> bool:
@@ -730,9 +774,10 @@ class AsyncAuditBackend(_Backend):
       is counted in ``dropped_events`` and, when ``metrics`` is given, reported as
       ``metrics.increment("audit_events_dropped_total", value=1, labels={"backend": ...})``.
     - ``flush(timeout=)`` returns ``True`` once everything logged before it is written and the
-      backend flushed; ``False`` on timeout. ``close(timeout=)`` drains, then closes the
-      backend; when it times out, the backend stays registered and is drained (then closed) at
-      interpreter exit.
+      backend flushed; ``False`` on timeout, or when an event written since the previous
+      ``flush`` could not be recorded (counted in ``failed_events``, cause in ``last_error``).
+      ``close(timeout=)`` drains, then closes the backend; when it times out, the backend stays
+      registered and is drained (then closed) at interpreter exit.
     - Interpreter exit waits up to ``exit_timeout_seconds`` (default 30) for pending events to
       be written. For a Python backend (your own class, ``InMemoryAuditBackend``...) the writer
       thread then stops delivering before the interpreter finalises (a native thread must not
@@ -807,12 +852,15 @@ class AsyncAuditBackend(_Backend):
         self._reported = {"dropped": 0, "failed": 0}
         self._metrics_lock = threading.Lock()
         self._backend_closed = False
+        self._failed_at_flush = 0
+        self._recent_failures = _RecentFailures()
         _OPEN_ASYNC.add(self)
         _fork.track(self, "_metrics_lock", forget=AsyncAuditBackend._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         # The writer's counters start at zero in the child: so do the deltas already reported.
         self._reported = {"dropped": 0, "failed": 0}
+        self._failed_at_flush = 0
 
     @property
     def _backend_name(self) -> str:
@@ -853,11 +901,12 @@ class AsyncAuditBackend(_Backend):
         return accepted
 
     def healthy(self, timeout: float = 5.0) -> bool:
-        """Open, with room in the queue, and the wrapped backend able to record."""
+        """Open, with room in the queue, no delivery failed in the last
+        ``RETRY_AFTER_FAILURE_SECONDS``, and the wrapped backend able to record."""
         writer = self._writer
         if writer.closed or writer.pending >= writer.capacity:
             return False
-        return backend_healthy(self.backend, timeout)
+        return self._recent_failures.clear(writer.failed) and backend_healthy(self.backend, timeout)
 
     def _fast_log_fields(  # noqa: PLR0917 - the core fast-path signature
         self,
@@ -885,10 +934,14 @@ class AsyncAuditBackend(_Backend):
         return accepted
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Waits until everything logged before the call is persisted; ``False`` on timeout."""
+        """Waits until everything logged before the call is persisted; ``False`` on timeout or
+        when an event written since the previous flush failed (see ``failed_events``)."""
+        failed_before = self._failed_at_flush
         done = self._writer.flush(1e9 if timeout is None else timeout)
+        # (A forked child's writer starts its counters at zero: never "more failures" then.)
+        self._failed_at_flush = failed = self._writer.failed
         self._report()
-        return done
+        return done and failed <= failed_before
 
     def close(self, timeout: float | None = 30.0) -> bool:
         """Stops accepting, drains the queue, flushes and closes the backend; ``False`` if that
