@@ -122,12 +122,28 @@ def test_stop_frees_the_port_and_loopback_is_the_default(net: Any) -> None:
 def test_config_port_and_path_and_auto_start(net: Any) -> None:
     port = net.free_port()
     config = MetricsConfig(http_port=port, http_path="/custom", enable_http_server=True)
-    with PrometheusMetricsBackend(config) as backend:
+    # As in the existing module: the config enables it, the constructor argument starts it.
+    assert PrometheusMetricsBackend(config).http_server_port is None
+    with PrometheusMetricsBackend(config, auto_start_server=True) as backend:
         assert backend.http_server_port == port
         assert net.http_get(f"http://127.0.0.1:{port}/custom")[0] == 200
         assert net.http_get(f"http://127.0.0.1:{port}/metrics")[0] == 404
     assert backend.http_server_port is None
     assert PrometheusMetricsBackend(config, auto_start_server=False).http_server_port is None
+
+
+@pytest.mark.timeout(60)
+def test_the_bind_address_comes_from_the_config(net: Any) -> None:
+    """Loopback by default; ``http_addr`` (or ``TRUTHOUND_METRICS_HTTP_ADDR``) opens it to a
+    Prometheus on another host."""
+    assert MetricsConfig().http_addr == "127.0.0.1"
+    config = MetricsConfig(http_port=0, enable_http_server=True, http_addr="0.0.0.0")
+    with PrometheusMetricsBackend(config, auto_start_server=True) as backend:
+        assert backend.http_server_address == "0.0.0.0"
+        port = backend.http_server_port
+        assert net.http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200
+    with pytest.raises(InvalidArgumentError, match="http_addr"):
+        MetricsConfig(http_addr="")
 
 
 def _connection_threads(port: int) -> list[threading.Thread]:

@@ -194,9 +194,19 @@ class MetricsConfig:
     # alone turns the mode on for this backend.
     multiprocess: bool | None = None
     multiprocess_dir: str | Path | None = None
+    # Added: the address the HTTP endpoint binds. Loopback by default, so metrics are not
+    # exposed by accident; "0.0.0.0" or "::" lets a Prometheus on another host scrape it.
+    http_addr: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         owner = "MetricsConfig"
+        _require(
+            isinstance(self.http_addr, str) and bool(self.http_addr.strip()),
+            owner,
+            "http_addr",
+            self.http_addr,
+            "must be a host name or IP address",
+        )
         _require(
             self.max_series_per_metric >= 1,
             owner,

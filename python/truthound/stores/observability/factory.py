@@ -91,6 +91,7 @@ _VARIABLES: dict[str, tuple[str, str, Callable[[str, str], Any]]] = {
     "TRUTHOUND_METRICS_PREFIX": ("metrics", "prefix", _text),
     "TRUTHOUND_METRICS_PORT": ("metrics", "http_port", _number(int)),
     "TRUTHOUND_METRICS_HTTP_ENABLED": ("metrics", "enable_http_server", _boolean),
+    "TRUTHOUND_METRICS_HTTP_ADDR": ("metrics", "http_addr", _text),
     "TRUTHOUND_METRICS_PUSH_GATEWAY": ("metrics", "push_gateway_url", _text),
     "TRUTHOUND_TRACING_ENABLED": ("tracing", "enabled", _boolean),
     "TRUTHOUND_TRACING_SERVICE_NAME": ("tracing", "service_name", _text),

@@ -329,7 +329,9 @@ class ObservabilityManager:
         if self.config.metrics_enabled:
             self.metrics_backend = metrics_backend
             if metrics_backend is None:
-                self.metrics_backend = PrometheusMetricsBackend(self.config.metrics)
+                self.metrics_backend = PrometheusMetricsBackend(
+                    self.config.metrics, auto_start_server=True
+                )
                 self._owned.append(self.metrics_backend)
             self.metrics = StoreMetrics(self.metrics_backend, store_type, store_id)
 

@@ -537,18 +537,20 @@ class InMemoryMetricsBackend(_CoreBackend):
 class PrometheusMetricsBackend(_CoreBackend):
     """Prometheus metrics with a scrape endpoint and Pushgateway pushes.
 
-    ``PrometheusMetricsBackend(config=None, auto_start_server=None, *, prefix=,
+    ``PrometheusMetricsBackend(config=None, auto_start_server=False, *, prefix=,
     default_labels=, ...)``. Without a config the defaults of ``MetricsConfig`` apply (prefix
-    ``truthound_store``). The HTTP endpoint starts at construction only when
-    ``auto_start_server`` is true, or is ``None`` and ``config.enable_http_server`` is set; a
-    ``config.push_gateway_url`` starts a background push every ``config.push_interval_seconds``.
+    ``truthound_store``). The HTTP endpoint starts at construction only when both
+    ``auto_start_server`` and ``config.enable_http_server`` are true (as in the existing module;
+    ``ObservabilityManager`` passes ``auto_start_server=True``), on ``config.http_addr`` and
+    ``config.http_port``; a ``config.push_gateway_url`` starts a background push every
+    ``config.push_interval_seconds``.
     ``close()`` (or a ``with`` block) stops both, after a final push.
     """
 
     def __init__(
         self,
         config: MetricsConfig | None = None,
-        auto_start_server: bool | None = None,
+        auto_start_server: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(config, **options)
@@ -562,8 +564,7 @@ class PrometheusMetricsBackend(_CoreBackend):
         self._last_push_error: str | None = None
         self._push_stop: threading.Event | None = None
         self._push_thread: threading.Thread | None = None
-        start = self.config.enable_http_server if auto_start_server is None else auto_start_server
-        if start:
+        if auto_start_server and self.config.enable_http_server:
             self.start_http_server()
         if self.config.push_gateway_url:
             self.start_pushing()
@@ -584,13 +585,14 @@ class PrometheusMetricsBackend(_CoreBackend):
     # ---- scrape endpoint ----------------------------------------------------------------------
 
     def start_http_server(
-        self, port: int | None = None, addr: str = "127.0.0.1", path: str | None = None
+        self, port: int | None = None, addr: str | None = None, path: str | None = None
     ) -> int:
         """Serves the exposition over HTTP and returns the bound port.
 
         ``port`` defaults to ``config.http_port`` (0 picks a free port), ``path`` to
-        ``config.http_path``. ``addr`` defaults to loopback so metrics are not exposed to the
-        network by accident: pass ``"0.0.0.0"`` (IPv4) or ``"::"`` (IPv6 and IPv4) for a
+        ``config.http_path``, ``addr`` to ``config.http_addr``: loopback unless configured, so
+        metrics are not exposed to the network by accident: ``"0.0.0.0"`` (IPv4) or ``"::"``
+        (IPv6 and IPv4) for a
         Prometheus on another host; ``"::1"`` is the IPv6 loopback, and a host name binds its
         first address. The endpoint negotiates OpenMetrics or text from ``Accept`` (q-values
         honoured) and gzip from ``Accept-Encoding``; an idle keep-alive connection is closed
@@ -607,7 +609,7 @@ class PrometheusMetricsBackend(_CoreBackend):
             self._server = _http.MetricsHTTPServer(
                 self._render,
                 self.config.http_port if port is None else port,
-                addr,
+                self.config.http_addr if addr is None else addr,
                 path or self.config.http_path,
             )
             return self._server.port
