@@ -574,17 +574,130 @@ def test_the_chain_continues_across_a_day_change_and_gzip(tmp_path: Path) -> Non
     assert json.loads(read_lines(tmp_path / names[1])[0])["reason"] == "rotate"
 
 
-def test_cutting_the_log_back_to_an_earlier_clean_close_is_found(tmp_path: Path) -> None:
+def two_closed_runs(directory: Path) -> Path:
+    """A log written by two writers in turn (each closes cleanly); returns its active file."""
     for run in range(2):
-        backend = JsonAuditBackend(directory=tmp_path, rotate_daily=False, integrity_key=KEY)
+        backend = JsonAuditBackend(directory=directory, rotate_daily=False, integrity_key=KEY)
         for i in range(30):
             backend.log(AuditEvent(event_id=f"r{run}-{i}"))
         backend.close()
-    assert verify(tmp_path, KEY).ok
-    active = tmp_path / "audit.jsonl"
+    return directory / "audit.jsonl"
+
+
+def cut_back_to_the_first_close(active: Path) -> None:
+    """What a careful attacker does: drop the second run, so the log ends with a genuine close."""
     lines = read_lines(active)
     first_close = next(i for i, line in enumerate(lines) if b'"reason":"close"' in line)
-    write_lines(active, lines[: first_close + 1])  # ends with a genuine close checkpoint
+    write_lines(active, lines[: first_close + 1])
+
+
+def test_cutting_the_log_back_to_an_earlier_clean_close_is_found(tmp_path: Path) -> None:
+    active = two_closed_runs(tmp_path)
+    assert verify(tmp_path, KEY).ok
+    cut_back_to_the_first_close(active)
     report = verify(tmp_path, KEY)
     assert report.kinds() == {"truncated"}
     assert "chain head" in report.findings[0].message
+
+
+def test_deleting_the_lock_file_does_not_hide_a_cut(tmp_path: Path) -> None:
+    cut_back_to_the_first_close(two_closed_runs(tmp_path))
+    lock = tmp_path / ".audit.jsonl.lock"
+    lock.unlink()  # the head that would show the cut
+    report = verify(tmp_path, KEY)
+    assert report.kinds() == {"head_missing"}
+    assert report.findings[0].segment == str(lock)
+
+
+def test_a_corrupt_or_forged_chain_head_is_a_finding(tmp_path: Path) -> None:
+    cut_back_to_the_first_close(two_closed_runs(tmp_path))
+    lock = tmp_path / ".audit.jsonl.lock"
+    head = bytearray(lock.read_bytes())
+    head[8] -= 1  # next_seq: claim fewer links were written; the head's MAC no longer matches
+    lock.write_bytes(bytes(head))
+    assert verify(tmp_path, KEY).kinds() == {"head_invalid"}
+    lock.write_bytes(b"")  # emptied
+    report = verify(tmp_path, KEY)
+    assert report.kinds() == {"head_invalid"}
+    assert f"{lock}: head_invalid: it holds no chain head" in str(report.findings[0])
+    # Waiving the head is for a missing lock file only: a damaged one still fails.
+    assert verify(tmp_path, KEY, require_head=False).kinds() == {"head_invalid"}
+
+
+def test_a_copy_without_lock_files_verifies_with_require_head_false(tmp_path: Path) -> None:
+    """The documented limit: without the head, a cut back to an earlier close is invisible."""
+    two_closed_runs(tmp_path)
+    (tmp_path / ".audit.jsonl.lock").unlink()  # shipped without it
+    report = verify(tmp_path, KEY, require_head=False)
+    assert report.ok
+    assert any("cannot be detected" in note for note in report.notes)
+    cut_back_to_the_first_close(tmp_path / "audit.jsonl")
+    assert verify(tmp_path, KEY, require_head=False).ok
+
+
+def test_a_log_deleted_but_for_its_lock_file_is_found(tmp_path: Path) -> None:
+    two_closed_runs(tmp_path)
+    (tmp_path / "audit.jsonl").unlink()
+    report = verify(tmp_path, KEY)
+    assert report.kinds() == {"deleted_segment"}
+    assert "no segment of this log exists" in report.findings[0].message
+    assert report.logs == [str(tmp_path / "audit.jsonl")]
+
+
+def test_a_path_without_any_audit_log_fails(tmp_path: Path) -> None:
+    report = verify(tmp_path, KEY)
+    assert report.kinds() == {"no_log"}
+    assert report.findings[0].segment == str(tmp_path)
+    # An unchained writer's lock file (no chain head) is no evidence of a log either.
+    (tmp_path / ".audit.jsonl.lock").write_bytes(b"")
+    assert verify(tmp_path, KEY).kinds() == {"no_log"}
+
+
+def test_verify_main_requires_the_head_unless_told_otherwise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "log"
+    two_closed_runs(log)
+    (log / ".audit.jsonl.lock").unlink()
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY)
+    assert verify_main([str(log), "--key-file", str(key_file)]) == 1
+    assert f"{log / '.audit.jsonl.lock'}: head_missing:" in capsys.readouterr().out
+    assert verify_main([str(log), "--key-file", str(key_file), "--without-head"]) == 0
+    assert "cannot be detected" in capsys.readouterr().out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert verify_main([str(empty), "--key-file", str(key_file)]) == 1
+    assert f"{empty}: no_log:" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_live_verify_follows_a_writer_that_rotates_during_the_scan(
+    tmp_path: Path, compress: bool
+) -> None:
+    """Segments renamed or gzipped while ``verify(live=True)`` reads them are not reported as
+    missing: the scan follows the log as it is now."""
+    backend = JsonAuditBackend(
+        directory=tmp_path,
+        rotate_daily=False,
+        max_file_size_mb=0.005,  # a rotation every ~25 records
+        compress=compress,
+        integrity_key=KEY,
+        checkpoint_interval_seconds=5,
+    )
+
+    def write() -> None:
+        for i in range(1500):
+            backend.log(AuditEvent(event_id=f"w{i}", metadata={"pad": "x" * 100}))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reports = []
+    while writer.is_alive() or len(reports) < 5:
+        reports.append(verify(tmp_path, KEY, live=True))
+    writer.join()
+    backend.close()
+    assert [r.findings for r in reports if not r.ok] == []
+    assert len(segments(tmp_path)) > 40  # the writer rotated all along
+    assert verify(tmp_path, KEY).ok

@@ -20,6 +20,12 @@ line number:
 - ``damaged``: an unreadable line that is not the torn last line of a killed writer;
 - ``truncated``: the log does not end with a ``close`` checkpoint (or, for a live log, its newest
   checkpoint is older than two intervals), or a writer found records missing when it restarted;
+- ``head_missing``: the log's lock file (``.<name>.lock``, holding the writers' MAC-protected
+  chain head) is gone, so a cut back to an earlier ``close`` checkpoint could not be seen
+  (``require_head=False`` makes it a note, for copies shipped without the lock file);
+  ``head_invalid``: the head is unreadable or its MAC does not verify;
+- ``no_log``: a path holds no audit log at all (``deleted_segment`` when only the lock file of a
+  log is left);
 - ``wrong_key``: the log was sealed with another key; ``unreadable``; ``not_chained``.
 
 A writer restart (a new ``open`` checkpoint, and after a crash the torn line it left followed by
@@ -39,7 +45,7 @@ import struct
 import sys
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +63,9 @@ _ZERO = bytes(32)
 _HEX = frozenset(b"0123456789abcdef")
 _STAMP = re.compile(r"\.(\d{8}T\d{12}Z)$")
 _DATE = re.compile(r"-(\d{4}-\d{2}-\d{2})$")
+_LOCK = re.compile(r"^\.(.+)\.lock$")
+#: How often ``verify(live=True)`` reads a log whose segments a writer rotated meanwhile.
+_LIVE_ATTEMPTS = 5
 #: How many links may arrive ahead of their predecessor before the gap is declared.
 _WINDOW = 4096
 
@@ -151,9 +160,25 @@ def _split_name(name: str) -> tuple[str, str, str, str, bool] | None:
     return base, suffix, date, stamp, compressed
 
 
-def _discover(paths: Sequence[str | os.PathLike[str]]) -> dict[tuple[str, str, str], list[Any]]:
-    logs: dict[tuple[str, str, str], list[Any]] = {}
-    wanted: set[tuple[str, str, str]] = set()
+_LogKey = tuple[str, str, str]
+
+
+def _log_of_lock(directory: Path, name: str) -> _LogKey | None:
+    """The log whose lock file (``.<stem><suffix>.lock``) ``name`` is, if it is one."""
+    lock = _LOCK.match(name)
+    parts = _split_name(lock.group(1)) if lock is not None else None
+    if parts is None or any(parts[2:]) or not (directory / name).is_file():
+        return None
+    return str(directory), parts[0], parts[1]
+
+
+def _discover(
+    paths: Sequence[str | os.PathLike[str]],
+) -> tuple[dict[_LogKey, list[Any]], list[tuple[str, set[_LogKey]]]]:
+    """The segments of every log at ``paths`` (a log known only by its lock file has none), and
+    which logs each path names."""
+    logs: dict[_LogKey, list[Any]] = {}
+    named: list[tuple[str, set[_LogKey]]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -166,7 +191,17 @@ def _discover(paths: Sequence[str | os.PathLike[str]]) -> dict[tuple[str, str, s
             raise InvalidArgumentError(
                 f"{str(path)!r}: cannot list the audit directory: {error}"
             ) from None
+        if names is not None and not path.is_file():
+            raise InvalidArgumentError(f"{str(path)!r}: no such audit file")
+        wanted: set[_LogKey] = set()
         for name in entries:
+            if name.startswith("."):
+                # The lock file outlives a deleted log: its chain head says the log existed.
+                log_of_lock = _log_of_lock(directory, name) if names is None else None
+                if log_of_lock is not None:
+                    wanted.add(log_of_lock)
+                    logs.setdefault(log_of_lock, [])
+                continue
             parts = _split_name(name)
             if parts is None or not (directory / name).is_file():
                 continue
@@ -176,16 +211,16 @@ def _discover(paths: Sequence[str | os.PathLike[str]]) -> dict[tuple[str, str, s
             logs.setdefault(log, []).append(
                 (parts[2], parts[3] or "~", parts[4], str(directory / name))
             )
-        if names is not None and not path.is_file():
-            raise InvalidArgumentError(f"{str(path)!r}: no such audit file")
+        named.append((str(path), wanted))
+    every: set[_LogKey] = set().union(*(wanted for _path, wanted in named))
     result = {}
     for log, segs in logs.items():
-        if log in wanted:
+        if log in every:
             # A segment whose compression was interrupted after the rename may exist in both
             # forms (identical content): read the plain one.
             plain = {path for _d, _s, compressed, path in segs if not compressed}
             result[log] = sorted(s for s in segs if not (s[2] and s[3][:-3] in plain))
-    return result
+    return result, named
 
 
 # ---- reading links ---------------------------------------------------------------------------
@@ -245,7 +280,14 @@ class _Log:
     """Verification state of one log (a group of segments)."""
 
     def __init__(
-        self, name: str, key: bytes, live: bool, report: VerifyReport, head: int | None
+        self,
+        name: str,
+        key: bytes,
+        live: bool,
+        report: VerifyReport,
+        *,
+        head: _HeadState,
+        require_head: bool,
     ) -> None:
         self.name = name
         self.base = hmac.new(key, digestmod=hashlib.sha256)
@@ -271,8 +313,9 @@ class _Log:
         self.links = 0
         #: The kind of the gap reported just before the link being accepted, if any.
         self.gap_kind: str | None = None
-        #: The next sequence number according to the writers' (MAC-protected) chain head.
+        #: The writers' (MAC-protected) chain head: the next sequence number they will write.
         self.head = head
+        self.require_head = require_head
 
     def finding(self, kind: str, link: _Link | None, message: str, seq: int | None = None) -> None:
         if link is None:
@@ -462,6 +505,29 @@ class _Log:
                 f"continued the chain ({reason})",
             )
 
+    def check_head(self) -> None:
+        # Only the head can tell a log cut back to an earlier close checkpoint from an intact
+        # one (the cut-off end is a genuine, sealed close), so a log without it cannot pass.
+        head = self.head
+        if head.problem is None:
+            return
+        if head.problem == "head_missing" and not self.require_head:
+            self.report.notes.append(
+                f"{head.lock}: no lock file (require_head=False): a cut back to an earlier close "
+                "checkpoint cannot be detected without the chain head"
+            )
+            return
+        self.findings.append(
+            Finding(
+                head.problem,
+                str(head.lock),
+                0,
+                None,
+                f"{head.reason}: the chain head of {self.name} cannot be cross-checked, so a cut "
+                "back to an earlier close checkpoint would go unseen",
+            )
+        )
+
     def finish(self) -> None:
         if self.wrong_key:
             return
@@ -493,8 +559,10 @@ class _Log:
                     )
                 )
         self.report.unsealed_records += self.since_checkpoint
+        self.check_head()
         last, cp = self.last, self.last.checkpoint
-        if self.head is not None and self.head > last.seq + 1:
+        head = self.head.next_seq
+        if head is not None and head > last.seq + 1:
             self.findings.append(
                 Finding(
                     "truncated",
@@ -502,7 +570,7 @@ class _Log:
                     last.line,
                     last.seq,
                     f"the log ends at seq {last.seq}, but the writers' chain head (in the lock "
-                    f"file) says seq {self.head - 1} was written: its tail was cut",
+                    f"file) says seq {head - 1} was written: its tail was cut",
                 )
             )
             return
@@ -534,30 +602,64 @@ class _Log:
         )
 
 
-def _lines(path: str, compressed: bool) -> Iterator[bytes]:
-    opener = gzip.open if compressed else open
-    with opener(path, "rb") as handle:
+def _open(path: str, compressed: bool, live: bool) -> tuple[str, Any]:
+    """The segment's path and an open binary handle on its lines."""
+    try:
+        return path, gzip.open(path, "rb") if compressed else open(path, "rb")
+    except FileNotFoundError:
+        if compressed or not live:
+            raise
+    # A writer compressed it since it was listed (the same content under ``.gz``).
+    return f"{path}.gz", gzip.open(f"{path}.gz", "rb")
+
+
+def _lines(handle: Any) -> Iterator[bytes]:
+    with handle:
         yield from handle
 
 
 _HEAD = struct.Struct("<8sQ")
+_HEAD_MAGIC = b"TACHAIN1"
 
 
-def _read_head(lock_path: Path, key: bytes, report: VerifyReport) -> int | None:
-    """The next sequence number recorded in the log's lock file, if its MAC verifies."""
+@dataclass(frozen=True)
+class _HeadState:
+    """What the log's lock file says about the chain head."""
+
+    lock: Path
+    #: The next sequence number, when the head is there and its MAC verifies.
+    next_seq: int | None = None
+    #: ``head_missing`` or ``head_invalid`` when there is no usable head, with the reason.
+    problem: str | None = None
+    reason: str = ""
+    #: The file holds a chain head at all (a keyed writer used it), authentic or not.
+    present: bool = False
+
+
+def _read_head(lock_path: Path, key: bytes) -> _HeadState:
+    """The chain head in the log's lock file: the next sequence number if its MAC verifies,
+    else why it cannot be used."""
     try:
         data = lock_path.read_bytes()
-    except OSError:
-        report.notes.append(f"{lock_path}: no lock file; the chain head was not cross-checked")
-        return None
-    if len(data) < 160 or not data.startswith(b"TACHAIN1"):
-        report.notes.append(f"{lock_path}: no chain head; it was not cross-checked")
-        return None
+    except FileNotFoundError:
+        return _HeadState(lock_path, problem="head_missing", reason="the lock file is missing")
+    except OSError as error:
+        return _HeadState(lock_path, problem="head_invalid", reason=f"unreadable: {error}")
+    if not data.startswith(_HEAD_MAGIC):
+        return _HeadState(lock_path, problem="head_invalid", reason="it holds no chain head")
+    if len(data) < 160:
+        return _HeadState(
+            lock_path, problem="head_invalid", reason="its chain head is cut short", present=True
+        )
     mac = hmac.new(key, b"truthound-audit head" + data[:128], hashlib.sha256).digest()
     if not hmac.compare_digest(mac, data[128:160]):
-        report.notes.append(f"{lock_path}: the chain head's MAC does not verify; ignored")
-        return None
-    return int(_HEAD.unpack(data[:16])[1])
+        return _HeadState(
+            lock_path,
+            problem="head_invalid",
+            reason="its chain head's MAC does not verify (edited, or sealed with another key)",
+            present=True,
+        )
+    return _HeadState(lock_path, next_seq=int(_HEAD.unpack(data[:16])[1]), present=True)
 
 
 def _verify_log(
@@ -567,15 +669,21 @@ def _verify_log(
     report: VerifyReport,
     *,
     live: bool,
-    head: int | None,
+    head: _HeadState,
+    require_head: bool,
+    relist: Callable[[], list[Any]] | None = None,
 ) -> None:
-    log = _Log(name, key, live, report, head)
+    log = _Log(name, key, live, report, head=head, require_head=require_head)
     position = 0
-    for index, (_date, _stamp, compressed, path) in enumerate(segments):
+    pending = list(segments)
+    index = 0
+    while pending:
+        date, stamp, compressed, path = pending.pop(0)
         report.segments += 1
         number = 0
         try:
-            for number, raw in enumerate(_lines(path, compressed), 1):
+            path, handle = _open(path, compressed, live)
+            for number, raw in enumerate(_lines(handle), 1):
                 if not raw.strip():
                     continue
                 parsed = _parse(raw)
@@ -595,8 +703,93 @@ def _verify_log(
             log.findings.append(Finding("unreadable", path, number, None, str(error)))
         if log.wrong_key:
             break
+        index += 1
+        if relist is not None:
+            # Follow the log as it is now: a writer may have rotated the active segment (it is
+            # listed under its new name, ahead of the new active one) since it was listed.
+            pending = [s for s in relist() if (s[0], s[1]) > (date, stamp)]
     log.finish()
     report.findings.extend(log.findings)
+
+
+def _deleted_log(name: str, head: _HeadState, report: VerifyReport) -> None:
+    if head.problem is not None:
+        report.findings.append(Finding(head.problem, str(head.lock), 0, None, head.reason))
+    written = "" if head.next_seq is None else f" ({head.next_seq} link(s) written)"
+    report.findings.append(
+        Finding(
+            "deleted_segment",
+            name,
+            0,
+            0,
+            f"no segment of this log exists, but its lock file {head.lock} holds a chain "
+            f"head{written}: the log was deleted",
+        )
+    )
+
+
+def _merge(report: VerifyReport, part: VerifyReport) -> None:
+    report.segments += part.segments
+    report.records += part.records
+    report.checkpoints += part.checkpoints
+    report.writer_starts += part.writer_starts
+    report.recoveries += part.recoveries
+    report.unsealed_records += part.unsealed_records
+    report.pruned_segments.extend(part.pruned_segments)
+    report.findings.extend(part.findings)
+    report.notes.extend(part.notes)
+
+
+def _check_log(
+    log: _LogKey,
+    segments: list[Any],
+    key: bytes,
+    report: VerifyReport,
+    *,
+    live: bool,
+    require_head: bool,
+) -> bool:
+    """Verifies one log into ``report``; false when there is no log (an unused lock file)."""
+    directory, stem, suffix = log
+    name = str(Path(directory) / f"{stem}{suffix}")
+    lock = Path(directory) / f".{stem}{suffix}.lock"
+    attempt = 1
+    while True:
+        # Read before the segments: writers only move the head forward while we read.
+        head = _read_head(lock, key)
+        part = VerifyReport()
+        if segments:
+            _verify_log(
+                name,
+                segments,
+                key,
+                part,
+                live=live,
+                head=head,
+                require_head=require_head,
+                relist=(lambda: _discover([directory])[0].get(log, [])) if live else None,
+            )
+        elif head.present:
+            _deleted_log(name, head, part)
+        else:
+            return False
+        if not live or part.ok or attempt == _LIVE_ATTEMPTS:
+            break
+        # A writer rotating or compressing a segment while it was read makes a real segment look
+        # missing or vanish: if the log changed under the scan, read it again; findings that
+        # persist over a scan nothing raced with are real.
+        again = _discover([directory])[0].get(log, [])
+        if again == segments and _read_head(lock, key) == head:
+            break
+        segments = again
+        attempt += 1
+    report.logs.append(name)
+    _merge(report, part)
+    if attempt > 1:
+        report.notes.append(
+            f"{name}: read {attempt} times (writers rotated or compressed segments meanwhile)"
+        )
+    return True
 
 
 def verify(
@@ -605,25 +798,46 @@ def verify(
     *,
     key_env: str | None = DEFAULT_KEY_ENV,
     live: bool = False,
+    require_head: bool = True,
 ) -> VerifyReport:
     """Verifies the tamper-evident audit logs at ``paths`` (directories: every log in them;
     files: the log each belongs to, all its segments included).
 
     ``key``: the integrity key (else read from ``key_env``). ``live=False`` (default) treats the
     logs as at rest, so a log must end with a ``close`` checkpoint; ``live=True`` accepts an
-    unsealed tail as long as the newest checkpoint is younger than two checkpoint intervals.
-    Returns a ``VerifyReport``; ``report.ok`` is true when nothing is wrong.
+    unsealed tail as long as the newest checkpoint is younger than two checkpoint intervals, and
+    reads a log again (up to 5 times) when writers rotated or compressed segments during the scan.
+
+    Each log's chain head (in its lock file ``.<name>.lock``) is required: it is what shows a log
+    cut back to an earlier, genuine ``close`` checkpoint. A missing lock file is a
+    ``head_missing`` finding, an unreadable or unauthentic head a ``head_invalid`` one.
+    ``require_head=False`` is for copies shipped without the lock file: a missing one is then
+    only a note, and truncation back to an earlier close checkpoint **cannot be detected**.
+
+    A path that holds no audit log (no segment, no lock file with a chain head) is a ``no_log``
+    finding. Returns a ``VerifyReport``; ``report.ok`` is true when nothing is wrong.
     """
     secret = load_key(key, key_env)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     report = VerifyReport()
-    for (directory, stem, suffix), segments in sorted(_discover(paths).items()):
-        name = str(Path(directory) / f"{stem}{suffix}")
-        report.logs.append(name)
-        # Read before the segments: writers only move the head forward while we read.
-        head = _read_head(Path(directory) / f".{stem}{suffix}.lock", secret, report)
-        _verify_log(name, segments, secret, report, live=live, head=head)
+    logs, named = _discover(paths)
+    found = set()
+    for log, segments in sorted(logs.items()):
+        if _check_log(log, segments, secret, report, live=live, require_head=require_head):
+            found.add(log)
+    for path, wanted in named:
+        if not wanted & found:
+            report.findings.append(
+                Finding(
+                    "no_log",
+                    path,
+                    0,
+                    None,
+                    "holds no audit log (no segment, no lock file with a chain head): deleted, "
+                    "or the wrong path",
+                )
+            )
     return report
 
 
@@ -647,6 +861,12 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--live", action="store_true", help="the writers may still be running (see the docs)"
     )
+    parser.add_argument(
+        "--without-head",
+        action="store_true",
+        help="the lock files were not copied: a missing chain head is only a note (a cut back "
+        "to an earlier close checkpoint then goes unseen)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     try:
         args = parser.parse_args(argv)
@@ -656,7 +876,13 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
         key: bytes | None = None
         if args.key_file:
             key = Path(args.key_file).read_bytes().rstrip(b"\r\n")
-        report = verify(args.paths, key, key_env=args.key_env, live=args.live)
+        report = verify(
+            args.paths,
+            key,
+            key_env=args.key_env,
+            live=args.live,
+            require_head=not args.without_head,
+        )
     except (InvalidArgumentError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
