@@ -7,6 +7,7 @@ kind of tampering, then ``verify`` must report exactly that kind, with the file 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import hmac
@@ -360,6 +361,18 @@ def spawn(core: str, *args: object) -> subprocess.Popen[bytes]:
     )
 
 
+def wait_for_records_of(tag: str, folder: Path, timeout: float = 60.0) -> None:
+    """Returns once a record of the writer ``tag`` is in the active segment."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for active in folder.glob("*.jsonl"):
+            with contextlib.suppress(OSError):
+                if f'"{tag}-'.encode() in active.read_bytes():
+                    return
+        time.sleep(0.02)
+    raise AssertionError(f"the writer {tag} wrote nothing in {timeout} s")
+
+
 @pytest.mark.timeout(180)
 def test_four_processes_extend_one_chain_across_rotations(core: str, tmp_path: Path) -> None:
     procs = [spawn(core, "chained", tmp_path, f"p{n}", 1500, 0.05) for n in range(4)]
@@ -381,7 +394,8 @@ def test_four_processes_extend_one_chain_across_rotations(core: str, tmp_path: P
 def test_a_writer_killed_mid_write_is_recovered_not_flagged(core: str, tmp_path: Path) -> None:
     for trial in range(3):
         proc = spawn(core, "chained", tmp_path, f"k{trial}", 0, 0.2)
-        time.sleep(0.3 + 0.1 * trial)
+        wait_for_records_of(f"k{trial}", tmp_path)  # (a busy machine may start it late)
+        time.sleep(0.1 * trial)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     backend = JsonAuditBackend(directory=tmp_path, rotate_daily=False, integrity_key=KEY)
