@@ -9,10 +9,20 @@ use crate::tracing::{ids, traceparent, tracestate};
 
 /// Strictly parses a W3C `traceparent` header.
 ///
-/// Returns `(version, trace_id, span_id, flags)`, or `None` when the header is invalid.
+/// Returns `(version, trace_id, span_id, flags)`, or `None` when the header is invalid
+/// (including text that is not valid Unicode, such as a lone surrogate).
 #[pyfunction]
-pub fn parse_traceparent(header: &str) -> Option<(u8, &str, &str, u8)> {
+pub fn parse_traceparent<'a>(
+    header: &'a Bound<'_, PyString>,
+) -> Option<(u8, &'a str, &'a str, u8)> {
+    let header = utf8(header)?;
     traceparent::parse_traceparent(header).map(|p| (p.version, p.trace_id, p.span_id, p.flags))
+}
+
+/// The text of a Python string, or `None` when it cannot be UTF-8 (a lone surrogate): such
+/// text is never a valid header or id, so the parsers and checks answer "invalid" for it.
+fn utf8<'a>(text: &'a Bound<'_, PyString>) -> Option<&'a str> {
+    text.to_str().ok()
 }
 
 /// Formats a version-00 `traceparent` header.
@@ -26,14 +36,14 @@ pub fn format_traceparent(trace_id: &str, span_id: &str, flags: u8) -> PyResult<
 
 /// Whether `trace_id` is 32 lowercase hex digits, not all zeros.
 #[pyfunction]
-pub fn is_valid_trace_id(trace_id: &str) -> bool {
-    traceparent::is_valid_trace_id(trace_id)
+pub fn is_valid_trace_id(trace_id: &Bound<'_, PyString>) -> bool {
+    utf8(trace_id).is_some_and(traceparent::is_valid_trace_id)
 }
 
 /// Whether `span_id` is 16 lowercase hex digits, not all zeros.
 #[pyfunction]
-pub fn is_valid_span_id(span_id: &str) -> bool {
-    traceparent::is_valid_span_id(span_id)
+pub fn is_valid_span_id(span_id: &Bound<'_, PyString>) -> bool {
+    utf8(span_id).is_some_and(traceparent::is_valid_span_id)
 }
 
 /// A new random trace id: 32 lowercase hex digits, never all zeros.
@@ -59,10 +69,11 @@ pub fn reseed_ids() {
 
 /// Strictly parses a `tracestate` header (several headers joined with `,`).
 ///
-/// Returns the `(key, value)` members, leftmost first, or `None` when the header is invalid.
+/// Returns the `(key, value)` members, leftmost first, or `None` when the header is invalid
+/// (including text that is not valid Unicode, such as a lone surrogate).
 #[pyfunction]
-pub fn parse_tracestate(header: &str) -> Option<Vec<(&str, &str)>> {
-    tracestate::parse_tracestate(header)
+pub fn parse_tracestate<'a>(header: &'a Bound<'_, PyString>) -> Option<Vec<(&'a str, &'a str)>> {
+    tracestate::parse_tracestate(utf8(header)?)
 }
 
 /// Formats `(key, value)` members as a `tracestate` header value.

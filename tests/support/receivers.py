@@ -42,6 +42,13 @@ class Received:
     start_ns: int
     end_ns: int
     links: list[tuple[str, str]] = field(default_factory=list)
+    # What the exporter reported as dropped by limits (OTLP's dropped_*_count fields): the
+    # span's attributes, events and links, then each event's and each link's attributes.
+    dropped_attributes: int = 0
+    dropped_events: int = 0
+    dropped_links: int = 0
+    event_dropped_attributes: list[int] = field(default_factory=list)
+    link_dropped_attributes: list[int] = field(default_factory=list)
 
 
 class _Collector:
@@ -173,6 +180,11 @@ def decode_otlp(request: Any) -> list[Received]:
                     start_ns=span.start_time_unix_nano,
                     end_ns=span.end_time_unix_nano,
                     links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
+                    dropped_attributes=span.dropped_attributes_count,
+                    dropped_events=span.dropped_events_count,
+                    dropped_links=span.dropped_links_count,
+                    event_dropped_attributes=[e.dropped_attributes_count for e in span.events],
+                    link_dropped_attributes=[link.dropped_attributes_count for link in span.links],
                 )
                 for span in scope_spans.spans
             )

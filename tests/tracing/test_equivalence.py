@@ -39,7 +39,11 @@ members = st.lists(
 
 
 @relaxed
-@given(st.text(KEY_CHARS + VALUE_CHARS + ", \t=", max_size=120) | st.text(max_size=60))
+@given(
+    st.text(KEY_CHARS + VALUE_CHARS + ", \t=", max_size=120)
+    | st.text(max_size=60)
+    | st.text(st.characters(blacklist_categories=()), max_size=60)  # lone surrogates too
+)
 def test_parse_tracestate(header: str) -> None:
     assert native().parse_tracestate(header) == _pure.parse_tracestate(header)
 
@@ -51,7 +55,10 @@ def test_format_tracestate(pairs: list[tuple[str, str]]) -> None:
 
 
 @relaxed
-@given(st.text("0123456789abcdefA", max_size=34))
+@given(
+    st.text("0123456789abcdefA", max_size=34)
+    | st.text(st.sampled_from("0123456789abcdef\ud800\udfff"), max_size=34)
+)
 def test_id_validation(text: str) -> None:
     assert native().is_valid_trace_id(text) == _pure.is_valid_trace_id(text)
     assert native().is_valid_span_id(text) == _pure.is_valid_span_id(text)
@@ -108,3 +115,12 @@ def test_jaeger_rejects_unsupported_tag_values_the_same_way() -> None:
     assert outcome(native().encode_jaeger_batch, "s", bad, [])[0] == "InvalidArgumentError"
     assert outcome(native().encode_jaeger_batch, "s", bad, [])[1].startswith('"key.name"')
     assert outcome(_pure.encode_jaeger_batch, "s", bad, [])[1].startswith('"key.name"')
+
+
+@relaxed
+@given(
+    st.text("0123456789abcdef-", max_size=60)
+    | st.text(st.characters(blacklist_categories=()), max_size=60)  # lone surrogates too
+)
+def test_parse_traceparent(header: str) -> None:
+    assert native().parse_traceparent(header) == _pure.parse_traceparent(header)

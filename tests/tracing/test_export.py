@@ -113,6 +113,91 @@ def test_otlp_http(otlp_http: Any) -> None:
     assert link == LINKED
 
 
+def over_the_limits(tracer: OpenTelemetryTracer) -> Any:
+    """A span past every default limit (128): attributes, events, links, and the attributes of
+    one event and one link."""
+    with tracer.start_span("limited") as span:
+        for i in range(200):  # with service.name: 201, so 73 dropped
+            span.set_attribute(f"attr.{i}", i)
+        span.add_event("big", {f"e.{i}": i for i in range(200)})  # 72 of its attributes dropped
+        for i in range(129):  # 130 events: 2 dropped
+            span.add_event(f"small.{i}")
+        span.add_link(SpanContext(*LINKED), {f"l.{i}": i for i in range(150)})  # 22 dropped
+        for _ in range(129):  # 130 links: 2 dropped
+            span.add_link(SpanContext(TRACE, REMOTE))
+    return span
+
+
+@pytest.mark.parametrize("collector", ["otlp_http", "otlp_grpc"])
+def test_drop_counts_reach_the_otlp_collector(collector: str, request: Any) -> None:
+    """What the limits dropped arrives as OTLP's dropped_*_count fields, exactly as counted."""
+    receiver = request.getfixturevalue(collector)
+    protocol = "grpc" if collector == "otlp_grpc" else None
+    tracer = make(receiver.endpoint, "otlp", protocol=protocol)
+    try:
+        span = over_the_limits(tracer)
+        assert tracer.flush(timeout_seconds=20)
+        (got,) = receiver.wait_for(1)
+    finally:
+        assert tracer.shutdown(timeout_seconds=10)
+    assert (span.dropped_attributes, span.dropped_events, span.dropped_links) == (73, 2, 2)
+    assert (got.dropped_attributes, got.dropped_events, got.dropped_links) == (73, 2, 2)
+    assert len(got.attributes) == 128
+    assert len(got.events) == 128
+    assert len(got.links) == 128
+    assert got.events[0][0] == "big"
+    assert got.events[0][1] == {f"e.{i}": i for i in range(128)}  # the first ones are kept
+    assert got.event_dropped_attributes == [72] + [0] * 127
+    assert got.link_dropped_attributes == [22] + [0] * 127
+
+
+def test_drop_counts_follow_the_configured_limits(otlp_http: Any) -> None:
+    """With a zero attribute limit nothing is kept, and every attribute is still counted."""
+    tracer = make(otlp_http.endpoint, "otlp", max_attributes=0, max_events=1, max_links=0)
+    try:
+        with tracer.start_span("zero") as span:
+            span.set_attribute("a", 1)
+            span.add_event("first", {"x": 1, "y": 2})
+            span.add_event("second")
+            span.add_link(SpanContext(*LINKED), {"z": 3})
+        assert tracer.flush(timeout_seconds=20)
+        (got,) = otlp_http.wait_for(1)
+    finally:
+        assert tracer.shutdown(timeout_seconds=10)
+    assert (got.attributes, got.events, got.links) == ({}, [("first", {})], [])
+    assert (got.dropped_attributes, got.dropped_events, got.dropped_links) == (1, 1, 1)
+    assert got.event_dropped_attributes == [2]
+
+
+def test_drop_counts_reach_zipkin_as_tags(zipkin: Any) -> None:
+    tracer = make(zipkin.endpoint, "zipkin")
+    try:
+        over_the_limits(tracer)
+        assert tracer.flush(timeout_seconds=20)
+        (got,) = zipkin.wait_for(1)
+    finally:
+        assert tracer.shutdown(timeout_seconds=10)
+    assert got.attributes["otel.dropped_attributes_count"] == "73"
+    assert got.attributes["otel.dropped_events_count"] == "2"
+    assert got.attributes["otel.dropped_links_count"] == "2"
+
+
+def test_drop_counts_reach_jaeger_as_tags(jaeger: Any) -> None:
+    tracer = make(jaeger.endpoint, "jaeger")
+    try:
+        over_the_limits(tracer)
+        assert tracer.flush(timeout_seconds=20)
+        (got,) = jaeger.wait_for(1)
+        assert tracer.exported_spans == 1
+    finally:
+        assert tracer.shutdown(timeout_seconds=10)
+    assert len(got.events) == 128
+    assert got.events[0] == ("big", {f"e.{i}": i for i in range(128)})
+    assert got.attributes["otel.dropped_attributes_count"] == 73
+    assert got.attributes["otel.dropped_events_count"] == 2
+    assert got.attributes["otel.dropped_links_count"] == 2
+
+
 def test_otlp_http_base_url_gets_the_signal_path(otlp_http: Any) -> None:
     base = otlp_http.endpoint.removesuffix("/v1/traces")
     received, spans = run(make(base, "otlp", protocol="http/protobuf"), otlp_http)

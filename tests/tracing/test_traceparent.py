@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from truthound.stores.observability import _core
 from truthound.stores.observability.errors import InvalidArgumentError
-from truthound.stores.observability.tracing import SpanContext, TraceState
+from truthound.stores.observability.tracing import InMemoryTracer, SpanContext, TraceState
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -149,14 +151,150 @@ def test_flags_must_fit_in_one_byte() -> None:
         _core.core.format_traceparent(TRACE, SPAN, 256)
 
 
+# Any text, lone surrogates included (``st.text()`` leaves them out by default): they cannot be
+# UTF-8, which is what the native core reads.
+ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=()), max_size=80)
+SURROGATE_SAMPLES = st.sampled_from(
+    [
+        "\ud800" * 55,
+        "\udcff",
+        f"{VALID}\ud800",
+        f"00-{TRACE[:-1]}\udfff-{SPAN}-01",
+        "\ud800=1",
+        "a=\ud800",
+        "rojo=1,\udc80congo=2",
+    ]
+)
+NON_STRINGS = st.one_of(
+    st.integers(),
+    st.floats(),
+    st.binary(max_size=60),
+    st.just(b"a=1"),
+    st.just(VALID.encode()),
+    st.builds(object),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+    st.lists(
+        st.one_of(st.text(max_size=20), SURROGATE_SAMPLES, st.integers(), st.none(), st.binary()),
+        max_size=4,
+    ).flatmap(lambda items: st.sampled_from([items, tuple(items)])),
+)
+ANY_HEADER = st.none() | ANY_TEXT | SURROGATE_SAMPLES | NON_STRINGS | st.just(VALID)
+
+
+def both_cores(call: Any) -> list[Any]:
+    """``call()`` on each available core (native, when built, then pure)."""
+    names = ["native", "pure"] if _core.native_available() else ["pure"]
+    results = []
+    for name in names:
+        with _core.use_core(name):  # type: ignore[arg-type]
+            results.append(call())
+    return results
+
+
 @settings(suppress_health_check=[HealthCheck.too_slow])
-@given(st.text(alphabet="0123456789abcdefABCDEF-x \t", max_size=80) | st.text(max_size=80))
+@given(
+    st.text(alphabet="0123456789abcdefABCDEF-x \t", max_size=80)
+    | st.text(max_size=80)
+    | ANY_TEXT
+    | SURROGATE_SAMPLES
+)
 def test_random_input_never_raises(header: str) -> None:
     parsed = _core.core.parse_traceparent(header)
     context = SpanContext.from_traceparent(header)
     assert (parsed is None) == (context is None)
     if context is not None:
         assert SpanContext.from_traceparent(context.to_traceparent()) is not None
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(ANY_HEADER, ANY_HEADER)
+def test_any_traceparent_and_tracestate_never_raise_and_both_cores_agree(
+    traceparent: Any, tracestate: Any
+) -> None:
+    """W3C: an invalid traceparent (any non-string) starts a new trace; an invalid tracestate
+    (any non-string, or a sequence holding one) is discarded and the traceparent kept."""
+
+    def observe() -> tuple[Any, ...]:
+        context = SpanContext.from_traceparent(traceparent, tracestate)
+        alone = SpanContext.from_traceparent(traceparent)
+        extracted = InMemoryTracer().extract_context(
+            {"traceparent": traceparent, "tracestate": tracestate}
+        )
+        return (
+            None if context is None else context.to_dict(),
+            None if alone is None else alone.to_dict(),
+            None if extracted is None else (extracted.trace_id, extracted.span_id, extracted.extra),
+        )
+
+    results = both_cores(observe)
+    assert all(result == results[0] for result in results)
+    with_state, alone, extracted = results[0]
+    assert (with_state is None) == (alone is None)
+    if with_state is not None:
+        assert {**with_state, "trace_state": ""} == alone  # the traceparent is kept either way
+        valid_text = isinstance(tracestate, str) or (
+            isinstance(tracestate, list | tuple) and all(isinstance(p, str) for p in tracestate)
+        )
+        if not valid_text:
+            assert with_state["trace_state"] == ""
+        assert extracted is not None
+        assert extracted[2]["tracestate"] == with_state["trace_state"]
+
+
+@pytest.mark.parametrize(
+    "tracestate", [5, 1.5, b"a=1", bytearray(b"a=1"), ["a=1", 5], [None], ("a=1", b"b=2"), object()]
+)
+def test_a_non_string_tracestate_is_discarded_but_the_traceparent_kept(tracestate: Any) -> None:
+    context = SpanContext.from_traceparent(VALID, tracestate)
+    assert context is not None
+    assert (context.trace_id, context.span_id, context.trace_flags) == (TRACE, SPAN, 1)
+    assert context.trace_state == {}
+    extracted = InMemoryTracer().extract_context({"traceparent": VALID, "tracestate": tracestate})
+    assert extracted is not None
+    assert (extracted.trace_id, extracted.extra) == (TRACE, {"trace_flags": 1, "tracestate": ""})
+
+
+def test_extract_context_discards_a_numeric_tracestate() -> None:
+    extracted = InMemoryTracer().extract_context({"traceparent": VALID, "tracestate": 7})
+    assert extracted is not None
+    assert extracted.span_id == SPAN
+    assert extracted.extra == {"trace_flags": 1, "tracestate": ""}
+
+
+@pytest.mark.parametrize(
+    "tracestate", ["\ud800=1", "a=\ud800", "rojo=1,\udc80=2", ["rojo=1", "\ud800=1"]]
+)
+def test_a_tracestate_with_a_lone_surrogate_is_discarded(tracestate: Any) -> None:
+    context = SpanContext.from_traceparent(VALID, tracestate)
+    assert context is not None
+    assert context.trace_state == {}
+    assert (
+        _core.core.parse_tracestate(
+            ",".join(tracestate) if isinstance(tracestate, list) else tracestate
+        )
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    "header", ["\ud800" * 55, f"{VALID}\ud800", f"00-{TRACE[:-1]}\udfff-{SPAN}-01", "\udcff"]
+)
+def test_a_traceparent_with_a_lone_surrogate_starts_a_new_trace(header: str) -> None:
+    assert _core.core.parse_traceparent(header) is None
+    assert SpanContext.from_traceparent(header) is None
+    assert InMemoryTracer().extract_context({"traceparent": header}) is None
+
+
+def test_ids_with_a_lone_surrogate_are_invalid() -> None:
+    assert not _core.core.is_valid_trace_id(TRACE[:-1] + "\ud800")
+    assert not _core.core.is_valid_span_id(SPAN[:-1] + "\ud800")
+    assert not SpanContext(TRACE[:-1] + "\ud800", SPAN).is_valid
+
+
+def test_several_tracestate_headers_still_combine_from_a_tuple() -> None:
+    context = SpanContext.from_traceparent(VALID, ("rojo=1", "congo=2"))
+    assert context is not None
+    assert context.to_tracestate() == "rojo=1,congo=2"
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])

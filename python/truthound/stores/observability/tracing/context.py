@@ -109,11 +109,17 @@ class TraceState(Mapping[str, str]):
         """Parses incoming ``tracestate`` header(s), combining several with ``,``.
 
         An invalid header is discarded as a whole (W3C: the state is then not propagated), so
-        this returns an empty state rather than raising.
+        this returns an empty state rather than raising; so is anything that is not a string
+        or a sequence of strings (bytes, a number, a list holding a non-string...).
         """
         if header is None:
             return EMPTY_TRACE_STATE
-        text = header if isinstance(header, str) else ",".join(header)
+        if isinstance(header, str):
+            text = header
+        elif isinstance(header, Sequence) and all(isinstance(part, str) for part in header):
+            text = ",".join(header)
+        else:
+            return EMPTY_TRACE_STATE
         parsed = _core.core.parse_tracestate(text)
         if not parsed:
             return EMPTY_TRACE_STATE
@@ -297,8 +303,9 @@ class SpanContext:
         """Parses a ``traceparent`` header (and optionally ``tracestate`` header(s)).
 
         Returns a remote context (``is_remote=True``), or ``None`` when the header is missing or
-        invalid, which by W3C Trace Context means "start a new trace". An invalid
-        ``tracestate`` is discarded (an empty state), never an error.
+        invalid (a non-string included), which by W3C Trace Context means "start a new trace".
+        An invalid ``tracestate`` (a non-string, or a sequence holding one, included) is
+        discarded (an empty state) and the traceparent kept, never an error.
         """
         if header.__class__ is not str and not isinstance(header, str):
             return None

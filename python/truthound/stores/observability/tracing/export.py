@@ -15,7 +15,9 @@ unless ``set_global=True``) with a ``BatchSpanProcessor`` and one official expor
 
 Each span of ours is handed to the batch processor when it ends, as the SDK's ``ReadableSpan``
 (what every processor and exporter consumes) with our ids, parent, kind, start and end times,
-attributes, events, links and status: the exported span is exactly ours.
+attributes, events, links and status: the exported span is exactly ours, down to what our
+limits dropped (``dropped_attributes``/``dropped_events``/``dropped_links`` of the span and each
+event's and link's ``dropped_attributes``, which OTLP sends as its ``dropped_*_count`` fields).
 Unsampled spans are not exported (our sampler decides; the SDK's is always-on).
 ``flush()`` and ``shutdown()`` return within their timeout even when the endpoint never answers.
 Spans that do not reach the collector are counted in ``dropped_spans``.
@@ -168,7 +170,9 @@ def jaeger_span(span: Any) -> tuple[Any, ...]:
     Mapping (OpenTelemetry's Jaeger translation): kind → tag ``span.kind`` (internal: none);
     status → ``otel.status_code`` / ``otel.status_description`` and ``error=true`` on ERROR;
     scope → ``otel.scope.name``/``otel.scope.version``; events → logs with an ``event`` field;
-    parent → ``parentSpanId`` and a ``CHILD_OF`` reference; links → ``FOLLOWS_FROM``.
+    parent → ``parentSpanId`` and a ``CHILD_OF`` reference; links → ``FOLLOWS_FROM``; what the
+    limits dropped → ``otel.dropped_attributes_count``/``otel.dropped_events_count``/
+    ``otel.dropped_links_count`` (when not zero, as OpenTelemetry asks of non-OTLP exporters).
     """
     context = span.context
     parent = span.parent
@@ -188,6 +192,13 @@ def jaeger_span(span: Any) -> tuple[Any, ...]:
         tags.append(("otel.scope.name", scope.name))
         if scope.version:
             tags.append(("otel.scope.version", scope.version))
+    for key, count in (
+        ("otel.dropped_attributes_count", span.dropped_attributes),
+        ("otel.dropped_events_count", span.dropped_events),
+        ("otel.dropped_links_count", span.dropped_links),
+    ):
+        if count:
+            tags.append((key, count))
     references = []
     if parent is not None:
         references.append((0, context.trace_id, parent.span_id))
@@ -325,6 +336,30 @@ def _otel_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any] | N
         if value.__class__ not in _PRIMITIVES:
             return {key: _otel_value(v) for key, v in attributes.items() if v is not None}
     return dict(attributes)
+
+
+def _counted_attributes(
+    otel: _OtelTypes, attributes: Mapping[str, Any] | None, dropped: int, empty: Any = None
+) -> Any:
+    """``attributes`` for the SDK (``empty`` when there are none), carrying ``dropped``: the SDK
+    reads a dropped count only from its ``BoundedAttributes`` (unbounded here: our limit has
+    already been applied). Events pass ``{}`` as ``empty``: exporters read an event's
+    attributes as a mapping (Zipkin's fails the whole batch on an event without any)."""
+    converted = _otel_attributes(attributes)
+    if not dropped:
+        return empty if converted is None else converted
+    counted = otel.BoundedAttributes(None, converted, immutable=True)
+    counted.dropped += dropped
+    return counted
+
+
+def _counted_list(otel: _OtelTypes, items: list[Any], dropped: int) -> Any:
+    """``items`` for the SDK, carrying ``dropped`` (read only from its ``BoundedList``)."""
+    if not dropped:
+        return items
+    counted = otel.BoundedList.from_seq(None, items)
+    counted.dropped = dropped
+    return counted
 
 
 def _derived_id(text: str, digits: int) -> int:
@@ -544,6 +579,7 @@ class OpenTelemetryTracer(_RecordingTracer):
         events = span._events
         links = span._links
         status = span.status
+        dropped = span._dropped or _NOTHING_DROPPED
         self._processor.on_end(
             otel.ReadableSpan(
                 name=span.name,
@@ -556,27 +592,39 @@ class OpenTelemetryTracer(_RecordingTracer):
                 ),
                 parent=parent_context,
                 resource=self._resource,
-                attributes=_otel_attributes(span._attributes),
-                events=[
-                    otel.Event(e.name, _otel_attributes(e.attributes), e.timestamp_ns)
-                    for e in events
-                ]
-                if events
-                else (),
-                links=[
-                    otel.Link(
-                        otel.SpanContext(
-                            _int_id(link.context.trace_id, 32),
-                            _int_id(link.context.span_id, 16),
-                            link.context.is_remote,
-                            otel.TraceFlags(link.context.trace_flags & 0xFF),
-                        ),
-                        _otel_attributes(link.attributes),
-                    )
-                    for link in links
-                ]
-                if links
-                else (),
+                attributes=_counted_attributes(otel, span._attributes, dropped[0]),
+                events=_counted_list(
+                    otel,
+                    [
+                        otel.Event(
+                            e.name,
+                            _counted_attributes(otel, e.attributes, e.dropped_attributes, {}),
+                            e.timestamp_ns,
+                        )
+                        for e in events
+                    ]
+                    if events
+                    else [],
+                    dropped[1],
+                ),
+                links=_counted_list(
+                    otel,
+                    [
+                        otel.Link(
+                            otel.SpanContext(
+                                _int_id(link.context.trace_id, 32),
+                                _int_id(link.context.span_id, 16),
+                                link.context.is_remote,
+                                otel.TraceFlags(link.context.trace_flags & 0xFF),
+                            ),
+                            _counted_attributes(otel, link.attributes, link.dropped_attributes),
+                        )
+                        for link in links
+                    ]
+                    if links
+                    else [],
+                    dropped[2],
+                ),
                 kind=otel.KINDS[span.kind],
                 status=otel.OK
                 if status is SpanStatus.OK
@@ -614,18 +662,25 @@ class OpenTelemetryTracer(_RecordingTracer):
         return _bounded(provider.shutdown, timeout)
 
 
+_NOTHING_DROPPED: Final = (0, 0, 0)
+
+
 class _OtelTypes:
     """The OpenTelemetry names the export path uses, resolved once."""
 
     def __init__(self) -> None:
         from opentelemetry import trace as trace_api
+        from opentelemetry.attributes import BoundedAttributes
         from opentelemetry.sdk.trace import Event, ReadableSpan
+        from opentelemetry.sdk.util import BoundedList
         from opentelemetry.trace import Link, Status, StatusCode, TraceFlags
         from opentelemetry.trace import SpanContext as OtelSpanContext
         from opentelemetry.trace.span import TraceState as OtelTraceState
 
         self.ReadableSpan = ReadableSpan
         self.Event = Event
+        self.BoundedAttributes = BoundedAttributes
+        self.BoundedList = BoundedList
         self.SpanContext = OtelSpanContext
         self.TraceFlags = TraceFlags
         self.SAMPLED = TraceFlags(TraceFlags.SAMPLED)

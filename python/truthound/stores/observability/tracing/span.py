@@ -4,7 +4,9 @@ A span records its wall-clock start (``time.time_ns``) and measures its duration
 clock (``time.perf_counter_ns``), so durations are never negative even if the wall clock steps;
 its end timestamp is the start plus that duration. Attribute, event and link storage is created
 on first use. Limits (default 128 each, as OpenTelemetry) drop the excess and count it in
-``dropped_attributes``, ``dropped_events`` and ``dropped_links``.
+``dropped_attributes``, ``dropped_events`` and ``dropped_links``; the attribute limit also
+applies to each event's and each link's own attributes (the first ones are kept, the rest
+counted in that event's or link's ``dropped_attributes``). Exporters receive every count.
 """
 
 from __future__ import annotations
@@ -61,10 +63,11 @@ class SpanEvent:
     """A timestamped event on a span: ``SpanEvent(name, timestamp=None, attributes=None)``.
 
     ``timestamp`` may be a datetime, seconds since the epoch or ``None`` (now); ``timestamp_ns``
-    holds it in nanoseconds.
+    holds it in nanoseconds. ``dropped_attributes`` counts the attributes the span's limit
+    refused when the event was added to a span.
     """
 
-    __slots__ = ("attributes", "name", "timestamp_ns")
+    __slots__ = ("attributes", "dropped_attributes", "name", "timestamp_ns")
 
     def __init__(
         self,
@@ -75,6 +78,7 @@ class SpanEvent:
         self.name = name
         self.timestamp_ns = _to_ns(timestamp)
         self.attributes: dict[str, Any] = dict(attributes) if attributes else {}
+        self.dropped_attributes = 0
 
     @property
     def timestamp(self) -> datetime:
@@ -105,13 +109,15 @@ class SpanEvent:
 
 class SpanLink:
     """A causal link to another span (for example a batch item's producer): ``SpanLink(context,
-    attributes=None)``."""
+    attributes=None)``. ``dropped_attributes`` counts the attributes the span's limit refused
+    when the link was added to a span."""
 
-    __slots__ = ("attributes", "context")
+    __slots__ = ("attributes", "context", "dropped_attributes")
 
     def __init__(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
         self.context = context
         self.attributes: dict[str, Any] = dict(attributes) if attributes else {}
+        self.dropped_attributes = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +135,15 @@ class SpanLink:
 
     def __repr__(self) -> str:
         return f"SpanLink(context={self.context!r}, attributes={self.attributes!r})"
+
+
+def _limit_attributes(item: SpanEvent | SpanLink, limit: int) -> None:
+    """Keeps the first ``limit`` attributes of an event or link and counts the rest."""
+    attributes = item.attributes
+    excess = len(attributes) - limit
+    if excess > 0:
+        item.attributes = dict(itertools.islice(attributes.items(), limit))
+        item.dropped_attributes = excess
 
 
 class _Recorder(Protocol):
@@ -334,25 +349,37 @@ class Span:
         attributes: Mapping[str, Any] | None = None,
         timestamp: datetime | float | None = None,
     ) -> Self:
-        """Adds a timestamped event; beyond the limit it is dropped and counted."""
+        """Adds a timestamped event; beyond the limit it is dropped and counted. Its attributes
+        beyond the attribute limit are dropped and counted in the event's
+        ``dropped_attributes``."""
         if self._end_mono is None:
             events = self._events
             if events is None:
                 events = self._events = []
-            if len(events) < self._recorder._limits[1]:
-                events.append(SpanEvent(name, timestamp, attributes))
+            limits = self._recorder._limits
+            if len(events) < limits[1]:
+                event = SpanEvent(name, timestamp, attributes)
+                if len(event.attributes) > limits[0]:
+                    _limit_attributes(event, limits[0])
+                events.append(event)
             else:
                 self._drop(1)
         return self
 
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> Self:
-        """Links another span's context; beyond the limit the link is dropped and counted."""
+        """Links another span's context; beyond the limit the link is dropped and counted. Its
+        attributes beyond the attribute limit are dropped and counted in the link's
+        ``dropped_attributes``."""
         if self._end_mono is None:
             links = self._links
             if links is None:
                 links = self._links = []
-            if len(links) < self._recorder._limits[2]:
-                links.append(SpanLink(context, attributes))
+            limits = self._recorder._limits
+            if len(links) < limits[2]:
+                link = SpanLink(context, attributes)
+                if len(link.attributes) > limits[0]:
+                    _limit_attributes(link, limits[0])
+                links.append(link)
             else:
                 self._drop(2)
         return self
