@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use arc_swap::ArcSwap;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::error::{Error, ErrorKind};
 use crate::metrics::encode;
@@ -89,6 +89,61 @@ fn label_name_error(key: &Bound<'_, PyAny>) -> PyErr {
     .into()
 }
 
+/// `text` with lone surrogates written as `\udcff` (for error messages).
+#[cold]
+fn shown(text: &Bound<'_, PyString>) -> String {
+    text.call_method1(intern!(text.py(), "encode"), ("utf-8", "backslashreplace"))
+        .ok()
+        .and_then(|b| {
+            b.cast::<PyBytes>()
+                .ok()
+                .map(|b| String::from_utf8_lossy(b.as_bytes()).into_owned())
+        })
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// Text that is not valid Unicode (a lone surrogate, as `os.fsdecode` leaves for undecodable
+/// bytes): rejected before any state is created, as the UTF-8 exposition could not carry it.
+#[cold]
+fn not_unicode(kind: ErrorKind, item: &str, what: &str, metric: &str) -> PyErr {
+    Error::new(
+        kind,
+        item,
+        format!("{what} is not valid Unicode (it contains a lone surrogate) (metric {metric:?})"),
+    )
+    .into()
+}
+
+#[inline]
+fn label_name_str<'a>(key: &'a Bound<'_, PyString>, metric: &str) -> PyResult<&'a str> {
+    key.to_str()
+        .map_err(|_| not_unicode(ErrorKind::InvalidLabel, &shown(key), "label name", metric))
+}
+
+#[inline]
+fn label_value_str<'a>(
+    value: &'a Bound<'_, PyString>,
+    label: &str,
+    metric: &str,
+) -> PyResult<&'a str> {
+    value
+        .to_str()
+        .map_err(|_| not_unicode(ErrorKind::InvalidLabel, label, "label value", metric))
+}
+
+/// A metric name given as a Python string (one that is not valid Unicode is an invalid name).
+#[inline]
+fn metric_name_str<'a>(name: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+    name.to_str().map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidMetricName,
+            shown(name),
+            "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+        )
+        .into()
+    })
+}
+
 fn value_str<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
     match value.cast::<PyString>() {
         Ok(s) => Ok(s.clone()),
@@ -141,7 +196,7 @@ fn given_names(labels: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Vec<St
     if let Some(labels) = labels {
         for_each_label(labels, what, |key, _| {
             let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
-            names.push(key.to_str()?.to_owned());
+            names.push(label_name_str(key, what)?.to_owned());
             Ok(())
         })?;
     }
@@ -180,8 +235,12 @@ fn series_for(
         let mut slots: [Option<Bound<'_, PyString>>; INLINE_LABELS] = Default::default();
         fill_slots(family, labels, &mut slots[..wanted], what)?;
         let mut values: [&str; INLINE_LABELS] = [""; INLINE_LABELS];
-        for (value, slot) in values.iter_mut().zip(&slots[..wanted]) {
-            *value = slot.as_ref().expect("every slot filled").to_str()?;
+        for ((value, slot), label) in values
+            .iter_mut()
+            .zip(&slots[..wanted])
+            .zip(family.label_names())
+        {
+            *value = label_value_str(slot.as_ref().expect("every slot filled"), label, what)?;
         }
         Ok(family.series(&values[..wanted], clock))
     } else {
@@ -189,7 +248,8 @@ fn series_for(
         fill_slots(family, labels, &mut slots, what)?;
         let values = slots
             .iter()
-            .map(|s| s.as_ref().expect("every slot filled").to_str())
+            .zip(family.label_names())
+            .map(|(s, label)| label_value_str(s.as_ref().expect("every slot filled"), label, what))
             .collect::<PyResult<Vec<&str>>>()?;
         Ok(family.series(&values, clock))
     }
@@ -205,7 +265,7 @@ fn fill_slots<'py>(
     let mut mismatch = false;
     let count = for_each_label(labels, what, |key, value| {
         let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
-        match family.label_index(key.to_str()?) {
+        match family.label_index(label_name_str(key, what)?) {
             Some(index) => slots[index] = Some(value_str(&value)?),
             None => mismatch = true,
         }
@@ -230,9 +290,11 @@ fn registry_config(
     if let Some(labels) = default_labels {
         for_each_label(labels, "default_labels", |key, value| {
             let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
+            let label = label_name_str(key, "default_labels")?;
+            let text = value_str(&value)?;
             config.default_labels.push((
-                key.to_str()?.to_owned(),
-                value_str(&value)?.to_str()?.to_owned(),
+                label.to_owned(),
+                label_value_str(&text, label, "default_labels")?.to_owned(),
             ));
             Ok(())
         })?;
@@ -278,6 +340,16 @@ impl MetricSet {
         kind: Kind,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Arc<Family>> {
+        // Label names and values that are not valid Unicode are rejected before the family is
+        // created (a rejected call leaves no state behind).
+        if let Some(labels) = labels {
+            for_each_label(labels, name, |key, value| {
+                let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
+                let label = label_name_str(key, name)?;
+                label_value_str(&value_str(&value)?, label, name)?;
+                Ok(())
+            })?;
+        }
         let names = given_names(labels, name)?;
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         Ok(self.inner.family(name, kind, &names)?)
@@ -417,7 +489,7 @@ impl MetricSet {
         value: f64,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = name.to_str()?;
+        let name = metric_name_str(name)?;
         let series = self.resolve(name, Kind::Counter, value, labels)?;
         Ok(series.counter_add(name, value)?)
     }
@@ -430,7 +502,7 @@ impl MetricSet {
         value: f64,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = name.to_str()?;
+        let name = metric_name_str(name)?;
         self.resolve(name, Kind::Gauge, value, labels)?
             .gauge_set(value);
         Ok(())
@@ -444,7 +516,7 @@ impl MetricSet {
         value: f64,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = name.to_str()?;
+        let name = metric_name_str(name)?;
         self.resolve(name, Kind::Gauge, value, labels)?
             .gauge_add(value);
         Ok(())
@@ -459,7 +531,7 @@ impl MetricSet {
         value: f64,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = name.to_str()?;
+        let name = metric_name_str(name)?;
         let series = self.resolve(name, Kind::Histogram, value, labels)?;
         let exemplar = current_exemplar(py, self.span_var.as_ref(), &self.inner);
         Ok(series.histogram_observe(name, value, exemplar)?)
@@ -473,7 +545,7 @@ impl MetricSet {
         value: f64,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = name.to_str()?;
+        let name = metric_name_str(name)?;
         let series = self.resolve(name, Kind::Summary, value, labels)?;
         Ok(series.summary_observe(name, value, self.inner.clock().now())?)
     }
@@ -486,24 +558,30 @@ impl MetricSet {
         &self,
         kind: &str,
         name: &str,
-        documentation: Option<&str>,
-        label_names: Option<Vec<String>>,
+        documentation: Option<Bound<'_, PyString>>,
+        label_names: Option<Vec<Bound<'_, PyString>>>,
         buckets: Option<Vec<f64>>,
         quantiles: Option<Vec<f64>>,
         multiprocess_mode: Option<&str>,
     ) -> PyResult<()> {
         let kind = Kind::parse(name, kind)?;
         let mode = multiprocess_mode.map(GaugeMode::parse).transpose()?;
+        let label_names = label_names
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|label| label_name_str(label, name))
+            .collect::<PyResult<Vec<&str>>>()?;
+        let documentation = documentation
+            .as_ref()
+            .map(|text| {
+                text.to_str()
+                    .map_err(|_| not_unicode(ErrorKind::InvalidArgument, name, "help text", name))
+            })
+            .transpose()?;
         let spec = FamilySpec {
             documentation,
-            label_names: Some(
-                label_names
-                    .as_deref()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(String::as_str)
-                    .collect(),
-            ),
+            label_names: Some(label_names),
             buckets: buckets.as_deref(),
             quantiles: quantiles.as_deref(),
             mode,
@@ -1016,7 +1094,14 @@ impl OperationRecorder {
         success: bool,
         labels: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let operation_name = operation.to_str()?;
+        let operation_name = operation.to_str().map_err(|_| {
+            not_unicode(
+                ErrorKind::InvalidLabel,
+                "operation",
+                "label value",
+                OPERATIONS,
+            )
+        })?;
         let extra = given_names(Some(labels), operation_name)?;
         self.declare(registry, &extra)?;
         let merged = PyDict::new(py);
@@ -1089,7 +1174,14 @@ impl OperationRecorder {
         labels: Option<&Bound<'_, PyAny>>,
         duration_ms: Option<f64>,
     ) -> PyResult<()> {
-        let name = operation.to_str()?;
+        let name = operation.to_str().map_err(|_| {
+            not_unicode(
+                ErrorKind::InvalidLabel,
+                "operation",
+                "label value",
+                OPERATIONS,
+            )
+        })?;
         let success = match success {
             Some(flag) => flag.is_truthy()?,
             None => true,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,7 @@ from truthound.stores.observability.metrics import (
     HistogramValue,
     InMemoryMetricsBackend,
     MetricsRegistry,
+    PrometheusMetricsBackend,
     StoreMetrics,
 )
 
@@ -284,3 +287,56 @@ def test_one_trailing_underscore_of_a_prefix_is_dropped(prefix: str) -> None:
 def test_a_prefix_of_only_an_underscore_is_rejected() -> None:
     with pytest.raises(InvalidMetricNameError, match='"_"'):
         InMemoryMetricsBackend(prefix="_")
+
+
+# ---- text that is not valid Unicode (lone surrogates, e.g. from os.fsdecode) ------------------
+
+
+@pytest.mark.timeout(60)
+def test_lone_surrogates_are_rejected_with_no_state_created(net: Any) -> None:
+    backend = PrometheusMetricsBackend(prefix="")
+    backend.increment("ok")
+    bad = os.fsdecode(b"/data/\xff.csv")  # a lone surrogate, as for an undecodable path
+    calls = [
+        lambda: backend.increment("x", 1.0, {"path": bad}),
+        lambda: backend.gauge("x", 1.0, {"path": bad}),
+        lambda: backend.histogram("x", 1.0, {"path": bad}),
+        lambda: backend.summary("x", 1.0, {"path": bad}),
+        lambda: backend.counter_series("x", {"path": bad}),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidLabelError, match=r'"path": label value is not valid Unicode'):
+            call()
+    with pytest.raises(InvalidLabelError, match="label name is not valid Unicode"):
+        backend.increment("x", 1.0, {"p\udcff": "v"})
+    with pytest.raises(InvalidLabelError, match="label name is not valid Unicode"):
+        backend.register("y", "counter", "help", label_names=["p\udcff"])
+    with pytest.raises(InvalidArgumentError, match=r'"y": help text is not valid Unicode'):
+        backend.register("y", "counter", "help \udcff")
+    with pytest.raises(InvalidMetricNameError):
+        backend.increment("x\udcff")
+    # An existing family: the bad label set is rejected, the family keeps its series only.
+    backend.increment("z", 1.0, {"path": "good"})
+    with pytest.raises(InvalidLabelError, match=r'"path": label value is not valid Unicode'):
+        backend.increment("z", 1.0, {"path": bad})
+    with pytest.raises(InvalidLabelError, match=r'"path": label value is not valid Unicode'):
+        InMemoryMetricsBackend(default_labels={"path": bad})
+    names = sorted(m.name for m in backend.get_metrics())
+    assert names == ["ok_total", "z_total"]
+    text = backend.export()
+    types = [line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    assert types == ["ok_total", "z_total"]  # no empty family "x" or "y" left behind
+    port = backend.start_http_server(port=0)
+    try:
+        assert net.http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200
+    finally:
+        backend.stop_http_server()
+    closed = f"http://127.0.0.1:{net.free_port()}"
+    assert backend.push_to_gateway(closed, "j", timeout=2) is False  # fails on the network only
+    assert closed in (backend.last_push_error or "")
+
+
+def test_lone_surrogate_operation_names_are_rejected() -> None:
+    metrics = StoreMetrics(InMemoryMetricsBackend(prefix=""), "files")
+    with pytest.raises(InvalidLabelError, match="not valid Unicode"):
+        metrics.record_operation("read\udcff", 0.1)

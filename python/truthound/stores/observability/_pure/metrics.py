@@ -138,6 +138,57 @@ def _value_str(value: Any) -> str:
     return str(value)
 
 
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no lone surrogate, as ``os.fsdecode`` leaves for
+    undecodable bytes): the exposition is UTF-8, so such text could never be exported."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udcff`` (for error messages)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _not_unicode(cls: type[Exception], item: str, what: str, metric: str) -> Exception:
+    return _error(
+        cls,
+        _shown(item),
+        f"{what} is not valid Unicode (it contains a lone surrogate) "
+        f"(metric {_debug(_shown(metric))})",
+    )
+
+
+def _check_label_name(key: str, metric: str) -> str:
+    if not _is_unicode(key):
+        raise _not_unicode(InvalidLabelError, key, "label name", metric)
+    return key
+
+
+def _check_label_values(labels: Any, what: str) -> None:
+    """Rejects a label name or value that is not valid Unicode, before any state is created."""
+    if labels is None:
+        return
+    for key, value in _items(labels, what):
+        if not isinstance(key, str):
+            raise _label_name_error(key)
+        _check_label_name(str.__str__(key), what)
+        text = _value_str(value)
+        if not _is_unicode(text):
+            raise _not_unicode(InvalidLabelError, str.__str__(key), "label value", what)
+
+
+def _check_values(names: Sequence[str], values: Sequence[str], what: str) -> None:
+    for label, value in zip(names, values, strict=True):
+        if not _is_unicode(value):
+            raise _not_unicode(InvalidLabelError, label, "label value", what)
+
+
 def _label_name_error(key: Any) -> Exception:
     try:
         shown = repr(key)
@@ -166,7 +217,9 @@ def _items(labels: Any, what: str) -> Iterable[tuple[Any, Any]]:
 def _validate_metric_name(name: str) -> None:
     if not _METRIC_NAME.fullmatch(name):
         raise _error(
-            InvalidMetricNameError, name, "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*"
+            InvalidMetricNameError,
+            _shown(name),
+            "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*",
         )
 
 
@@ -828,7 +881,10 @@ class _Family:
                 slots[index] = _value_str(value)
         if mismatch or count != len(names) or any(s is None for s in slots):
             raise self._schema_error_for(labels, what)
-        return self.series(tuple(slots), clock)  # type: ignore[arg-type]
+        values: tuple[str, ...] = tuple(slots)  # type: ignore[arg-type]
+        if values not in self.map:
+            _check_values(names, values, what)
+        return self.series(values, clock)
 
     def _schema_error_for(self, labels: Any, what: str) -> Exception:
         return self.schema_error(_given_names(labels, what))
@@ -846,7 +902,7 @@ def _given_names(labels: Any, what: str) -> list[str]:
         for key, _ in _items(labels, what):
             if not isinstance(key, str):
                 raise _label_name_error(key)
-            names.append(str.__str__(key))
+            names.append(_check_label_name(str.__str__(key), what))
     return names
 
 
@@ -856,7 +912,7 @@ def _pairs(labels: Any, what: str) -> list[tuple[str, str]]:
         for key, value in _items(labels, what):
             if not isinstance(key, str):
                 raise _label_name_error(key)
-            pairs.append((str.__str__(key), _value_str(value)))
+            pairs.append((_check_label_name(str.__str__(key), what), _value_str(value)))
     return pairs
 
 
@@ -881,6 +937,9 @@ class MetricSet:
         prefix = _str(prefix, "prefix")
         directory = None if multiprocess_dir is None else os.fspath(multiprocess_dir)
         defaults = _pairs(default_labels, "default_labels")
+        for key, value in defaults:
+            if not _is_unicode(value):
+                raise _not_unicode(InvalidLabelError, key, "label value", "default_labels")
         bucket_list = [_f64(b) for b in buckets] if buckets is not None else list(_DEFAULT_BUCKETS)
         quantile_list = (
             [_f64(q) for q in quantiles] if quantiles is not None else list(_DEFAULT_QUANTILES)
@@ -947,6 +1006,7 @@ class MetricSet:
         if family is not None and family.kind == kind:
             return family
         name = _str(name, "name")
+        _check_label_values(labels, name)
         return self._register(
             name, kind, None, _given_names(labels, name), None, None, explicit=False
         )
@@ -1231,7 +1291,9 @@ class MetricSet:
             if multiprocess_mode is None
             else mp.parse_mode(_str(multiprocess_mode, "multiprocess_mode"))
         )
-        names = [_str(n, "label name") for n in (label_names or ())]
+        names = [_check_label_name(_str(n, "label name"), name) for n in (label_names or ())]
+        if isinstance(documentation, str) and not _is_unicode(documentation):
+            raise _not_unicode(InvalidArgumentError, name, "help text", name)
         bucket_list = [_f64(b) for b in buckets] if buckets is not None else None
         quantile_list = [_f64(q) for q in quantiles] if quantiles is not None else None
         self._register(name, kind, documentation, names, bucket_list, quantile_list, True, mode)
@@ -1783,6 +1845,8 @@ class OperationRecorder:
     ) -> None:
         """Counts one operation and observes its latency (``success`` by truth value)."""
         name = _str(operation, "operation")
+        if not _is_unicode(name):
+            raise _not_unicode(InvalidLabelError, "operation", "label value", _OPERATIONS)
         ms = None if duration_ms is None else _f64(duration_ms)
         given = None if duration_seconds is None else _f64(duration_seconds)
         ok = True if success is None else bool(success)
