@@ -1311,6 +1311,20 @@ impl Registry {
         }
         let mut state = fork::lock(&self.state);
         if let Some(existing) = state.owned.get(&family_name).cloned() {
+            if existing.name() != family_name {
+                // One of the samples of another metric ("foo_created", "h_sum", "h_bucket"):
+                // a conflict whichever was first (prometheus_client: duplicated timeseries).
+                return Err(Error::new(
+                    ErrorKind::MetricConflict,
+                    name,
+                    format!(
+                        "a {} would expose {family_name:?}, which {} {:?} already exposes",
+                        kind.as_str(),
+                        existing.kind().as_str(),
+                        existing.caller_name
+                    ),
+                ));
+            }
             Self::check_existing(
                 &existing,
                 name,
@@ -1752,6 +1766,30 @@ mod tests {
         assert_eq!(err.item, "a");
         let err = r.family("h", Kind::Histogram, &["le"]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidLabel);
+    }
+
+    #[test]
+    fn sample_names_of_another_metric_conflict_in_either_order() {
+        for (first, second) in [
+            (("foo", Kind::Counter), ("foo_created", Kind::Counter)),
+            (("h", Kind::Histogram), ("h_sum", Kind::Histogram)),
+            (("h", Kind::Histogram), ("h_bucket", Kind::Histogram)),
+            (("s", Kind::Summary), ("s_count", Kind::Summary)),
+        ] {
+            for (a, b) in [(first, second), (second, first)] {
+                let r = registry(RegistryConfig::default());
+                r.family(a.0, a.1, &[]).unwrap();
+                let err = r.family(b.0, b.1, &[]).unwrap_err();
+                assert_eq!(err.kind, ErrorKind::MetricConflict, "{a:?} then {b:?}");
+                let message = err.to_string();
+                assert!(message.contains(&format!("{:?}", a.0)), "{message}");
+                assert!(message.contains(&format!("{:?}", b.0)), "{message}");
+            }
+        }
+        let r = registry(RegistryConfig::default());
+        let x = r.family("x", Kind::Counter, &[]).unwrap();
+        let x_total = r.family("x_total", Kind::Counter, &[]).unwrap();
+        assert!(Arc::ptr_eq(&x, &x_total));
     }
 
     #[test]

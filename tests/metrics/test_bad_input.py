@@ -340,3 +340,65 @@ def test_lone_surrogate_operation_names_are_rejected() -> None:
     metrics = StoreMetrics(InMemoryMetricsBackend(prefix=""), "files")
     with pytest.raises(InvalidLabelError, match="not valid Unicode"):
         metrics.record_operation("read\udcff", 0.1)
+
+
+# ---- a metric named like another metric's sample ---------------------------------------------
+
+_SAMPLE_NAME_CASES = [
+    ("counter", "foo", "counter", "foo_created"),
+    ("counter", "foo", "gauge", "foo_created"),
+    ("histogram", "h", "histogram", "h_sum"),
+    ("histogram", "h", "histogram", "h_bucket"),
+    ("histogram", "h", "counter", "h_count"),
+    ("summary", "s", "summary", "s_count"),
+    ("summary", "s", "summary", "s_created"),
+]
+
+
+def _record(backend: InMemoryMetricsBackend, kind: str, name: str) -> None:
+    {
+        "counter": backend.increment,
+        "gauge": backend.gauge,
+        "histogram": backend.histogram,
+        "summary": backend.summary,
+    }[kind](name, 1.0)
+
+
+@pytest.mark.parametrize(("kind_a", "name_a", "kind_b", "name_b"), _SAMPLE_NAME_CASES)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_name_of_another_metrics_sample_conflicts_in_either_order(
+    kind_a: str, name_a: str, kind_b: str, name_b: str, reverse: bool
+) -> None:
+    backend = InMemoryMetricsBackend(prefix="")
+    first, second = (
+        ((kind_b, name_b), (kind_a, name_a))
+        if reverse
+        else (
+            (kind_a, name_a),
+            (kind_b, name_b),
+        )
+    )
+    _record(backend, *first)
+    before = backend.export()
+    with pytest.raises(MetricConflictError) as caught:
+        _record(backend, *second)
+    assert f'"{name_a}"' in str(caught.value)
+    assert f'"{name_b}"' in str(caught.value)
+    with pytest.raises(MetricConflictError):
+        backend.register(second[1], second[0])
+    assert backend.export() == before  # nothing recorded into the first metric
+
+
+def test_counter_total_suffix_still_names_one_counter() -> None:
+    backend = InMemoryMetricsBackend(prefix="")
+    backend.increment("x")
+    backend.increment("x_total", 2)
+    backend.register("x_total", "counter")
+    assert backend.get("x") == 3.0
+    assert backend.get("x_total") == 3.0
+    backend.increment("c", 1)
+    with pytest.raises(MetricConflictError, match=r'"c_created".*"c"'):
+        backend.register("c_created", "counter")
+    with pytest.raises(MetricConflictError, match=r'"c_created".*"c"'):
+        backend.counter_series("c_created")
+

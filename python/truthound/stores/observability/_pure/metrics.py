@@ -1034,6 +1034,15 @@ class MetricSet:
                 raise _error(InvalidLabelError, a, f"label name repeated (metric {_debug(name)})")
         with self._lock:
             existing = self._owned.get(family_name)
+            if existing is not None and existing.name != family_name:
+                # One of the samples of another metric ("foo_created", "h_sum", "h_bucket"):
+                # a conflict whichever was first (prometheus_client: duplicated timeseries).
+                raise _error(
+                    MetricConflictError,
+                    name,
+                    f"a {kind} would expose {_debug(family_name)}, which {existing.kind} "
+                    f"{_debug(existing.caller_name)} already exposes",
+                )
             if existing is not None:
                 self._check_existing(
                     existing, name, kind, labels, label_names, documentation, buckets, quantiles
