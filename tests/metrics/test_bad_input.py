@@ -402,3 +402,55 @@ def test_counter_total_suffix_still_names_one_counter() -> None:
     with pytest.raises(MetricConflictError, match=r'"c_created".*"c"'):
         backend.counter_series("c_created")
 
+
+# ---- push arguments ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"gateway_url": "http://[bad"}, "gateway_url"),
+        ({"gateway_url": "ftp://host:9091"}, "gateway_url"),
+        ({"gateway_url": "http://host:notaport"}, "gateway_url"),
+        ({"grouping_key": [("a", "b")]}, "grouping_key"),
+        ({"method": None}, "method"),
+        ({"method": "patch"}, "method"),
+        ({"job": ""}, "job"),
+        ({"timeout": 0}, "timeout"),
+    ],
+)
+def test_push_arguments_that_can_never_work_name_the_argument(
+    arguments: dict[str, Any], named: str
+) -> None:
+    backend = PrometheusMetricsBackend()
+    backend.increment("x")
+    call = {"gateway_url": "http://127.0.0.1:1", "job": "j", **arguments}
+    with pytest.raises(InvalidArgumentError, match=f"^{named}="):
+        backend.push_to_gateway(**call)
+    with pytest.raises(InvalidArgumentError, match=f"^{named}="):
+        backend.push_to_gateway(**call, raise_on_error=False)
+    if named != "gateway_url":
+        with pytest.raises(InvalidArgumentError, match=f"^{named}="):
+            backend.start_pushing(0.1, **call)
+    assert backend.push_failures == 0
+
+
+@pytest.mark.timeout(60)
+def test_the_periodic_push_counts_a_malformed_gateway_url_and_keeps_going() -> None:
+    import threading
+    import time
+
+    from truthound.stores.observability.config import MetricsConfig
+
+    backend = PrometheusMetricsBackend(
+        MetricsConfig(push_gateway_url="http://[bad", push_interval_seconds=0.05)
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while backend.push_failures < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert backend.push_failures >= 3  # the thread survived its first failure
+        assert "gateway_url" in (backend.last_push_error or "")
+        assert any(t.name == "truthound-metrics-push" for t in threading.enumerate())
+    finally:
+        backend.close()  # the final push fails too: counted, not raised
