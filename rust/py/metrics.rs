@@ -131,6 +131,30 @@ fn label_value_str<'a>(
         .map_err(|_| not_unicode(ErrorKind::InvalidLabel, label, "label value", metric))
 }
 
+/// The overflow marker as a user's label value: reserved, so that the overflow series of a
+/// family at its series limit never collides with a user series.
+#[inline]
+fn check_not_reserved(labels: &[Box<str>], values: &[&str], metric: &str) -> PyResult<()> {
+    match values.iter().position(|v| *v == core::OVERFLOW_VALUE) {
+        None => Ok(()),
+        Some(index) => Err(reserved_value(&labels[index], metric)),
+    }
+}
+
+#[cold]
+fn reserved_value(label: &str, metric: &str) -> PyErr {
+    Error::new(
+        ErrorKind::InvalidLabel,
+        label,
+        format!(
+            "label value {:?} is reserved for the series that collects label sets beyond \
+             max_series_per_metric (metric {metric:?})",
+            core::OVERFLOW_VALUE
+        ),
+    )
+    .into()
+}
+
 /// A metric name given as a Python string (one that is not valid Unicode is an invalid name).
 #[inline]
 fn metric_name_str<'a>(name: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
@@ -242,6 +266,7 @@ fn series_for(
         {
             *value = label_value_str(slot.as_ref().expect("every slot filled"), label, what)?;
         }
+        check_not_reserved(family.label_names(), &values[..wanted], what)?;
         Ok(family.series(&values[..wanted], clock))
     } else {
         let mut slots: Vec<Option<Bound<'_, PyString>>> = vec![None; wanted];
@@ -251,6 +276,7 @@ fn series_for(
             .zip(family.label_names())
             .map(|(s, label)| label_value_str(s.as_ref().expect("every slot filled"), label, what))
             .collect::<PyResult<Vec<&str>>>()?;
+        check_not_reserved(family.label_names(), &values, what)?;
         Ok(family.series(&values, clock))
     }
 }
@@ -1182,6 +1208,9 @@ impl OperationRecorder {
                 OPERATIONS,
             )
         })?;
+        if name == core::OVERFLOW_VALUE {
+            return Err(reserved_value("operation", OPERATIONS));
+        }
         let success = match success {
             Some(flag) => flag.is_truthy()?,
             None => true,

@@ -454,3 +454,36 @@ def test_the_periodic_push_counts_a_malformed_gateway_url_and_keeps_going() -> N
         assert any(t.name == "truthound-metrics-push" for t in threading.enumerate())
     finally:
         backend.close()  # the final push fails too: counted, not raised
+
+
+# ---- the overflow marker is reserved -----------------------------------------------------------
+
+
+def test_the_overflow_marker_is_a_reserved_label_value() -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    backend = InMemoryMetricsBackend(prefix="", max_series_per_metric=1)
+    backend.increment("c", 1, {"u": "a"})
+    backend.increment("c", 1, {"u": "b"})  # beyond the limit: the overflow series
+    assert backend.series_overflows == 1
+    calls = [
+        lambda: backend.increment("c", 1, {"u": "__overflow__"}),
+        lambda: backend.increment("fresh", 1, {"u": "__overflow__"}),
+        lambda: backend.gauge("g", 1, {"u": "__overflow__"}),
+        lambda: backend.histogram("h", 1, {"u": "__overflow__"}),
+        lambda: backend.summary("s", 1, {"u": "__overflow__"}),
+        lambda: backend.counter_series("c", {"u": "__overflow__"}),
+        lambda: StoreMetrics(backend, "files").record_operation("__overflow__", 0.1),
+        lambda: StoreMetrics(backend, "files").record_operation(
+            "read", 0.1, labels={"tenant": "__overflow__"}
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidLabelError, match=r"__overflow__.*reserved"):
+            call()
+    assert backend.series_overflows == 1
+    assert backend.get("c", {"u": "__overflow__"}) == 1.0  # reading the overflow series works
+    text = backend.export("openmetrics")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = [(s.name, s.labels) for s in families["c"].samples]
+    assert len(samples) == len({(n, tuple(sorted(labels.items()))) for n, labels in samples})

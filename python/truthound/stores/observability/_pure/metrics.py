@@ -184,9 +184,22 @@ def _check_label_values(labels: Any, what: str) -> None:
 
 
 def _check_values(names: Sequence[str], values: Sequence[str], what: str) -> None:
+    """Rejects, before a series is created, a label value that is not valid Unicode or is the
+    overflow marker (reserved: the overflow series must never collide with a user series)."""
     for label, value in zip(names, values, strict=True):
         if not _is_unicode(value):
             raise _not_unicode(InvalidLabelError, label, "label value", what)
+        if value == OVERFLOW_VALUE:
+            raise _reserved_value(label, what)
+
+
+def _reserved_value(label: str, what: str) -> Exception:
+    return _error(
+        InvalidLabelError,
+        label,
+        f"label value {_debug(OVERFLOW_VALUE)} is reserved for the series that collects label "
+        f"sets beyond max_series_per_metric (metric {_debug(_shown(what))})",
+    )
 
 
 def _label_name_error(key: Any) -> Exception:
@@ -1856,6 +1869,8 @@ class OperationRecorder:
         name = _str(operation, "operation")
         if not _is_unicode(name):
             raise _not_unicode(InvalidLabelError, "operation", "label value", _OPERATIONS)
+        if name == OVERFLOW_VALUE:
+            raise _reserved_value("operation", _OPERATIONS)
         ms = None if duration_ms is None else _f64(duration_ms)
         given = None if duration_seconds is None else _f64(duration_seconds)
         ok = True if success is None else bool(success)

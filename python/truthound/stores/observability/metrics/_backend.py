@@ -123,7 +123,14 @@ class Metric:
 
 
 class _CoreBackend:
-    """Recording, reading and export shared by both backends (served by the selected core)."""
+    """Recording, reading and export shared by both backends (served by the selected core).
+
+    Series limit: a metric keeps at most ``max_series_per_metric`` label sets; the samples of
+    further label sets go to one overflow series whose label values are all ``__overflow__``
+    (counted in ``series_overflows``). That value is reserved: a label value ``"__overflow__"``
+    (or ``StoreMetrics`` operation of that name) raises ``InvalidLabelError``, so the overflow
+    series can never collide with a series of the caller's.
+    """
 
     def __init__(
         self,
@@ -456,8 +463,8 @@ class _CoreBackend:
 
     @property
     def series_overflows(self) -> int:
-        """Samples recorded into an overflow series (label values ``__overflow__``) because a
-        metric reached ``max_series_per_metric`` label sets."""
+        """Samples recorded into an overflow series (label values ``__overflow__``, a value
+        reserved for it) because a metric reached ``max_series_per_metric`` label sets."""
         return self._core.series_overflows
 
     @property
