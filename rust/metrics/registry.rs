@@ -313,6 +313,20 @@ pub fn check_value(kind: Kind, layout: &Layout, value: f64, what: &str) -> Resul
     Err(invalid_value(what, &reason, value))
 }
 
+/// A finite value that would take a counter or a `_sum` beyond the largest float: rejected,
+/// the metric unchanged (an infinite total would stay infinite for good).
+#[cold]
+fn overflowing_value(kind: Kind, what: &str, value: f64) -> Error {
+    let reason = match kind {
+        Kind::Counter => "the increment would make the counter infinite (it is left unchanged)",
+        Kind::Histogram => {
+            "the observation would make the histogram's _sum infinite (it is left unchanged)"
+        }
+        _ => "the observation would make the summary's _sum infinite (it is left unchanged)",
+    };
+    invalid_value(what, reason, value)
+}
+
 #[cold]
 fn invalid_value(what: &str, reason: &str, value: f64) -> Error {
     Error::new(
@@ -372,8 +386,10 @@ impl Series {
     #[inline]
     pub fn counter_add(&self, metric: &str, value: f64) -> Result<()> {
         check_value(Kind::Counter, &self.layout, value, metric)?;
+        if !self.cells.add_f64_finite(0, value) {
+            return Err(overflowing_value(Kind::Counter, metric, value));
+        }
         self.note_overflow();
-        self.cells.add_f64(0, value);
         Ok(())
     }
 
@@ -416,14 +432,18 @@ impl Series {
         exemplar: Option<PendingExemplar>,
     ) -> Result<()> {
         check_value(Kind::Histogram, &self.layout, value, metric)?;
-        self.note_overflow();
         let bounds = &self.layout.bounds;
+        // The sum first: an observation that would make it infinite is rejected, no bucket
+        // counted.
+        if !self.cells.add_f64_finite(bounds.len() + 1, value) {
+            return Err(overflowing_value(Kind::Histogram, metric, value));
+        }
+        self.note_overflow();
         let index = bounds
             .iter()
             .position(|bound| value <= *bound)
             .unwrap_or(bounds.len());
         self.cells.increment_u64(index);
-        self.cells.add_f64(bounds.len() + 1, value);
         if let Some((labels, timestamp)) = exemplar {
             let slots = self.exemplars.get_or_init(|| {
                 (0..=bounds.len())
@@ -443,16 +463,24 @@ impl Series {
     /// Observes `value` into a summary at time `now`.
     pub fn summary_observe(&self, metric: &str, value: f64, now: f64) -> Result<()> {
         check_value(Kind::Summary, &self.layout, value, metric)?;
-        self.note_overflow();
         match &self.summary {
             Some(SummaryState::Window(window)) => {
-                fork::lock(window).observe(&self.layout.sketch, value, now);
+                let mut window = fork::lock(window);
+                if !(window.sum() + value).is_finite() {
+                    return Err(overflowing_value(Kind::Summary, metric, value));
+                }
+                self.note_overflow();
+                window.observe(&self.layout.sketch, value, now);
             }
             Some(SummaryState::Shared(lock)) => {
                 let _guard = fork::lock(lock);
+                if !(self.cells.load_f64(1) + value).is_finite() {
+                    return Err(overflowing_value(Kind::Summary, metric, value));
+                }
+                self.note_overflow();
                 self.shared_observe(value, now);
             }
-            _ => {}
+            _ => self.note_overflow(),
         }
         Ok(())
     }
@@ -1766,6 +1794,37 @@ mod tests {
         assert_eq!(err.item, "a");
         let err = r.family("h", Kind::Histogram, &["le"]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidLabel);
+    }
+
+    #[test]
+    fn finite_values_that_would_overflow_are_rejected_and_change_nothing() {
+        let r = registry(RegistryConfig::default());
+        let c = r
+            .family("c", Kind::Counter, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        c.counter_add("c", 1e308).unwrap();
+        let err = c.counter_add("c", 1e308).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidMetricValue);
+        assert_eq!(err.item, "c");
+        assert_eq!(c.scalar(), 1e308);
+        let h = r
+            .family("h", Kind::Histogram, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        h.histogram_observe("h", 1e308, None).unwrap();
+        assert!(h.histogram_observe("h", 1e308, None).is_err());
+        assert_eq!(
+            h.histogram_snapshot(),
+            (vec![0; 15].into_iter().chain([1]).collect(), 1e308)
+        );
+        let s = r
+            .family("s", Kind::Summary, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        s.summary_observe("s", 1e308, 0.0).unwrap();
+        assert!(s.summary_observe("s", 1e308, 0.0).is_err());
+        assert_eq!(s.summary_snapshot(0.0).0, 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
+use pyo3::exceptions::PyOverflowError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -151,6 +152,45 @@ fn reserved_value(label: &str, metric: &str) -> PyErr {
              max_series_per_metric (metric {metric:?})",
             core::OVERFLOW_VALUE
         ),
+    )
+    .into()
+}
+
+/// A recorded value, extracted as PyO3 extracts `f64`, except that a number too large for a
+/// float (`10**400`) is an `InvalidMetricValueError` naming it, not a bare `OverflowError`.
+#[derive(Clone, Copy)]
+pub struct Value(f64);
+
+impl<'py> FromPyObject<'_, 'py> for Value {
+    type Error = PyErr;
+
+    #[inline]
+    fn extract(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<f64>() {
+            Ok(value) => Ok(Self(value)),
+            Err(error) if error.is_instance_of::<PyOverflowError>(obj.py()) => Err(too_large(&obj)),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[cold]
+fn too_large(value: &Bound<'_, PyAny>) -> PyErr {
+    let shown = value
+        .repr()
+        .map_or_else(|_| "?".to_owned(), |r| r.to_string());
+    let chars: Vec<char> = shown.chars().collect();
+    let shown = if chars.len() > 40 {
+        let head: String = chars[..20].iter().collect();
+        let tail: String = chars[chars.len() - 8..].iter().collect();
+        format!("{head}...{tail} ({} characters)", chars.len())
+    } else {
+        shown
+    };
+    Error::new(
+        ErrorKind::InvalidMetricValue,
+        shown,
+        "the value is too large for a float (metric values are 64-bit floats)",
     )
     .into()
 }
@@ -508,13 +548,17 @@ impl MetricSet {
     }
 
     /// Adds `value` (default 1) to a counter; `_total` in `name` is optional.
-    #[pyo3(signature = (name, value = 1.0, labels = None))]
+    #[pyo3(
+        signature = (name, value = Value(1.0), labels = None),
+        text_signature = "($self, name, value=1.0, labels=None)"
+    )]
     fn increment(
         &self,
         name: &Bound<'_, PyString>,
-        value: f64,
+        value: Value,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let value = value.0;
         let name = metric_name_str(name)?;
         let series = self.resolve(name, Kind::Counter, value, labels)?;
         Ok(series.counter_add(name, value)?)
@@ -525,9 +569,10 @@ impl MetricSet {
     fn gauge(
         &self,
         name: &Bound<'_, PyString>,
-        value: f64,
+        value: Value,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let value = value.0;
         let name = metric_name_str(name)?;
         self.resolve(name, Kind::Gauge, value, labels)?
             .gauge_set(value);
@@ -539,9 +584,10 @@ impl MetricSet {
     fn gauge_add(
         &self,
         name: &Bound<'_, PyString>,
-        value: f64,
+        value: Value,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let value = value.0;
         let name = metric_name_str(name)?;
         self.resolve(name, Kind::Gauge, value, labels)?
             .gauge_add(value);
@@ -554,9 +600,10 @@ impl MetricSet {
         &self,
         py: Python<'_>,
         name: &Bound<'_, PyString>,
-        value: f64,
+        value: Value,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let value = value.0;
         let name = metric_name_str(name)?;
         let series = self.resolve(name, Kind::Histogram, value, labels)?;
         let exemplar = current_exemplar(py, self.span_var.as_ref(), &self.inner);
@@ -568,9 +615,10 @@ impl MetricSet {
     fn summary(
         &self,
         name: &Bound<'_, PyString>,
-        value: f64,
+        value: Value,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let value = value.0;
         let name = metric_name_str(name)?;
         let series = self.resolve(name, Kind::Summary, value, labels)?;
         Ok(series.summary_observe(name, value, self.inner.clock().now())?)
@@ -924,8 +972,9 @@ pub struct CounterSeries(Handle);
 #[pymethods]
 impl CounterSeries {
     /// Adds `value` (default 1, must be >= 0).
-    #[pyo3(signature = (value = 1.0))]
-    fn inc(&self, value: f64) -> PyResult<()> {
+    #[pyo3(signature = (value = Value(1.0)), text_signature = "($self, value=1.0)")]
+    fn inc(&self, value: Value) -> PyResult<()> {
+        let value = value.0;
         Ok(self.0.series()?.counter_add(&self.0.name, value)?)
     }
 
@@ -949,21 +998,24 @@ pub struct GaugeSeries(Handle);
 #[pymethods]
 impl GaugeSeries {
     /// Sets the gauge.
-    fn set(&self, value: f64) -> PyResult<()> {
+    fn set(&self, value: Value) -> PyResult<()> {
+        let value = value.0;
         self.0.series()?.gauge_set(value);
         Ok(())
     }
 
     /// Adds `value` (default 1).
-    #[pyo3(signature = (value = 1.0))]
-    fn inc(&self, value: f64) -> PyResult<()> {
+    #[pyo3(signature = (value = Value(1.0)), text_signature = "($self, value=1.0)")]
+    fn inc(&self, value: Value) -> PyResult<()> {
+        let value = value.0;
         self.0.series()?.gauge_add(value);
         Ok(())
     }
 
     /// Subtracts `value` (default 1).
-    #[pyo3(signature = (value = 1.0))]
-    fn dec(&self, value: f64) -> PyResult<()> {
+    #[pyo3(signature = (value = Value(1.0)), text_signature = "($self, value=1.0)")]
+    fn dec(&self, value: Value) -> PyResult<()> {
+        let value = value.0;
         self.0.series()?.gauge_add(-value);
         Ok(())
     }
@@ -988,7 +1040,8 @@ pub struct HistogramSeries(Handle);
 #[pymethods]
 impl HistogramSeries {
     /// Observes `value`.
-    fn observe(&self, py: Python<'_>, value: f64) -> PyResult<()> {
+    fn observe(&self, py: Python<'_>, value: Value) -> PyResult<()> {
+        let value = value.0;
         let series = self.0.series()?;
         series.layout().check(value, &self.0.name)?;
         let exemplar = current_exemplar(py, self.0.span_var.as_ref(), &self.0.registry);
@@ -1009,7 +1062,8 @@ pub struct SummarySeries(Handle);
 #[pymethods]
 impl SummarySeries {
     /// Observes `value`.
-    fn observe(&self, value: f64) -> PyResult<()> {
+    fn observe(&self, value: Value) -> PyResult<()> {
+        let value = value.0;
         let now = self.0.registry.clock().now();
         Ok(self.0.series()?.summary_observe(&self.0.name, value, now)?)
     }

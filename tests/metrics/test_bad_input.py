@@ -487,3 +487,65 @@ def test_the_overflow_marker_is_a_reserved_label_value() -> None:
     families = {f.name: f for f in text_string_to_metric_families(text)}
     samples = [(s.name, s.labels) for s in families["c"].samples]
     assert len(samples) == len({(n, tuple(sorted(labels.items()))) for n, labels in samples})
+
+
+# ---- finite values whose total would overflow; numbers too large for a float ------------------
+
+
+def test_a_value_that_would_make_a_total_infinite_is_rejected_and_changes_nothing() -> None:
+    backend = InMemoryMetricsBackend(prefix="")
+    backend.increment("big", 1e308)
+    with pytest.raises(InvalidMetricValueError, match=r'^"big": .*counter infinite'):
+        backend.increment("big", 1e308)
+    with pytest.raises(InvalidMetricValueError, match=r'^"big": .*counter infinite'):
+        backend.counter_series("big").inc(1e308)
+    assert backend.get("big") == 1e308
+    backend.histogram("hb", 1e308)
+    with pytest.raises(InvalidMetricValueError, match=r'^"hb": .*_sum infinite'):
+        backend.histogram("hb", 1e308)
+    with pytest.raises(InvalidMetricValueError, match=r'^"hb": .*_sum infinite'):
+        backend.histogram_series("hb").observe(1e308)
+    hb = backend.get("hb")
+    assert isinstance(hb, HistogramValue)
+    assert (hb.count, hb.sum) == (1, 1e308)
+    backend.summary("sb", 1e308)
+    with pytest.raises(InvalidMetricValueError, match=r'^"sb": .*_sum infinite'):
+        backend.summary("sb", 1e308)
+    sb = backend.get("sb")
+    assert (sb.count, sb.sum) == (1, 1e308)  # type: ignore[union-attr]
+    assert "+Inf" not in backend.export().replace('le="+Inf"', "")
+    backend.gauge_add("g", 1e308)
+    backend.gauge_add("g", 1e308)  # gauges take any float
+    assert backend.get("g") == math.inf
+
+
+@pytest.mark.parametrize("kind", ["counter", "gauge", "gauge_add", "histogram", "summary"])
+def test_numbers_too_large_for_a_float_are_invalid_values(kind: str) -> None:
+    backend = InMemoryMetricsBackend(prefix="")
+    record = {
+        "counter": backend.increment,
+        "gauge": backend.gauge,
+        "gauge_add": backend.gauge_add,
+        "histogram": backend.histogram,
+        "summary": backend.summary,
+    }[kind]
+    with pytest.raises(InvalidMetricValueError) as caught:
+        record("z", 12 * 10**400)
+    assert str(caught.value) == (
+        '"12000000000000000000...00000000 (402 characters)": '
+        "the value is too large for a float (metric values are 64-bit floats)"
+    )
+    assert backend.get_metrics() == []
+    handle = {
+        "counter": backend.counter_series,
+        "gauge": backend.gauge_series,
+        "gauge_add": backend.gauge_series,
+        "histogram": backend.histogram_series,
+        "summary": backend.summary_series,
+    }[kind]("z")
+    method = getattr(
+        handle,
+        "inc" if kind in ("counter", "gauge_add") else "set" if kind == "gauge" else "observe",
+    )
+    with pytest.raises(InvalidMetricValueError, match="too large"):
+        method(10**400)

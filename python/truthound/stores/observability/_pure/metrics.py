@@ -115,6 +115,43 @@ def _f64(value: Any) -> float:
     return float(value)
 
 
+def _value(value: Any) -> float:
+    """A recorded value (as ``_f64``); a number too large for a float (``10**400``) is an
+    ``InvalidMetricValueError`` naming it, not a bare ``OverflowError``."""
+    if type(value) is float:
+        return value
+    try:
+        return _f64(value)
+    except OverflowError:
+        raise _too_large(value) from None
+
+
+def _too_large(value: Any) -> Exception:
+    try:
+        shown = repr(value)
+    except Exception:
+        shown = "?"
+    if len(shown) > 40:
+        shown = f"{shown[:20]}...{shown[-8:]} ({len(shown)} characters)"
+    return _error(
+        InvalidMetricValueError,
+        shown,
+        "the value is too large for a float (metric values are 64-bit floats)",
+    )
+
+
+_OVERFLOWING = {
+    "counter": "the increment would make the counter infinite (it is left unchanged)",
+    "histogram": "the observation would make the histogram's _sum infinite (it is left unchanged)",
+    "summary": "the observation would make the summary's _sum infinite (it is left unchanged)",
+}
+
+
+def _overflowing(kind: str, metric: str, value: float) -> Exception:
+    reason = f"{_OVERFLOWING[kind]} (got {format_float(value)})"
+    return _error(InvalidMetricValueError, metric, reason)
+
+
 def _usize(value: Any) -> int:
     import operator
 
@@ -587,10 +624,13 @@ class _Series:
 
     def counter_add(self, metric: str, value: float) -> None:
         self.layout.check(value, metric)
+        with self.lock:
+            total = self.value + value
+            if not math.isfinite(total):
+                raise _overflowing("counter", metric, value)
+            self.value = total
         if self.overflow:
             self.layout.counters.overflowed()
-        with self.lock:
-            self.value += value
 
     def gauge_set(self, value: float) -> None:
         if self.overflow:
@@ -607,25 +647,30 @@ class _Series:
         self, metric: str, value: float, exemplar: tuple[LabelPairs, float] | None
     ) -> None:
         self.layout.check(value, metric)
-        if self.overflow:
-            self.layout.counters.overflowed()
         index = bisect_left(self.layout.bounds, value)
         with self.lock:
+            total = self.sum + value
+            if not math.isfinite(total):
+                raise _overflowing("histogram", metric, value)
             self.buckets[index] += 1
-            self.sum += value
+            self.sum = total
             if exemplar is not None:
                 if self.exemplars is None:
                     self.exemplars = [None] * len(self.buckets)
                 self.exemplars[index] = (exemplar[0], value, exemplar[1])
+        if self.overflow:
+            self.layout.counters.overflowed()
 
     def summary_observe(self, metric: str, value: float, now: float) -> None:
         self.layout.check(value, metric)
-        if self.overflow:
-            self.layout.counters.overflowed()
         window = self.window
         if window is not None:
             with self.lock:
+                if not math.isfinite(window.sum + value):
+                    raise _overflowing("summary", metric, value)
                 window.observe(self.layout.sketch, value, now)
+        if self.overflow:
+            self.layout.counters.overflowed()
 
     def histogram_snapshot(self) -> tuple[list[int], float]:
         with self.lock:
@@ -686,11 +731,14 @@ class _SharedSeries(_Series):
 
     def counter_add(self, metric: str, value: float) -> None:
         self.layout.check(value, metric)
+        with self.lock:
+            total = self.value + value
+            if not math.isfinite(total):
+                raise _overflowing("counter", metric, value)
+            self.value = total
+            self.d[self.at] = self.value
         if self.overflow:
             self.layout.counters.overflowed()
-        with self.lock:
-            self.value += value
-            self.d[self.at] = self.value
 
     def gauge_set(self, value: float) -> None:
         if self.overflow:
@@ -714,29 +762,33 @@ class _SharedSeries(_Series):
         self, metric: str, value: float, exemplar: tuple[LabelPairs, float] | None
     ) -> None:
         self.layout.check(value, metric)
-        if self.overflow:
-            self.layout.counters.overflowed()
         index = bisect_left(self.layout.bounds, value)
         with self.lock:
+            total = self.sum + value
+            if not math.isfinite(total):
+                raise _overflowing("histogram", metric, value)
             buckets = self.buckets
             buckets[index] += 1
             self.q[self.at + index] = buckets[index]
-            self.sum += value
+            self.sum = total
             self.d[self.at + len(buckets)] = self.sum
             if exemplar is not None:
                 if self.exemplars is None:
                     self.exemplars = [None] * len(buckets)
                 self.exemplars[index] = (exemplar[0], value, exemplar[1])
+        if self.overflow:
+            self.layout.counters.overflowed()
 
     def summary_observe(self, metric: str, value: float, now: float) -> None:
         layout = self.layout
         layout.check(value, metric)
-        if self.overflow:
-            layout.counters.overflowed()
         key = layout.sketch.key(value) if value > 0.0 else None
         with self.lock:
+            cells = mp.Cells(self.q, self.d, self.at)
+            if not math.isfinite(cells.f(1) + value):
+                raise _overflowing("summary", metric, value)
             mp.shared_observe(
-                mp.Cells(self.q, self.d, self.at),
+                cells,
                 value,
                 now,
                 layout.max_age,
@@ -744,6 +796,8 @@ class _SharedSeries(_Series):
                 layout.sketch.max_bins,
                 key,
             )
+        if self.overflow:
+            layout.counters.overflowed()
 
     def moved(self, chunk: mp.Chunk) -> None:
         """In a forked child: the values now live (zeroed) in the child's own file."""
@@ -1256,26 +1310,26 @@ class MetricSet:
         self, name: str, value: float = 1.0, labels: Mapping[str, Any] | None = None
     ) -> None:
         """Adds ``value`` (default 1) to a counter; ``_total`` in ``name`` is optional."""
-        value = _f64(value)
+        value = _value(value)
         family = self._family(name, "counter", labels)
         family.layout.check(value, name)
         family.series_for(labels, self._now, name).counter_add(name, value)
 
     def gauge(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
         """Sets a gauge to ``value``."""
-        value = _f64(value)
+        value = _value(value)
         family = self._family(name, "gauge", labels)
         family.series_for(labels, self._now, name).gauge_set(value)
 
     def gauge_add(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
         """Adds ``value`` (may be negative) to a gauge."""
-        value = _f64(value)
+        value = _value(value)
         family = self._family(name, "gauge", labels)
         family.series_for(labels, self._now, name).gauge_add(value)
 
     def histogram(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
         """Observes ``value``; inside a sampled span it becomes the bucket's exemplar."""
-        value = _f64(value)
+        value = _value(value)
         family = self._family(name, "histogram", labels)
         family.layout.check(value, name)
         series = family.series_for(labels, self._now, name)
@@ -1283,7 +1337,7 @@ class MetricSet:
 
     def summary(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
         """Observes ``value`` into a summary (quantiles over the sliding window)."""
-        value = _f64(value)
+        value = _value(value)
         family = self._family(name, "summary", labels)
         family.layout.check(value, name)
         series = family.series_for(labels, self._now, name)
@@ -1694,7 +1748,7 @@ class CounterSeries:
 
     def inc(self, value: float = 1.0) -> None:
         """Adds ``value`` (default 1, must be >= 0)."""
-        self._h.current().counter_add(self._h.name, _f64(value))
+        self._h.current().counter_add(self._h.name, _value(value))
 
     @property
     def value(self) -> float:
@@ -1717,15 +1771,15 @@ class GaugeSeries:
 
     def set(self, value: float) -> None:
         """Sets the gauge."""
-        self._h.current().gauge_set(_f64(value))
+        self._h.current().gauge_set(_value(value))
 
     def inc(self, value: float = 1.0) -> None:
         """Adds ``value`` (default 1)."""
-        self._h.current().gauge_add(_f64(value))
+        self._h.current().gauge_add(_value(value))
 
     def dec(self, value: float = 1.0) -> None:
         """Subtracts ``value`` (default 1)."""
-        self._h.current().gauge_add(-_f64(value))
+        self._h.current().gauge_add(-_value(value))
 
     @property
     def value(self) -> float:
@@ -1748,7 +1802,7 @@ class HistogramSeries:
 
     def observe(self, value: float) -> None:
         """Observes ``value``."""
-        value = _f64(value)
+        value = _value(value)
         series = self._h.current()
         series.layout.check(value, self._h.name)
         series.histogram_observe(self._h.name, value, self._h.registry._exemplar())
@@ -1769,7 +1823,7 @@ class SummarySeries:
 
     def observe(self, value: float) -> None:
         """Observes ``value``."""
-        value = _f64(value)
+        value = _value(value)
         now = self._h.registry._now()
         self._h.current().summary_observe(self._h.name, value, now)
 
