@@ -31,7 +31,7 @@ use super::multiprocess::{GaugeMode, MultiprocessCounters, wall_clock};
 use super::names::{self, Kind};
 use super::sketch::{Sketch, SketchParams, WindowedSketch};
 use crate::error::{Error, ErrorKind, Result};
-use crate::float::format_float;
+use crate::float::{format_float, format_label_float};
 use crate::fork;
 
 /// The label value of every label of a family's overflow series.
@@ -1185,8 +1185,11 @@ impl Registry {
                 .enumerate()
                 .map(|(i, n)| LabelSlot::Value((*n).into(), i))
                 .collect();
-            let mut le_text: Vec<Box<str>> =
-                def.bounds.iter().map(|b| format_float(*b).into()).collect();
+            let mut le_text: Vec<Box<str>> = def
+                .bounds
+                .iter()
+                .map(|b| format_label_float(*b).into())
+                .collect();
             le_text.push("+Inf".into());
             let built = Arc::new(Family {
                 name: def.name.as_str().into(),
@@ -1209,7 +1212,7 @@ impl Registry {
                 quantile_text: def
                     .quantiles
                     .iter()
-                    .map(|q| format_float(*q).into())
+                    .map(|q| format_label_float(*q).into())
                     .collect(),
                 hasher: DefaultHashBuilder::default(),
                 shards: (0..SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
@@ -1535,9 +1538,15 @@ impl Registry {
                 .map(|(i, n)| LabelSlot::Value((*n).into(), i)),
         );
         plan.sort_by(|a, b| slot_name(a).cmp(slot_name(b)));
-        let mut le_text: Vec<Box<str>> = bounds.iter().map(|b| format_float(*b).into()).collect();
+        let mut le_text: Vec<Box<str>> = bounds
+            .iter()
+            .map(|b| format_label_float(*b).into())
+            .collect();
         le_text.push("+Inf".into());
-        let quantile_text = quantiles.iter().map(|q| format_float(*q).into()).collect();
+        let quantile_text = quantiles
+            .iter()
+            .map(|q| format_label_float(*q).into())
+            .collect();
         let documentation = spec
             .documentation
             .filter(|d| !d.is_empty())

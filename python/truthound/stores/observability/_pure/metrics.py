@@ -87,6 +87,18 @@ def format_float(value: float) -> str:
     return repr(float(value))
 
 
+def format_label_float(value: float) -> str:
+    """The text of an ``le`` or ``quantile`` label value: ``format_float``, except that a
+    positive value of 1e6 or more in fixed notation switches to an exponent as Go and
+    prometheus_client do (``1e+06``, ``2.5e+07``); mirror of ``rust/float.rs``."""
+    text = format_float(value)
+    dot = text.find(".")
+    if value > 0 and dot > 6:
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
+
+
 # ---- errors (messages formatted like the native core's `{item:?}: {reason}`) ----------------
 
 _DEBUG_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
@@ -827,8 +839,8 @@ class _Family:
         self.plan = plan
         self.layout = layout
         self.kind = layout.kind
-        self.le_text = [format_float(b) for b in layout.bounds] + ["+Inf"]
-        self.quantile_text = [format_float(q) for q in layout.quantiles]
+        self.le_text = [format_label_float(b) for b in layout.bounds] + ["+Inf"]
+        self.quantile_text = [format_label_float(q) for q in layout.quantiles]
         self.map: dict[tuple[str, ...], _Series] = {}
         self.ordered: list[_Series] = []
         self.max_series = max_series

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any
-
-from .. import _core
+from typing import Any, cast
 
 __all__ = ["PrometheusClientCollector"]
 
@@ -47,8 +45,11 @@ class PrometheusClientCollector:
         """One prometheus_client ``Metric`` per family, with every series as samples."""
         from prometheus_client.metrics_core import Metric
         from prometheus_client.samples import Exemplar
+        from prometheus_client.utils import floatToGoString
 
-        fmt = _core.core.format_float
+        # prometheus_client's own label text for le/quantile ("1e+06", as Go writes it).
+        label_float = cast("Callable[[float], str]", floatToGoString)
+
         for kind, name, documentation, series_list in self.backend.collect():
             metric = Metric(name, documentation, kind)
             for labels, value, total, pairs, created, exemplars in series_list:
@@ -65,7 +66,10 @@ class PrometheusClientCollector:
                         if le in by_le:
                             exemplar = Exemplar(*by_le[le])
                         metric.add_sample(
-                            f"{name}_bucket", {**base, "le": fmt(le)}, count, exemplar=exemplar
+                            f"{name}_bucket",
+                            {**base, "le": label_float(le)},
+                            count,
+                            exemplar=exemplar,
                         )
                     if not (pairs and pairs[0][0] < 0.0):
                         # With a negative bucket bound _sum is no counter: left out, with
@@ -75,7 +79,9 @@ class PrometheusClientCollector:
                     metric.add_sample(f"{name}_created", base, created)
                 else:
                     for quantile, estimate in pairs:
-                        metric.add_sample(name, {**base, "quantile": fmt(quantile)}, estimate)
+                        metric.add_sample(
+                            name, {**base, "quantile": label_float(quantile)}, estimate
+                        )
                     metric.add_sample(f"{name}_count", base, value)
                     metric.add_sample(f"{name}_sum", base, total)
                     metric.add_sample(f"{name}_created", base, created)
