@@ -39,6 +39,23 @@ pub fn format_float(value: f64) -> String {
     out
 }
 
+/// The text of an `le` or `quantile` label value: as [`format_float`], except that a positive
+/// value of 1e6 or more written in fixed notation switches to an exponent as Go (and
+/// prometheus_client's `floatToGoString`) do: `1e+06`, `2.5e+07` (not `1000000.0`). Label
+/// values are compared as strings by Prometheus, so they must match the other clients' text.
+#[must_use]
+pub fn format_label_float(value: f64) -> String {
+    let text = format_float(value);
+    match text.find('.') {
+        Some(dot) if value > 0.0 && dot > 6 => {
+            let mantissa = format!("{}.{}{}", &text[..1], &text[1..dot], &text[dot + 1..]);
+            let mantissa = mantissa.trim_end_matches(['0', '.']);
+            format!("{mantissa}e+{:02}", dot - 1)
+        }
+        _ => text,
+    }
+}
+
 /// Python `repr()` layout of the shortest round-tripping digits: fixed notation when the decimal
 /// exponent is in [-4, 16), scientific with a signed, at-least-two-digit exponent otherwise.
 ///
@@ -109,7 +126,25 @@ fn decimal_digits(text: &str) -> (String, i32) {
 
 #[cfg(test)]
 mod tests {
-    use super::format_float;
+    use super::{format_float, format_label_float};
+
+    #[test]
+    fn label_floats_switch_to_an_exponent_at_one_million() {
+        let cases: &[(f64, &str)] = &[
+            (0.5, "0.5"),
+            (999_999.0, "999999.0"),
+            (1e6, "1e+06"),
+            (2.5e7, "2.5e+07"),
+            (1_234_567.5, "1.2345675e+06"),
+            (1e15, "1e+15"),
+            (1e16, "1e+16"),
+            (-1e7, "-10000000.0"),
+            (f64::INFINITY, "+Inf"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(format_label_float(*value), *expected, "{value}");
+        }
+    }
 
     #[test]
     fn matches_python_repr_on_known_values() {

@@ -107,6 +107,30 @@ impl Cells {
         }
     }
 
+    /// Atomically adds `delta` to the float in cell `index` unless the sum would not be finite
+    /// (an overflow to infinity); returns whether it added (if not, the cell is unchanged).
+    #[inline]
+    #[must_use]
+    pub fn add_f64_finite(&self, index: usize, delta: f64) -> bool {
+        let cell = self.cell(index);
+        let mut current = cell.load(Ordering::Relaxed);
+        loop {
+            let next = f64::from_bits(current) + delta;
+            if !next.is_finite() {
+                return false;
+            }
+            match cell.compare_exchange_weak(
+                current,
+                next.to_bits(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
     #[inline]
     pub fn store_f64(&self, index: usize, value: f64) {
         self.cell(index).store(value.to_bits(), Ordering::Relaxed);

@@ -31,7 +31,7 @@ use super::multiprocess::{GaugeMode, MultiprocessCounters, wall_clock};
 use super::names::{self, Kind};
 use super::sketch::{Sketch, SketchParams, WindowedSketch};
 use crate::error::{Error, ErrorKind, Result};
-use crate::float::format_float;
+use crate::float::{format_float, format_label_float};
 use crate::fork;
 
 /// The label value of every label of a family's overflow series.
@@ -313,6 +313,20 @@ pub fn check_value(kind: Kind, layout: &Layout, value: f64, what: &str) -> Resul
     Err(invalid_value(what, &reason, value))
 }
 
+/// A finite value that would take a counter or a `_sum` beyond the largest float: rejected,
+/// the metric unchanged (an infinite total would stay infinite for good).
+#[cold]
+fn overflowing_value(kind: Kind, what: &str, value: f64) -> Error {
+    let reason = match kind {
+        Kind::Counter => "the increment would make the counter infinite (it is left unchanged)",
+        Kind::Histogram => {
+            "the observation would make the histogram's _sum infinite (it is left unchanged)"
+        }
+        _ => "the observation would make the summary's _sum infinite (it is left unchanged)",
+    };
+    invalid_value(what, reason, value)
+}
+
 #[cold]
 fn invalid_value(what: &str, reason: &str, value: f64) -> Error {
     Error::new(
@@ -372,8 +386,10 @@ impl Series {
     #[inline]
     pub fn counter_add(&self, metric: &str, value: f64) -> Result<()> {
         check_value(Kind::Counter, &self.layout, value, metric)?;
+        if !self.cells.add_f64_finite(0, value) {
+            return Err(overflowing_value(Kind::Counter, metric, value));
+        }
         self.note_overflow();
-        self.cells.add_f64(0, value);
         Ok(())
     }
 
@@ -416,14 +432,18 @@ impl Series {
         exemplar: Option<PendingExemplar>,
     ) -> Result<()> {
         check_value(Kind::Histogram, &self.layout, value, metric)?;
-        self.note_overflow();
         let bounds = &self.layout.bounds;
+        // The sum first: an observation that would make it infinite is rejected, no bucket
+        // counted.
+        if !self.cells.add_f64_finite(bounds.len() + 1, value) {
+            return Err(overflowing_value(Kind::Histogram, metric, value));
+        }
+        self.note_overflow();
         let index = bounds
             .iter()
             .position(|bound| value <= *bound)
             .unwrap_or(bounds.len());
         self.cells.increment_u64(index);
-        self.cells.add_f64(bounds.len() + 1, value);
         if let Some((labels, timestamp)) = exemplar {
             let slots = self.exemplars.get_or_init(|| {
                 (0..=bounds.len())
@@ -443,16 +463,24 @@ impl Series {
     /// Observes `value` into a summary at time `now`.
     pub fn summary_observe(&self, metric: &str, value: f64, now: f64) -> Result<()> {
         check_value(Kind::Summary, &self.layout, value, metric)?;
-        self.note_overflow();
         match &self.summary {
             Some(SummaryState::Window(window)) => {
-                fork::lock(window).observe(&self.layout.sketch, value, now);
+                let mut window = fork::lock(window);
+                if !(window.sum() + value).is_finite() {
+                    return Err(overflowing_value(Kind::Summary, metric, value));
+                }
+                self.note_overflow();
+                window.observe(&self.layout.sketch, value, now);
             }
             Some(SummaryState::Shared(lock)) => {
                 let _guard = fork::lock(lock);
+                if !(self.cells.load_f64(1) + value).is_finite() {
+                    return Err(overflowing_value(Kind::Summary, metric, value));
+                }
+                self.note_overflow();
                 self.shared_observe(value, now);
             }
-            _ => {}
+            _ => self.note_overflow(),
         }
         Ok(())
     }
@@ -1157,8 +1185,11 @@ impl Registry {
                 .enumerate()
                 .map(|(i, n)| LabelSlot::Value((*n).into(), i))
                 .collect();
-            let mut le_text: Vec<Box<str>> =
-                def.bounds.iter().map(|b| format_float(*b).into()).collect();
+            let mut le_text: Vec<Box<str>> = def
+                .bounds
+                .iter()
+                .map(|b| format_label_float(*b).into())
+                .collect();
             le_text.push("+Inf".into());
             let built = Arc::new(Family {
                 name: def.name.as_str().into(),
@@ -1181,7 +1212,7 @@ impl Registry {
                 quantile_text: def
                     .quantiles
                     .iter()
-                    .map(|q| format_float(*q).into())
+                    .map(|q| format_label_float(*q).into())
                     .collect(),
                 hasher: DefaultHashBuilder::default(),
                 shards: (0..SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
@@ -1311,6 +1342,20 @@ impl Registry {
         }
         let mut state = fork::lock(&self.state);
         if let Some(existing) = state.owned.get(&family_name).cloned() {
+            if existing.name() != family_name {
+                // One of the samples of another metric ("foo_created", "h_sum", "h_bucket"):
+                // a conflict whichever was first (prometheus_client: duplicated timeseries).
+                return Err(Error::new(
+                    ErrorKind::MetricConflict,
+                    name,
+                    format!(
+                        "a {} would expose {family_name:?}, which {} {:?} already exposes",
+                        kind.as_str(),
+                        existing.kind().as_str(),
+                        existing.caller_name
+                    ),
+                ));
+            }
             Self::check_existing(
                 &existing,
                 name,
@@ -1493,9 +1538,15 @@ impl Registry {
                 .map(|(i, n)| LabelSlot::Value((*n).into(), i)),
         );
         plan.sort_by(|a, b| slot_name(a).cmp(slot_name(b)));
-        let mut le_text: Vec<Box<str>> = bounds.iter().map(|b| format_float(*b).into()).collect();
+        let mut le_text: Vec<Box<str>> = bounds
+            .iter()
+            .map(|b| format_label_float(*b).into())
+            .collect();
         le_text.push("+Inf".into());
-        let quantile_text = quantiles.iter().map(|q| format_float(*q).into()).collect();
+        let quantile_text = quantiles
+            .iter()
+            .map(|q| format_label_float(*q).into())
+            .collect();
         let documentation = spec
             .documentation
             .filter(|d| !d.is_empty())
@@ -1752,6 +1803,61 @@ mod tests {
         assert_eq!(err.item, "a");
         let err = r.family("h", Kind::Histogram, &["le"]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidLabel);
+    }
+
+    #[test]
+    fn finite_values_that_would_overflow_are_rejected_and_change_nothing() {
+        let r = registry(RegistryConfig::default());
+        let c = r
+            .family("c", Kind::Counter, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        c.counter_add("c", 1e308).unwrap();
+        let err = c.counter_add("c", 1e308).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidMetricValue);
+        assert_eq!(err.item, "c");
+        assert_eq!(c.scalar(), 1e308);
+        let h = r
+            .family("h", Kind::Histogram, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        h.histogram_observe("h", 1e308, None).unwrap();
+        assert!(h.histogram_observe("h", 1e308, None).is_err());
+        assert_eq!(
+            h.histogram_snapshot(),
+            (vec![0; 15].into_iter().chain([1]).collect(), 1e308)
+        );
+        let s = r
+            .family("s", Kind::Summary, &[])
+            .unwrap()
+            .series(&[], r.clock());
+        s.summary_observe("s", 1e308, 0.0).unwrap();
+        assert!(s.summary_observe("s", 1e308, 0.0).is_err());
+        assert_eq!(s.summary_snapshot(0.0).0, 1);
+    }
+
+    #[test]
+    fn sample_names_of_another_metric_conflict_in_either_order() {
+        for (first, second) in [
+            (("foo", Kind::Counter), ("foo_created", Kind::Counter)),
+            (("h", Kind::Histogram), ("h_sum", Kind::Histogram)),
+            (("h", Kind::Histogram), ("h_bucket", Kind::Histogram)),
+            (("s", Kind::Summary), ("s_count", Kind::Summary)),
+        ] {
+            for (a, b) in [(first, second), (second, first)] {
+                let r = registry(RegistryConfig::default());
+                r.family(a.0, a.1, &[]).unwrap();
+                let err = r.family(b.0, b.1, &[]).unwrap_err();
+                assert_eq!(err.kind, ErrorKind::MetricConflict, "{a:?} then {b:?}");
+                let message = err.to_string();
+                assert!(message.contains(&format!("{:?}", a.0)), "{message}");
+                assert!(message.contains(&format!("{:?}", b.0)), "{message}");
+            }
+        }
+        let r = registry(RegistryConfig::default());
+        let x = r.family("x", Kind::Counter, &[]).unwrap();
+        let x_total = r.family("x_total", Kind::Counter, &[]).unwrap();
+        assert!(Arc::ptr_eq(&x, &x_total));
     }
 
     #[test]

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
+use pyo3::exceptions::PyOverflowError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::error::{Error, ErrorKind};
 use crate::metrics::encode;
@@ -89,6 +90,124 @@ fn label_name_error(key: &Bound<'_, PyAny>) -> PyErr {
     .into()
 }
 
+/// `text` with lone surrogates written as `\udcff` (for error messages).
+#[cold]
+fn shown(text: &Bound<'_, PyString>) -> String {
+    text.call_method1(intern!(text.py(), "encode"), ("utf-8", "backslashreplace"))
+        .ok()
+        .and_then(|b| {
+            b.cast::<PyBytes>()
+                .ok()
+                .map(|b| String::from_utf8_lossy(b.as_bytes()).into_owned())
+        })
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// Text that is not valid Unicode (a lone surrogate, as `os.fsdecode` leaves for undecodable
+/// bytes): rejected before any state is created, as the UTF-8 exposition could not carry it.
+#[cold]
+fn not_unicode(kind: ErrorKind, item: &str, what: &str, metric: &str) -> PyErr {
+    Error::new(
+        kind,
+        item,
+        format!("{what} is not valid Unicode (it contains a lone surrogate) (metric {metric:?})"),
+    )
+    .into()
+}
+
+#[inline]
+fn label_name_str<'a>(key: &'a Bound<'_, PyString>, metric: &str) -> PyResult<&'a str> {
+    key.to_str()
+        .map_err(|_| not_unicode(ErrorKind::InvalidLabel, &shown(key), "label name", metric))
+}
+
+#[inline]
+fn label_value_str<'a>(
+    value: &'a Bound<'_, PyString>,
+    label: &str,
+    metric: &str,
+) -> PyResult<&'a str> {
+    value
+        .to_str()
+        .map_err(|_| not_unicode(ErrorKind::InvalidLabel, label, "label value", metric))
+}
+
+/// The overflow marker as a user's label value: reserved, so that the overflow series of a
+/// family at its series limit never collides with a user series.
+#[inline]
+fn check_not_reserved(labels: &[Box<str>], values: &[&str], metric: &str) -> PyResult<()> {
+    match values.iter().position(|v| *v == core::OVERFLOW_VALUE) {
+        None => Ok(()),
+        Some(index) => Err(reserved_value(&labels[index], metric)),
+    }
+}
+
+#[cold]
+fn reserved_value(label: &str, metric: &str) -> PyErr {
+    Error::new(
+        ErrorKind::InvalidLabel,
+        label,
+        format!(
+            "label value {:?} is reserved for the series that collects label sets beyond \
+             max_series_per_metric (metric {metric:?})",
+            core::OVERFLOW_VALUE
+        ),
+    )
+    .into()
+}
+
+/// A recorded value, extracted as PyO3 extracts `f64`, except that a number too large for a
+/// float (`10**400`) is an `InvalidMetricValueError` naming it, not a bare `OverflowError`.
+#[derive(Clone, Copy)]
+pub struct Value(f64);
+
+impl<'py> FromPyObject<'_, 'py> for Value {
+    type Error = PyErr;
+
+    #[inline]
+    fn extract(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<f64>() {
+            Ok(value) => Ok(Self(value)),
+            Err(error) if error.is_instance_of::<PyOverflowError>(obj.py()) => Err(too_large(&obj)),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[cold]
+fn too_large(value: &Bound<'_, PyAny>) -> PyErr {
+    let shown = value
+        .repr()
+        .map_or_else(|_| "?".to_owned(), |r| r.to_string());
+    let chars: Vec<char> = shown.chars().collect();
+    let shown = if chars.len() > 40 {
+        let head: String = chars[..20].iter().collect();
+        let tail: String = chars[chars.len() - 8..].iter().collect();
+        format!("{head}...{tail} ({} characters)", chars.len())
+    } else {
+        shown
+    };
+    Error::new(
+        ErrorKind::InvalidMetricValue,
+        shown,
+        "the value is too large for a float (metric values are 64-bit floats)",
+    )
+    .into()
+}
+
+/// A metric name given as a Python string (one that is not valid Unicode is an invalid name).
+#[inline]
+fn metric_name_str<'a>(name: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+    name.to_str().map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidMetricName,
+            shown(name),
+            "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+        )
+        .into()
+    })
+}
+
 fn value_str<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
     match value.cast::<PyString>() {
         Ok(s) => Ok(s.clone()),
@@ -141,7 +260,7 @@ fn given_names(labels: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Vec<St
     if let Some(labels) = labels {
         for_each_label(labels, what, |key, _| {
             let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
-            names.push(key.to_str()?.to_owned());
+            names.push(label_name_str(key, what)?.to_owned());
             Ok(())
         })?;
     }
@@ -180,17 +299,24 @@ fn series_for(
         let mut slots: [Option<Bound<'_, PyString>>; INLINE_LABELS] = Default::default();
         fill_slots(family, labels, &mut slots[..wanted], what)?;
         let mut values: [&str; INLINE_LABELS] = [""; INLINE_LABELS];
-        for (value, slot) in values.iter_mut().zip(&slots[..wanted]) {
-            *value = slot.as_ref().expect("every slot filled").to_str()?;
+        for ((value, slot), label) in values
+            .iter_mut()
+            .zip(&slots[..wanted])
+            .zip(family.label_names())
+        {
+            *value = label_value_str(slot.as_ref().expect("every slot filled"), label, what)?;
         }
+        check_not_reserved(family.label_names(), &values[..wanted], what)?;
         Ok(family.series(&values[..wanted], clock))
     } else {
         let mut slots: Vec<Option<Bound<'_, PyString>>> = vec![None; wanted];
         fill_slots(family, labels, &mut slots, what)?;
         let values = slots
             .iter()
-            .map(|s| s.as_ref().expect("every slot filled").to_str())
+            .zip(family.label_names())
+            .map(|(s, label)| label_value_str(s.as_ref().expect("every slot filled"), label, what))
             .collect::<PyResult<Vec<&str>>>()?;
+        check_not_reserved(family.label_names(), &values, what)?;
         Ok(family.series(&values, clock))
     }
 }
@@ -205,7 +331,7 @@ fn fill_slots<'py>(
     let mut mismatch = false;
     let count = for_each_label(labels, what, |key, value| {
         let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
-        match family.label_index(key.to_str()?) {
+        match family.label_index(label_name_str(key, what)?) {
             Some(index) => slots[index] = Some(value_str(&value)?),
             None => mismatch = true,
         }
@@ -230,9 +356,11 @@ fn registry_config(
     if let Some(labels) = default_labels {
         for_each_label(labels, "default_labels", |key, value| {
             let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
+            let label = label_name_str(key, "default_labels")?;
+            let text = value_str(&value)?;
             config.default_labels.push((
-                key.to_str()?.to_owned(),
-                value_str(&value)?.to_str()?.to_owned(),
+                label.to_owned(),
+                label_value_str(&text, label, "default_labels")?.to_owned(),
             ));
             Ok(())
         })?;
@@ -278,6 +406,16 @@ impl MetricSet {
         kind: Kind,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Arc<Family>> {
+        // Label names and values that are not valid Unicode are rejected before the family is
+        // created (a rejected call leaves no state behind).
+        if let Some(labels) = labels {
+            for_each_label(labels, name, |key, value| {
+                let key = key.cast::<PyString>().map_err(|_| label_name_error(&key))?;
+                let label = label_name_str(key, name)?;
+                label_value_str(&value_str(&value)?, label, name)?;
+                Ok(())
+            })?;
+        }
         let names = given_names(labels, name)?;
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         Ok(self.inner.family(name, kind, &names)?)
@@ -410,14 +548,18 @@ impl MetricSet {
     }
 
     /// Adds `value` (default 1) to a counter; `_total` in `name` is optional.
-    #[pyo3(signature = (name, value = 1.0, labels = None))]
+    #[pyo3(
+        signature = (name, value = Value(1.0), labels = None),
+        text_signature = "($self, name, value=1.0, labels=None)"
+    )]
     fn increment(
         &self,
         name: &Bound<'_, PyString>,
-        value: f64,
+        value: Value,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = name.to_str()?;
+        let value = value.0;
+        let name = metric_name_str(name)?;
         let series = self.resolve(name, Kind::Counter, value, labels)?;
         Ok(series.counter_add(name, value)?)
     }
@@ -427,10 +569,11 @@ impl MetricSet {
     fn gauge(
         &self,
         name: &Bound<'_, PyString>,
-        value: f64,
+        value: Value,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = name.to_str()?;
+        let value = value.0;
+        let name = metric_name_str(name)?;
         self.resolve(name, Kind::Gauge, value, labels)?
             .gauge_set(value);
         Ok(())
@@ -441,10 +584,11 @@ impl MetricSet {
     fn gauge_add(
         &self,
         name: &Bound<'_, PyString>,
-        value: f64,
+        value: Value,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = name.to_str()?;
+        let value = value.0;
+        let name = metric_name_str(name)?;
         self.resolve(name, Kind::Gauge, value, labels)?
             .gauge_add(value);
         Ok(())
@@ -456,10 +600,11 @@ impl MetricSet {
         &self,
         py: Python<'_>,
         name: &Bound<'_, PyString>,
-        value: f64,
+        value: Value,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = name.to_str()?;
+        let value = value.0;
+        let name = metric_name_str(name)?;
         let series = self.resolve(name, Kind::Histogram, value, labels)?;
         let exemplar = current_exemplar(py, self.span_var.as_ref(), &self.inner);
         Ok(series.histogram_observe(name, value, exemplar)?)
@@ -470,10 +615,11 @@ impl MetricSet {
     fn summary(
         &self,
         name: &Bound<'_, PyString>,
-        value: f64,
+        value: Value,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = name.to_str()?;
+        let value = value.0;
+        let name = metric_name_str(name)?;
         let series = self.resolve(name, Kind::Summary, value, labels)?;
         Ok(series.summary_observe(name, value, self.inner.clock().now())?)
     }
@@ -486,24 +632,30 @@ impl MetricSet {
         &self,
         kind: &str,
         name: &str,
-        documentation: Option<&str>,
-        label_names: Option<Vec<String>>,
+        documentation: Option<Bound<'_, PyString>>,
+        label_names: Option<Vec<Bound<'_, PyString>>>,
         buckets: Option<Vec<f64>>,
         quantiles: Option<Vec<f64>>,
         multiprocess_mode: Option<&str>,
     ) -> PyResult<()> {
         let kind = Kind::parse(name, kind)?;
         let mode = multiprocess_mode.map(GaugeMode::parse).transpose()?;
+        let label_names = label_names
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|label| label_name_str(label, name))
+            .collect::<PyResult<Vec<&str>>>()?;
+        let documentation = documentation
+            .as_ref()
+            .map(|text| {
+                text.to_str()
+                    .map_err(|_| not_unicode(ErrorKind::InvalidArgument, name, "help text", name))
+            })
+            .transpose()?;
         let spec = FamilySpec {
             documentation,
-            label_names: Some(
-                label_names
-                    .as_deref()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(String::as_str)
-                    .collect(),
-            ),
+            label_names: Some(label_names),
             buckets: buckets.as_deref(),
             quantiles: quantiles.as_deref(),
             mode,
@@ -820,8 +972,9 @@ pub struct CounterSeries(Handle);
 #[pymethods]
 impl CounterSeries {
     /// Adds `value` (default 1, must be >= 0).
-    #[pyo3(signature = (value = 1.0))]
-    fn inc(&self, value: f64) -> PyResult<()> {
+    #[pyo3(signature = (value = Value(1.0)), text_signature = "($self, value=1.0)")]
+    fn inc(&self, value: Value) -> PyResult<()> {
+        let value = value.0;
         Ok(self.0.series()?.counter_add(&self.0.name, value)?)
     }
 
@@ -845,21 +998,24 @@ pub struct GaugeSeries(Handle);
 #[pymethods]
 impl GaugeSeries {
     /// Sets the gauge.
-    fn set(&self, value: f64) -> PyResult<()> {
+    fn set(&self, value: Value) -> PyResult<()> {
+        let value = value.0;
         self.0.series()?.gauge_set(value);
         Ok(())
     }
 
     /// Adds `value` (default 1).
-    #[pyo3(signature = (value = 1.0))]
-    fn inc(&self, value: f64) -> PyResult<()> {
+    #[pyo3(signature = (value = Value(1.0)), text_signature = "($self, value=1.0)")]
+    fn inc(&self, value: Value) -> PyResult<()> {
+        let value = value.0;
         self.0.series()?.gauge_add(value);
         Ok(())
     }
 
     /// Subtracts `value` (default 1).
-    #[pyo3(signature = (value = 1.0))]
-    fn dec(&self, value: f64) -> PyResult<()> {
+    #[pyo3(signature = (value = Value(1.0)), text_signature = "($self, value=1.0)")]
+    fn dec(&self, value: Value) -> PyResult<()> {
+        let value = value.0;
         self.0.series()?.gauge_add(-value);
         Ok(())
     }
@@ -884,7 +1040,8 @@ pub struct HistogramSeries(Handle);
 #[pymethods]
 impl HistogramSeries {
     /// Observes `value`.
-    fn observe(&self, py: Python<'_>, value: f64) -> PyResult<()> {
+    fn observe(&self, py: Python<'_>, value: Value) -> PyResult<()> {
+        let value = value.0;
         let series = self.0.series()?;
         series.layout().check(value, &self.0.name)?;
         let exemplar = current_exemplar(py, self.0.span_var.as_ref(), &self.0.registry);
@@ -905,7 +1062,8 @@ pub struct SummarySeries(Handle);
 #[pymethods]
 impl SummarySeries {
     /// Observes `value`.
-    fn observe(&self, value: f64) -> PyResult<()> {
+    fn observe(&self, value: Value) -> PyResult<()> {
+        let value = value.0;
         let now = self.0.registry.clock().now();
         Ok(self.0.series()?.summary_observe(&self.0.name, value, now)?)
     }
@@ -1016,7 +1174,14 @@ impl OperationRecorder {
         success: bool,
         labels: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let operation_name = operation.to_str()?;
+        let operation_name = operation.to_str().map_err(|_| {
+            not_unicode(
+                ErrorKind::InvalidLabel,
+                "operation",
+                "label value",
+                OPERATIONS,
+            )
+        })?;
         let extra = given_names(Some(labels), operation_name)?;
         self.declare(registry, &extra)?;
         let merged = PyDict::new(py);
@@ -1089,7 +1254,17 @@ impl OperationRecorder {
         labels: Option<&Bound<'_, PyAny>>,
         duration_ms: Option<f64>,
     ) -> PyResult<()> {
-        let name = operation.to_str()?;
+        let name = operation.to_str().map_err(|_| {
+            not_unicode(
+                ErrorKind::InvalidLabel,
+                "operation",
+                "label value",
+                OPERATIONS,
+            )
+        })?;
+        if name == core::OVERFLOW_VALUE {
+            return Err(reserved_value("operation", OPERATIONS));
+        }
         let success = match success {
             Some(flag) => flag.is_truthy()?,
             None => true,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,7 @@ from truthound.stores.observability.metrics import (
     HistogramValue,
     InMemoryMetricsBackend,
     MetricsRegistry,
+    PrometheusMetricsBackend,
     StoreMetrics,
 )
 
@@ -284,3 +287,265 @@ def test_one_trailing_underscore_of_a_prefix_is_dropped(prefix: str) -> None:
 def test_a_prefix_of_only_an_underscore_is_rejected() -> None:
     with pytest.raises(InvalidMetricNameError, match='"_"'):
         InMemoryMetricsBackend(prefix="_")
+
+
+# ---- text that is not valid Unicode (lone surrogates, e.g. from os.fsdecode) ------------------
+
+
+@pytest.mark.timeout(60)
+def test_lone_surrogates_are_rejected_with_no_state_created(net: Any) -> None:
+    backend = PrometheusMetricsBackend(prefix="")
+    backend.increment("ok")
+    bad = os.fsdecode(b"/data/\xff.csv")  # a lone surrogate, as for an undecodable path
+    calls = [
+        lambda: backend.increment("x", 1.0, {"path": bad}),
+        lambda: backend.gauge("x", 1.0, {"path": bad}),
+        lambda: backend.histogram("x", 1.0, {"path": bad}),
+        lambda: backend.summary("x", 1.0, {"path": bad}),
+        lambda: backend.counter_series("x", {"path": bad}),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidLabelError, match=r'"path": label value is not valid Unicode'):
+            call()
+    with pytest.raises(InvalidLabelError, match="label name is not valid Unicode"):
+        backend.increment("x", 1.0, {"p\udcff": "v"})
+    with pytest.raises(InvalidLabelError, match="label name is not valid Unicode"):
+        backend.register("y", "counter", "help", label_names=["p\udcff"])
+    with pytest.raises(InvalidArgumentError, match=r'"y": help text is not valid Unicode'):
+        backend.register("y", "counter", "help \udcff")
+    with pytest.raises(InvalidMetricNameError):
+        backend.increment("x\udcff")
+    # An existing family: the bad label set is rejected, the family keeps its series only.
+    backend.increment("z", 1.0, {"path": "good"})
+    with pytest.raises(InvalidLabelError, match=r'"path": label value is not valid Unicode'):
+        backend.increment("z", 1.0, {"path": bad})
+    with pytest.raises(InvalidLabelError, match=r'"path": label value is not valid Unicode'):
+        InMemoryMetricsBackend(default_labels={"path": bad})
+    names = sorted(m.name for m in backend.get_metrics())
+    assert names == ["ok_total", "z_total"]
+    text = backend.export()
+    types = [line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    assert types == ["ok_total", "z_total"]  # no empty family "x" or "y" left behind
+    port = backend.start_http_server(port=0)
+    try:
+        assert net.http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200
+    finally:
+        backend.stop_http_server()
+    closed = f"http://127.0.0.1:{net.free_port()}"
+    assert backend.push_to_gateway(closed, "j", timeout=2) is False  # fails on the network only
+    assert closed in (backend.last_push_error or "")
+
+
+def test_lone_surrogate_operation_names_are_rejected() -> None:
+    metrics = StoreMetrics(InMemoryMetricsBackend(prefix=""), "files")
+    with pytest.raises(InvalidLabelError, match="not valid Unicode"):
+        metrics.record_operation("read\udcff", 0.1)
+
+
+# ---- a metric named like another metric's sample ---------------------------------------------
+
+_SAMPLE_NAME_CASES = [
+    ("counter", "foo", "counter", "foo_created"),
+    ("counter", "foo", "gauge", "foo_created"),
+    ("histogram", "h", "histogram", "h_sum"),
+    ("histogram", "h", "histogram", "h_bucket"),
+    ("histogram", "h", "counter", "h_count"),
+    ("summary", "s", "summary", "s_count"),
+    ("summary", "s", "summary", "s_created"),
+]
+
+
+def _record(backend: InMemoryMetricsBackend, kind: str, name: str) -> None:
+    {
+        "counter": backend.increment,
+        "gauge": backend.gauge,
+        "histogram": backend.histogram,
+        "summary": backend.summary,
+    }[kind](name, 1.0)
+
+
+@pytest.mark.parametrize(("kind_a", "name_a", "kind_b", "name_b"), _SAMPLE_NAME_CASES)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_name_of_another_metrics_sample_conflicts_in_either_order(
+    kind_a: str, name_a: str, kind_b: str, name_b: str, reverse: bool
+) -> None:
+    backend = InMemoryMetricsBackend(prefix="")
+    first, second = (
+        ((kind_b, name_b), (kind_a, name_a))
+        if reverse
+        else (
+            (kind_a, name_a),
+            (kind_b, name_b),
+        )
+    )
+    _record(backend, *first)
+    before = backend.export()
+    with pytest.raises(MetricConflictError) as caught:
+        _record(backend, *second)
+    assert f'"{name_a}"' in str(caught.value)
+    assert f'"{name_b}"' in str(caught.value)
+    with pytest.raises(MetricConflictError):
+        backend.register(second[1], second[0])
+    assert backend.export() == before  # nothing recorded into the first metric
+
+
+def test_counter_total_suffix_still_names_one_counter() -> None:
+    backend = InMemoryMetricsBackend(prefix="")
+    backend.increment("x")
+    backend.increment("x_total", 2)
+    backend.register("x_total", "counter")
+    assert backend.get("x") == 3.0
+    assert backend.get("x_total") == 3.0
+    backend.increment("c", 1)
+    with pytest.raises(MetricConflictError, match=r'"c_created".*"c"'):
+        backend.register("c_created", "counter")
+    with pytest.raises(MetricConflictError, match=r'"c_created".*"c"'):
+        backend.counter_series("c_created")
+
+
+# ---- push arguments ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"gateway_url": "http://[bad"}, "gateway_url"),
+        ({"gateway_url": "ftp://host:9091"}, "gateway_url"),
+        ({"gateway_url": "http://host:notaport"}, "gateway_url"),
+        ({"grouping_key": [("a", "b")]}, "grouping_key"),
+        ({"method": None}, "method"),
+        ({"method": "patch"}, "method"),
+        ({"job": ""}, "job"),
+        ({"timeout": 0}, "timeout"),
+    ],
+)
+def test_push_arguments_that_can_never_work_name_the_argument(
+    arguments: dict[str, Any], named: str
+) -> None:
+    backend = PrometheusMetricsBackend()
+    backend.increment("x")
+    call = {"gateway_url": "http://127.0.0.1:1", "job": "j", **arguments}
+    with pytest.raises(InvalidArgumentError, match=f"^{named}="):
+        backend.push_to_gateway(**call)
+    with pytest.raises(InvalidArgumentError, match=f"^{named}="):
+        backend.push_to_gateway(**call, raise_on_error=False)
+    if named != "gateway_url":
+        with pytest.raises(InvalidArgumentError, match=f"^{named}="):
+            backend.start_pushing(0.1, **call)
+    assert backend.push_failures == 0
+
+
+@pytest.mark.timeout(60)
+def test_the_periodic_push_counts_a_malformed_gateway_url_and_keeps_going() -> None:
+    import threading
+    import time
+
+    from truthound.stores.observability.config import MetricsConfig
+
+    backend = PrometheusMetricsBackend(
+        MetricsConfig(push_gateway_url="http://[bad", push_interval_seconds=0.05)
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while backend.push_failures < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert backend.push_failures >= 3  # the thread survived its first failure
+        assert "gateway_url" in (backend.last_push_error or "")
+        assert any(t.name == "truthound-metrics-push" for t in threading.enumerate())
+    finally:
+        backend.close()  # the final push fails too: counted, not raised
+
+
+# ---- the overflow marker is reserved -----------------------------------------------------------
+
+
+def test_the_overflow_marker_is_a_reserved_label_value() -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    backend = InMemoryMetricsBackend(prefix="", max_series_per_metric=1)
+    backend.increment("c", 1, {"u": "a"})
+    backend.increment("c", 1, {"u": "b"})  # beyond the limit: the overflow series
+    assert backend.series_overflows == 1
+    calls = [
+        lambda: backend.increment("c", 1, {"u": "__overflow__"}),
+        lambda: backend.increment("fresh", 1, {"u": "__overflow__"}),
+        lambda: backend.gauge("g", 1, {"u": "__overflow__"}),
+        lambda: backend.histogram("h", 1, {"u": "__overflow__"}),
+        lambda: backend.summary("s", 1, {"u": "__overflow__"}),
+        lambda: backend.counter_series("c", {"u": "__overflow__"}),
+        lambda: StoreMetrics(backend, "files").record_operation("__overflow__", 0.1),
+        lambda: StoreMetrics(backend, "files").record_operation(
+            "read", 0.1, labels={"tenant": "__overflow__"}
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidLabelError, match=r"__overflow__.*reserved"):
+            call()
+    assert backend.series_overflows == 1
+    assert backend.get("c", {"u": "__overflow__"}) == 1.0  # reading the overflow series works
+    text = backend.export("openmetrics")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = [(s.name, s.labels) for s in families["c"].samples]
+    assert len(samples) == len({(n, tuple(sorted(labels.items()))) for n, labels in samples})
+
+
+# ---- finite values whose total would overflow; numbers too large for a float ------------------
+
+
+def test_a_value_that_would_make_a_total_infinite_is_rejected_and_changes_nothing() -> None:
+    backend = InMemoryMetricsBackend(prefix="")
+    backend.increment("big", 1e308)
+    with pytest.raises(InvalidMetricValueError, match=r'^"big": .*counter infinite'):
+        backend.increment("big", 1e308)
+    with pytest.raises(InvalidMetricValueError, match=r'^"big": .*counter infinite'):
+        backend.counter_series("big").inc(1e308)
+    assert backend.get("big") == 1e308
+    backend.histogram("hb", 1e308)
+    with pytest.raises(InvalidMetricValueError, match=r'^"hb": .*_sum infinite'):
+        backend.histogram("hb", 1e308)
+    with pytest.raises(InvalidMetricValueError, match=r'^"hb": .*_sum infinite'):
+        backend.histogram_series("hb").observe(1e308)
+    hb = backend.get("hb")
+    assert isinstance(hb, HistogramValue)
+    assert (hb.count, hb.sum) == (1, 1e308)
+    backend.summary("sb", 1e308)
+    with pytest.raises(InvalidMetricValueError, match=r'^"sb": .*_sum infinite'):
+        backend.summary("sb", 1e308)
+    sb = backend.get("sb")
+    assert (sb.count, sb.sum) == (1, 1e308)  # type: ignore[union-attr]
+    assert "+Inf" not in backend.export().replace('le="+Inf"', "")
+    backend.gauge_add("g", 1e308)
+    backend.gauge_add("g", 1e308)  # gauges take any float
+    assert backend.get("g") == math.inf
+
+
+@pytest.mark.parametrize("kind", ["counter", "gauge", "gauge_add", "histogram", "summary"])
+def test_numbers_too_large_for_a_float_are_invalid_values(kind: str) -> None:
+    backend = InMemoryMetricsBackend(prefix="")
+    record = {
+        "counter": backend.increment,
+        "gauge": backend.gauge,
+        "gauge_add": backend.gauge_add,
+        "histogram": backend.histogram,
+        "summary": backend.summary,
+    }[kind]
+    with pytest.raises(InvalidMetricValueError) as caught:
+        record("z", 12 * 10**400)
+    assert str(caught.value) == (
+        '"12000000000000000000...00000000 (402 characters)": '
+        "the value is too large for a float (metric values are 64-bit floats)"
+    )
+    assert backend.get_metrics() == []
+    handle = {
+        "counter": backend.counter_series,
+        "gauge": backend.gauge_series,
+        "gauge_add": backend.gauge_series,
+        "histogram": backend.histogram_series,
+        "summary": backend.summary_series,
+    }[kind]("z")
+    method = getattr(
+        handle,
+        "inc" if kind in ("counter", "gauge_add") else "set" if kind == "gauge" else "observe",
+    )
+    with pytest.raises(InvalidMetricValueError, match="too large"):
+        method(10**400)

@@ -80,3 +80,64 @@ def test_asgi_app_serves_our_metrics() -> None:
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 200
     assert b"app_requests_total" in b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_describe_lets_prometheus_client_detect_a_collision_at_register_time() -> None:
+    import pytest
+    from prometheus_client import Counter
+
+    backend = populated()
+    collector = PrometheusClientCollector(backend)
+    described = {(m.name, m.type) for m in collector.describe()}
+    assert ("app_requests", "counter") in described
+    assert ("app_latency_seconds", "histogram") in described
+    registry = CollectorRegistry()
+    Counter("app_requests", "theirs", registry=registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(collector)
+    assert b"app_active" not in generate_latest(registry)  # the failed registration left nothing
+    registry = registry_with(backend)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        Counter("app_requests", "theirs", registry=registry)
+
+
+def test_name_filters_reach_our_metrics_including_later_ones() -> None:
+    backend = populated()
+    registry = registry_with(backend)
+    backend.increment("late_total")  # created after registration
+    text = generate_latest(registry.restricted_registry(["app_requests_total"])).decode()
+    assert 'app_requests_total{path="/a"} 2.0' in text
+    assert "app_active" not in text
+    text = generate_latest(registry.restricted_registry(["app_late_total"])).decode()
+    assert "app_late_total 1.0" in text
+    full = generate_latest(registry).decode()
+    assert full.count("# TYPE app_requests_total counter") == 1  # collected once
+    assert "app_late_total 1.0" in full
+    app = make_wsgi_app(registry)
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen["status"] = status
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": "name[]=app_late_total"}
+    body = b"".join(app(environ, start_response)).decode()
+    assert seen["status"].startswith("200")
+    assert "app_late_total 1.0" in body
+
+
+def test_histograms_with_a_negative_bound_have_no_sum_in_the_bridge() -> None:
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as parse_openmetrics,
+    )
+
+    backend = InMemoryMetricsBackend(prefix="app")
+    backend.register("delta", "histogram", buckets=[-1.0, 0.0, 1.0])
+    backend.histogram("delta", -0.5)
+    text = openmetrics_latest(registry_with(backend)).decode()
+    assert "app_delta_sum" not in text
+    assert "app_delta_count" not in text
+    assert "app_delta_sum" not in backend.export("openmetrics")
+    families = {f.name: f for f in parse_openmetrics(text)}
+    buckets = [s for s in families["app_delta"].samples if s.name == "app_delta_bucket"]
+    assert [s.value for s in buckets] == [0.0, 1.0, 1.0, 1.0]

@@ -201,3 +201,45 @@ def test_summary_quantiles_and_custom_quantiles() -> None:
     assert 'latency{quantile="0.75"} ' in text
     assert "latency_count 100.0\n" in text
     assert "latency_sum 5050.0\n" in text
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.floats(min_value=1e5, max_value=1e17),
+            st.integers(min_value=1, max_value=10**16).map(float),
+        ),
+        min_size=1,
+        max_size=6,
+        unique=True,
+    )
+)
+def test_le_and_quantile_labels_match_prometheus_client(bounds: list[float]) -> None:
+    """``le`` label values are written as prometheus_client (and Go) write them, ``1e+06``
+    rather than ``1000000.0``: Prometheus compares label values as strings."""
+    from prometheus_client.utils import floatToGoString
+
+    bounds = sorted({b + 0.0 for b in bounds})  # -0.0 and 0.0 are one bound
+    backend = InMemoryMetricsBackend(prefix="", buckets=bounds)
+    backend.histogram("h", bounds[-1])  # negative only with a negative (first) bound
+    for openmetrics in (False, True):
+        text = backend.export("openmetrics" if openmetrics else "prometheus")
+        les = [
+            line.split('le="', 1)[1].split('"', 1)[0]
+            for line in text.splitlines()
+            if line.startswith("h_bucket{")
+        ]
+        assert les == [floatToGoString(b) for b in bounds] + ["+Inf"]
+    sample_line = next(line for line in backend.export().splitlines() if line.startswith("h_sum"))
+    assert sample_line.split(" ")[1] == repr(float(sample_line.split(" ")[1]))
+
+
+def test_large_le_values_are_written_as_go_writes_them() -> None:
+    backend = InMemoryMetricsBackend(prefix="", buckets=[1e6, 1234567.5, 2.5e7])
+    backend.histogram("h", 2e6)
+    text = backend.export()
+    assert 'h_bucket{le="1e+06"} 0.0\n' in text
+    assert 'h_bucket{le="1.2345675e+06"} 0.0\n' in text
+    assert 'h_bucket{le="2.5e+07"} 1.0\n' in text
+    assert "h_sum 2000000.0\n" in text  # sample values keep their format

@@ -39,7 +39,8 @@ class InvalidMetricNameError(InvalidArgumentError):
 
 
 class InvalidLabelError(InvalidArgumentError):
-    """An invalid, reserved (``le``, ``quantile``, ``__*``) or non-string label name."""
+    """An invalid, reserved (``le``, ``quantile``, ``__*``) or non-string label name, or a label
+    name or value that is not valid Unicode (a lone surrogate, as ``os.fsdecode`` leaves)."""
 
 
 class MetricConflictError(InvalidArgumentError):

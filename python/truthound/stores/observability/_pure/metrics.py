@@ -87,6 +87,18 @@ def format_float(value: float) -> str:
     return repr(float(value))
 
 
+def format_label_float(value: float) -> str:
+    """The text of an ``le`` or ``quantile`` label value: ``format_float``, except that a
+    positive value of 1e6 or more in fixed notation switches to an exponent as Go and
+    prometheus_client do (``1e+06``, ``2.5e+07``); mirror of ``rust/float.rs``."""
+    text = format_float(value)
+    dot = text.find(".")
+    if value > 0 and dot > 6:
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
+
+
 # ---- errors (messages formatted like the native core's `{item:?}: {reason}`) ----------------
 
 _DEBUG_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
@@ -115,6 +127,43 @@ def _f64(value: Any) -> float:
     return float(value)
 
 
+def _value(value: Any) -> float:
+    """A recorded value (as ``_f64``); a number too large for a float (``10**400``) is an
+    ``InvalidMetricValueError`` naming it, not a bare ``OverflowError``."""
+    if type(value) is float:
+        return value
+    try:
+        return _f64(value)
+    except OverflowError:
+        raise _too_large(value) from None
+
+
+def _too_large(value: Any) -> Exception:
+    try:
+        shown = repr(value)
+    except Exception:
+        shown = "?"
+    if len(shown) > 40:
+        shown = f"{shown[:20]}...{shown[-8:]} ({len(shown)} characters)"
+    return _error(
+        InvalidMetricValueError,
+        shown,
+        "the value is too large for a float (metric values are 64-bit floats)",
+    )
+
+
+_OVERFLOWING = {
+    "counter": "the increment would make the counter infinite (it is left unchanged)",
+    "histogram": "the observation would make the histogram's _sum infinite (it is left unchanged)",
+    "summary": "the observation would make the summary's _sum infinite (it is left unchanged)",
+}
+
+
+def _overflowing(kind: str, metric: str, value: float) -> Exception:
+    reason = f"{_OVERFLOWING[kind]} (got {format_float(value)})"
+    return _error(InvalidMetricValueError, metric, reason)
+
+
 def _usize(value: Any) -> int:
     import operator
 
@@ -136,6 +185,70 @@ def _value_str(value: Any) -> str:
     if isinstance(value, str):
         return str.__str__(value)
     return str(value)
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no lone surrogate, as ``os.fsdecode`` leaves for
+    undecodable bytes): the exposition is UTF-8, so such text could never be exported."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udcff`` (for error messages)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _not_unicode(cls: type[Exception], item: str, what: str, metric: str) -> Exception:
+    return _error(
+        cls,
+        _shown(item),
+        f"{what} is not valid Unicode (it contains a lone surrogate) "
+        f"(metric {_debug(_shown(metric))})",
+    )
+
+
+def _check_label_name(key: str, metric: str) -> str:
+    if not _is_unicode(key):
+        raise _not_unicode(InvalidLabelError, key, "label name", metric)
+    return key
+
+
+def _check_label_values(labels: Any, what: str) -> None:
+    """Rejects a label name or value that is not valid Unicode, before any state is created."""
+    if labels is None:
+        return
+    for key, value in _items(labels, what):
+        if not isinstance(key, str):
+            raise _label_name_error(key)
+        _check_label_name(str.__str__(key), what)
+        text = _value_str(value)
+        if not _is_unicode(text):
+            raise _not_unicode(InvalidLabelError, str.__str__(key), "label value", what)
+
+
+def _check_values(names: Sequence[str], values: Sequence[str], what: str) -> None:
+    """Rejects, before a series is created, a label value that is not valid Unicode or is the
+    overflow marker (reserved: the overflow series must never collide with a user series)."""
+    for label, value in zip(names, values, strict=True):
+        if not _is_unicode(value):
+            raise _not_unicode(InvalidLabelError, label, "label value", what)
+        if value == OVERFLOW_VALUE:
+            raise _reserved_value(label, what)
+
+
+def _reserved_value(label: str, what: str) -> Exception:
+    return _error(
+        InvalidLabelError,
+        label,
+        f"label value {_debug(OVERFLOW_VALUE)} is reserved for the series that collects label "
+        f"sets beyond max_series_per_metric (metric {_debug(_shown(what))})",
+    )
 
 
 def _label_name_error(key: Any) -> Exception:
@@ -166,7 +279,9 @@ def _items(labels: Any, what: str) -> Iterable[tuple[Any, Any]]:
 def _validate_metric_name(name: str) -> None:
     if not _METRIC_NAME.fullmatch(name):
         raise _error(
-            InvalidMetricNameError, name, "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*"
+            InvalidMetricNameError,
+            _shown(name),
+            "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*",
         )
 
 
@@ -521,10 +636,13 @@ class _Series:
 
     def counter_add(self, metric: str, value: float) -> None:
         self.layout.check(value, metric)
+        with self.lock:
+            total = self.value + value
+            if not math.isfinite(total):
+                raise _overflowing("counter", metric, value)
+            self.value = total
         if self.overflow:
             self.layout.counters.overflowed()
-        with self.lock:
-            self.value += value
 
     def gauge_set(self, value: float) -> None:
         if self.overflow:
@@ -541,25 +659,30 @@ class _Series:
         self, metric: str, value: float, exemplar: tuple[LabelPairs, float] | None
     ) -> None:
         self.layout.check(value, metric)
-        if self.overflow:
-            self.layout.counters.overflowed()
         index = bisect_left(self.layout.bounds, value)
         with self.lock:
+            total = self.sum + value
+            if not math.isfinite(total):
+                raise _overflowing("histogram", metric, value)
             self.buckets[index] += 1
-            self.sum += value
+            self.sum = total
             if exemplar is not None:
                 if self.exemplars is None:
                     self.exemplars = [None] * len(self.buckets)
                 self.exemplars[index] = (exemplar[0], value, exemplar[1])
+        if self.overflow:
+            self.layout.counters.overflowed()
 
     def summary_observe(self, metric: str, value: float, now: float) -> None:
         self.layout.check(value, metric)
-        if self.overflow:
-            self.layout.counters.overflowed()
         window = self.window
         if window is not None:
             with self.lock:
+                if not math.isfinite(window.sum + value):
+                    raise _overflowing("summary", metric, value)
                 window.observe(self.layout.sketch, value, now)
+        if self.overflow:
+            self.layout.counters.overflowed()
 
     def histogram_snapshot(self) -> tuple[list[int], float]:
         with self.lock:
@@ -620,11 +743,14 @@ class _SharedSeries(_Series):
 
     def counter_add(self, metric: str, value: float) -> None:
         self.layout.check(value, metric)
+        with self.lock:
+            total = self.value + value
+            if not math.isfinite(total):
+                raise _overflowing("counter", metric, value)
+            self.value = total
+            self.d[self.at] = self.value
         if self.overflow:
             self.layout.counters.overflowed()
-        with self.lock:
-            self.value += value
-            self.d[self.at] = self.value
 
     def gauge_set(self, value: float) -> None:
         if self.overflow:
@@ -648,29 +774,33 @@ class _SharedSeries(_Series):
         self, metric: str, value: float, exemplar: tuple[LabelPairs, float] | None
     ) -> None:
         self.layout.check(value, metric)
-        if self.overflow:
-            self.layout.counters.overflowed()
         index = bisect_left(self.layout.bounds, value)
         with self.lock:
+            total = self.sum + value
+            if not math.isfinite(total):
+                raise _overflowing("histogram", metric, value)
             buckets = self.buckets
             buckets[index] += 1
             self.q[self.at + index] = buckets[index]
-            self.sum += value
+            self.sum = total
             self.d[self.at + len(buckets)] = self.sum
             if exemplar is not None:
                 if self.exemplars is None:
                     self.exemplars = [None] * len(buckets)
                 self.exemplars[index] = (exemplar[0], value, exemplar[1])
+        if self.overflow:
+            self.layout.counters.overflowed()
 
     def summary_observe(self, metric: str, value: float, now: float) -> None:
         layout = self.layout
         layout.check(value, metric)
-        if self.overflow:
-            layout.counters.overflowed()
         key = layout.sketch.key(value) if value > 0.0 else None
         with self.lock:
+            cells = mp.Cells(self.q, self.d, self.at)
+            if not math.isfinite(cells.f(1) + value):
+                raise _overflowing("summary", metric, value)
             mp.shared_observe(
-                mp.Cells(self.q, self.d, self.at),
+                cells,
                 value,
                 now,
                 layout.max_age,
@@ -678,6 +808,8 @@ class _SharedSeries(_Series):
                 layout.sketch.max_bins,
                 key,
             )
+        if self.overflow:
+            layout.counters.overflowed()
 
     def moved(self, chunk: mp.Chunk) -> None:
         """In a forked child: the values now live (zeroed) in the child's own file."""
@@ -707,8 +839,8 @@ class _Family:
         self.plan = plan
         self.layout = layout
         self.kind = layout.kind
-        self.le_text = [format_float(b) for b in layout.bounds] + ["+Inf"]
-        self.quantile_text = [format_float(q) for q in layout.quantiles]
+        self.le_text = [format_label_float(b) for b in layout.bounds] + ["+Inf"]
+        self.quantile_text = [format_label_float(q) for q in layout.quantiles]
         self.map: dict[tuple[str, ...], _Series] = {}
         self.ordered: list[_Series] = []
         self.max_series = max_series
@@ -828,7 +960,10 @@ class _Family:
                 slots[index] = _value_str(value)
         if mismatch or count != len(names) or any(s is None for s in slots):
             raise self._schema_error_for(labels, what)
-        return self.series(tuple(slots), clock)  # type: ignore[arg-type]
+        values: tuple[str, ...] = tuple(slots)  # type: ignore[arg-type]
+        if values not in self.map:
+            _check_values(names, values, what)
+        return self.series(values, clock)
 
     def _schema_error_for(self, labels: Any, what: str) -> Exception:
         return self.schema_error(_given_names(labels, what))
@@ -846,7 +981,7 @@ def _given_names(labels: Any, what: str) -> list[str]:
         for key, _ in _items(labels, what):
             if not isinstance(key, str):
                 raise _label_name_error(key)
-            names.append(str.__str__(key))
+            names.append(_check_label_name(str.__str__(key), what))
     return names
 
 
@@ -856,7 +991,7 @@ def _pairs(labels: Any, what: str) -> list[tuple[str, str]]:
         for key, value in _items(labels, what):
             if not isinstance(key, str):
                 raise _label_name_error(key)
-            pairs.append((str.__str__(key), _value_str(value)))
+            pairs.append((_check_label_name(str.__str__(key), what), _value_str(value)))
     return pairs
 
 
@@ -881,6 +1016,9 @@ class MetricSet:
         prefix = _str(prefix, "prefix")
         directory = None if multiprocess_dir is None else os.fspath(multiprocess_dir)
         defaults = _pairs(default_labels, "default_labels")
+        for key, value in defaults:
+            if not _is_unicode(value):
+                raise _not_unicode(InvalidLabelError, key, "label value", "default_labels")
         bucket_list = [_f64(b) for b in buckets] if buckets is not None else list(_DEFAULT_BUCKETS)
         quantile_list = (
             [_f64(q) for q in quantiles] if quantiles is not None else list(_DEFAULT_QUANTILES)
@@ -947,6 +1085,7 @@ class MetricSet:
         if family is not None and family.kind == kind:
             return family
         name = _str(name, "name")
+        _check_label_values(labels, name)
         return self._register(
             name, kind, None, _given_names(labels, name), None, None, explicit=False
         )
@@ -974,6 +1113,15 @@ class MetricSet:
                 raise _error(InvalidLabelError, a, f"label name repeated (metric {_debug(name)})")
         with self._lock:
             existing = self._owned.get(family_name)
+            if existing is not None and existing.name != family_name:
+                # One of the samples of another metric ("foo_created", "h_sum", "h_bucket"):
+                # a conflict whichever was first (prometheus_client: duplicated timeseries).
+                raise _error(
+                    MetricConflictError,
+                    name,
+                    f"a {kind} would expose {_debug(family_name)}, which {existing.kind} "
+                    f"{_debug(existing.caller_name)} already exposes",
+                )
             if existing is not None:
                 self._check_existing(
                     existing, name, kind, labels, label_names, documentation, buckets, quantiles
@@ -1174,26 +1322,26 @@ class MetricSet:
         self, name: str, value: float = 1.0, labels: Mapping[str, Any] | None = None
     ) -> None:
         """Adds ``value`` (default 1) to a counter; ``_total`` in ``name`` is optional."""
-        value = _f64(value)
+        value = _value(value)
         family = self._family(name, "counter", labels)
         family.layout.check(value, name)
         family.series_for(labels, self._now, name).counter_add(name, value)
 
     def gauge(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
         """Sets a gauge to ``value``."""
-        value = _f64(value)
+        value = _value(value)
         family = self._family(name, "gauge", labels)
         family.series_for(labels, self._now, name).gauge_set(value)
 
     def gauge_add(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
         """Adds ``value`` (may be negative) to a gauge."""
-        value = _f64(value)
+        value = _value(value)
         family = self._family(name, "gauge", labels)
         family.series_for(labels, self._now, name).gauge_add(value)
 
     def histogram(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
         """Observes ``value``; inside a sampled span it becomes the bucket's exemplar."""
-        value = _f64(value)
+        value = _value(value)
         family = self._family(name, "histogram", labels)
         family.layout.check(value, name)
         series = family.series_for(labels, self._now, name)
@@ -1201,7 +1349,7 @@ class MetricSet:
 
     def summary(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
         """Observes ``value`` into a summary (quantiles over the sliding window)."""
-        value = _f64(value)
+        value = _value(value)
         family = self._family(name, "summary", labels)
         family.layout.check(value, name)
         series = family.series_for(labels, self._now, name)
@@ -1231,7 +1379,9 @@ class MetricSet:
             if multiprocess_mode is None
             else mp.parse_mode(_str(multiprocess_mode, "multiprocess_mode"))
         )
-        names = [_str(n, "label name") for n in (label_names or ())]
+        names = [_check_label_name(_str(n, "label name"), name) for n in (label_names or ())]
+        if isinstance(documentation, str) and not _is_unicode(documentation):
+            raise _not_unicode(InvalidArgumentError, name, "help text", name)
         bucket_list = [_f64(b) for b in buckets] if buckets is not None else None
         quantile_list = [_f64(q) for q in quantiles] if quantiles is not None else None
         self._register(name, kind, documentation, names, bucket_list, quantile_list, True, mode)
@@ -1610,7 +1760,7 @@ class CounterSeries:
 
     def inc(self, value: float = 1.0) -> None:
         """Adds ``value`` (default 1, must be >= 0)."""
-        self._h.current().counter_add(self._h.name, _f64(value))
+        self._h.current().counter_add(self._h.name, _value(value))
 
     @property
     def value(self) -> float:
@@ -1633,15 +1783,15 @@ class GaugeSeries:
 
     def set(self, value: float) -> None:
         """Sets the gauge."""
-        self._h.current().gauge_set(_f64(value))
+        self._h.current().gauge_set(_value(value))
 
     def inc(self, value: float = 1.0) -> None:
         """Adds ``value`` (default 1)."""
-        self._h.current().gauge_add(_f64(value))
+        self._h.current().gauge_add(_value(value))
 
     def dec(self, value: float = 1.0) -> None:
         """Subtracts ``value`` (default 1)."""
-        self._h.current().gauge_add(-_f64(value))
+        self._h.current().gauge_add(-_value(value))
 
     @property
     def value(self) -> float:
@@ -1664,7 +1814,7 @@ class HistogramSeries:
 
     def observe(self, value: float) -> None:
         """Observes ``value``."""
-        value = _f64(value)
+        value = _value(value)
         series = self._h.current()
         series.layout.check(value, self._h.name)
         series.histogram_observe(self._h.name, value, self._h.registry._exemplar())
@@ -1685,7 +1835,7 @@ class SummarySeries:
 
     def observe(self, value: float) -> None:
         """Observes ``value``."""
-        value = _f64(value)
+        value = _value(value)
         now = self._h.registry._now()
         self._h.current().summary_observe(self._h.name, value, now)
 
@@ -1783,6 +1933,10 @@ class OperationRecorder:
     ) -> None:
         """Counts one operation and observes its latency (``success`` by truth value)."""
         name = _str(operation, "operation")
+        if not _is_unicode(name):
+            raise _not_unicode(InvalidLabelError, "operation", "label value", _OPERATIONS)
+        if name == OVERFLOW_VALUE:
+            raise _reserved_value("operation", _OPERATIONS)
         ms = None if duration_ms is None else _f64(duration_ms)
         given = None if duration_seconds is None else _f64(duration_seconds)
         ok = True if success is None else bool(success)

@@ -123,7 +123,14 @@ class Metric:
 
 
 class _CoreBackend:
-    """Recording, reading and export shared by both backends (served by the selected core)."""
+    """Recording, reading and export shared by both backends (served by the selected core).
+
+    Series limit: a metric keeps at most ``max_series_per_metric`` label sets; the samples of
+    further label sets go to one overflow series whose label values are all ``__overflow__``
+    (counted in ``series_overflows``). That value is reserved: a label value ``"__overflow__"``
+    (or ``StoreMetrics`` operation of that name) raises ``InvalidLabelError``, so the overflow
+    series can never collide with a series of the caller's.
+    """
 
     def __init__(
         self,
@@ -456,8 +463,8 @@ class _CoreBackend:
 
     @property
     def series_overflows(self) -> int:
-        """Samples recorded into an overflow series (label values ``__overflow__``) because a
-        metric reached ``max_series_per_metric`` label sets."""
+        """Samples recorded into an overflow series (label values ``__overflow__``, a value
+        reserved for it) because a metric reached ``max_series_per_metric`` label sets."""
         return self._core.series_overflows
 
     @property
@@ -658,7 +665,13 @@ class PrometheusMetricsBackend(_CoreBackend):
         ``last_push_error``, logged, and returns ``False``; it raises ``PushGatewayError``
         only with ``raise_on_error=True``. ``gateway_url`` defaults to
         ``config.push_gateway_url``.
+
+        Arguments that can never work (a malformed ``gateway_url``, a ``grouping_key`` that is
+        not a mapping, an unknown ``method``, an empty ``job``, a timeout that is not positive)
+        raise ``InvalidArgumentError`` naming the argument, whatever ``raise_on_error`` says
+        (the periodic push of ``start_pushing`` counts them as failed pushes instead).
         """
+        _http.check_push_arguments(gateway_url, job, grouping_key, method, timeout)
         url = gateway_url or self.config.push_gateway_url
         try:
             if not url:
@@ -677,14 +690,25 @@ class PrometheusMetricsBackend(_CoreBackend):
                 headers,
             )
         except (PushGatewayError, InvalidArgumentError) as error:
-            with self._push_lock:
-                self._push_failures += 1
-                self._last_push_error = str(error)
-            _log.warning("%s", error)
+            self._push_failed(error)
             if raise_on_error:
                 raise
             return False
         return True
+
+    def _push_failed(self, error: BaseException) -> None:
+        with self._push_lock:
+            self._push_failures += 1
+            self._last_push_error = str(error)
+        _log.warning("%s", error)
+
+    def _push_in_background(self, options: dict[str, Any]) -> None:
+        """One push of the periodic pusher: any failure, even arguments that can never work
+        (a malformed ``config.push_gateway_url``), is counted and logged, never raised."""
+        try:
+            self.push_to_gateway(**options)
+        except Exception as error:
+            self._push_failed(error)
 
     def delete_from_gateway(
         self,
@@ -717,18 +741,29 @@ class PrometheusMetricsBackend(_CoreBackend):
         **options: Any,
     ) -> None:
         """Pushes every ``interval_seconds`` (default ``config.push_interval_seconds``) from a
-        daemon thread until ``stop_pushing()``/``close()``; failures are counted, not raised."""
+        daemon thread until ``stop_pushing()``/``close()``; failures are counted
+        (``push_failures``, ``last_push_error``), not raised, and the thread keeps pushing.
+        Arguments given here that can never work raise ``InvalidArgumentError`` at once (a
+        malformed ``config.push_gateway_url`` is a counted failure of each push)."""
         interval = interval_seconds or self.config.push_interval_seconds
         if not interval > 0:
             raise InvalidArgumentError(f"interval_seconds={interval!r}: must be positive")
+        _http.check_push_arguments(
+            options.get("gateway_url"),
+            job,
+            grouping_key,
+            options.get("method", "put"),
+            options.get("timeout", 10.0),
+        )
         self.stop_pushing(final_push=False)
         stop = threading.Event()
+        push_args: dict[str, Any] = {"job": job, "grouping_key": grouping_key, **options}
 
         def loop() -> None:
             while not stop.wait(interval):
-                self.push_to_gateway(job=job, grouping_key=grouping_key, **options)
+                self._push_in_background(push_args)
 
-        self._push_args: dict[str, Any] = {"job": job, "grouping_key": grouping_key, **options}
+        self._push_args = push_args
         self._push_stop = stop
         self._push_thread = threading.Thread(
             target=loop, name="truthound-metrics-push", daemon=True
@@ -744,7 +779,7 @@ class PrometheusMetricsBackend(_CoreBackend):
         stop.set()
         thread.join(timeout=30.0)
         if final_push:
-            self.push_to_gateway(**self._push_args)
+            self._push_in_background(self._push_args)
 
     def close(self) -> None:
         """Stops the HTTP endpoint and the periodic push (after a final push)."""

@@ -289,6 +289,61 @@ def gateway_url_for(gateway_url: str, job: str, grouping_key: Mapping[str, str] 
 _METHODS = {"put": "PUT", "replace": "PUT", "post": "POST", "add": "POST", "delete": "DELETE"}
 
 
+def _check_gateway_url(gateway_url: Any) -> None:
+    if not isinstance(gateway_url, str):
+        raise InvalidArgumentTypeError(
+            f"gateway_url={gateway_url!r}: must be a URL string, not {type(gateway_url).__name__}"
+        )
+    full = gateway_url if "://" in gateway_url else f"http://{gateway_url}"
+    try:
+        parts = urlsplit(full)
+        _ = parts.port
+    except ValueError as error:
+        raise InvalidArgumentError(
+            f"gateway_url={gateway_url!r}: not a valid URL ({error})"
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgumentError(
+            f"gateway_url={gateway_url!r}: expected http(s)://host[:port][/path]"
+        )
+
+
+def check_push_arguments(
+    gateway_url: Any,
+    job: Any,
+    grouping_key: Any,
+    method: Any,
+    timeout: Any,
+) -> None:
+    """Rejects push arguments that can never work, naming the argument (``gateway_url=None``
+    or ``""`` is not checked: the caller reports a missing URL as a failed push)."""
+    if gateway_url is not None and gateway_url != "":
+        _check_gateway_url(gateway_url)
+    if not isinstance(job, str):
+        raise InvalidArgumentTypeError(f"job={job!r}: must be a str, not {type(job).__name__}")
+    if not job:
+        raise InvalidArgumentError("job='': a Pushgateway job name must not be empty")
+    if grouping_key is not None:
+        if not isinstance(grouping_key, Mapping):
+            raise InvalidArgumentTypeError(
+                f"grouping_key={grouping_key!r}: must be a mapping of label names to values "
+                f"(a dict), not {type(grouping_key).__name__}"
+            )
+        for name in grouping_key:
+            if not isinstance(name, str) or not name:
+                raise InvalidArgumentError(
+                    f"grouping_key={grouping_key!r}: label name {name!r} must be a non-empty str"
+                )
+    if not isinstance(method, str):
+        raise InvalidArgumentTypeError(
+            f"method={method!r}: expected put/replace, post/add or delete"
+        )
+    if method.lower() not in _METHODS:
+        raise InvalidArgumentError(f"method={method!r}: expected put/replace, post/add or delete")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise InvalidArgumentError(f"timeout={timeout!r}: must be a positive number of seconds")
+
+
 def push(  # noqa: PLR0917 - internal helper called with every argument
     body: str,
     gateway_url: str,
@@ -301,19 +356,17 @@ def push(  # noqa: PLR0917 - internal helper called with every argument
     headers: Mapping[str, str] | None,
 ) -> None:
     """Sends one push; raises ``PushGatewayError`` (naming the URL) on any failure."""
-    verb = _METHODS.get(method.lower())
-    if verb is None:
-        raise InvalidArgumentError(f"method={method!r}: expected put/replace, post/add or delete")
-    if not job:
-        raise InvalidArgumentError("job='': a Pushgateway job name must not be empty")
+    check_push_arguments(gateway_url, job, grouping_key, method, timeout)
+    verb = _METHODS[method.lower()]
     url = gateway_url_for(gateway_url, job, grouping_key)
     request_headers = {"Content-Type": TEXT_CONTENT_TYPE, **(headers or {})}
     if username is not None:
         token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
         request_headers["Authorization"] = f"Basic {token}"
     data = None if verb == "DELETE" else body.encode("utf-8")
-    request = urllib.request.Request(url, data=data, method=verb, headers=request_headers)
     try:
+        # Built inside the try: whatever the URL or headers, a failure is a failed push.
+        request = urllib.request.Request(url, data=data, method=verb, headers=request_headers)
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status = response.status
             response.read()
