@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +132,189 @@ def test_bad_arguments_get_a_clear_error(
         main(argv)
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+# Bad values of every numeric and path option: argparse (or the command, for what only running
+# can find out) names the argument and the value on one line, exit status 2, no traceback.
+# "a.jsonl" is a file in the test's working directory.
+BAD_ARGUMENTS = [
+    (["demo", "--metrics-port", "70000"], "--metrics-port", "70000"),
+    (["demo", "--metrics-port=-1"], "--metrics-port", "-1"),
+    (["demo", "--metrics-port", "http"], "--metrics-port", "http"),
+    (["demo", "--audit-segment-mb", "0"], "--audit-segment-mb", "'0'"),
+    (["demo", "--audit-segment-mb=-1"], "--audit-segment-mb", "-1"),
+    (["demo", "--audit-segment-mb", "nan"], "--audit-segment-mb", "nan"),
+    (["demo", "--audit-segment-mb", "inf"], "--audit-segment-mb", "inf"),
+    (["demo", "--audit-segment-mb", "1e300"], "--audit-segment-mb", "1e300"),
+    (["demo", "--hold=-3"], "--hold", "-3"),
+    (["demo", "--hold", "nan"], "--hold", "nan"),
+    (["demo", "--hold", "1e300"], "--hold", "1e300"),
+    (["demo", "--operations", "many"], "--operations", "many"),
+    (["demo", "--seed", "lucky"], "--seed", "lucky"),
+    (["demo", "--output", "/proc/x"], "--output", "/proc/x"),
+    (["demo", "--output", "a.jsonl"], "--output", "a.jsonl"),
+    (["demo", "--output", "a.jsonl/sub"], "--output", "a.jsonl/sub"),
+    (["demo", "--output", ""], "--output", "empty path"),
+    (["demo", "--otlp-endpoint", "notaurl"], "--otlp-endpoint", "notaurl"),
+    (["demo", "--otlp-endpoint", "localhost:99999"], "--otlp-endpoint", "localhost:99999"),
+    (["demo", "--otlp-endpoint", "localhost:0"], "--otlp-endpoint", "localhost:0"),
+    (["demo", "--otlp-endpoint", "localhost:port"], "--otlp-endpoint", "localhost:port"),
+    (["demo", "--otlp-endpoint", "ftp://collector:4317"], "--otlp-endpoint", "scheme"),
+    (["demo", "--otlp-endpoint", "http://"], "--otlp-endpoint", "no host"),
+    (["audit", "tail", "a.jsonl", "-f", "--interval=-1"], "--interval", "-1"),
+    (["audit", "tail", "a.jsonl", "-f", "--interval", "nan"], "--interval", "nan"),
+    (["audit", "tail", "a.jsonl", "-f", "--interval", "0"], "--interval", "'0'"),
+    (["audit", "tail", "a.jsonl", "-f", "--interval", "1e300"], "--interval", "1e300"),
+    (["audit", "tail", "a.jsonl", "-n", "-1"], "-n", "-1"),
+    (["audit", "tail", "a.jsonl", "-n", "ten"], "--lines", "ten"),
+    (["audit", "query", "a.jsonl", "--limit", "ten"], "--limit", "ten"),
+    (["audit", "query", "a.jsonl", "--until", "soon"], "--until", "soon"),
+    (["bench", "--seconds", "inf"], "--seconds", "inf"),
+    (["bench", "--seconds", "nan"], "--seconds", "nan"),
+    (["bench", "--seconds", "0"], "--seconds", "'0'"),
+    (["audit", "verify", "a.jsonl", "--key-file", "no.key"], "no.key", "No such file"),
+]
+
+
+def _exit_status_and_stderr(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> tuple[int | str | None, str]:
+    capsys.readouterr()
+    try:
+        status: int | str | None = main(argv)
+    except SystemExit as exited:
+        status = exited.code
+    return status, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "argument", "value"), BAD_ARGUMENTS)
+def test_bad_values_name_the_argument_without_a_traceback(
+    argv: list[str],
+    argument: str,
+    value: str,
+    *,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.jsonl").write_text("")
+    status, err = _exit_status_and_stderr(argv, capsys)
+    assert status == 2, err
+    assert argument in err
+    assert value in err
+    assert "Traceback" not in err
+    assert err.count("error:") == 1, err
+    assert not (tmp_path / "demo-output").exists(), "nothing is written on bad arguments"
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "localhost:4317",
+        "grpc://collector:4317",
+        "grpcs://collector",
+        "http://127.0.0.1:4318",
+        "https://collector.example/v1/traces",
+        "[::1]:4317",
+    ],
+)
+def test_good_otlp_endpoints_are_accepted(endpoint: str) -> None:
+    from truthound.stores.observability.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "--otlp-endpoint", endpoint])
+    assert args.otlp_endpoint == endpoint
+
+
+def test_demo_metrics_port_in_use_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        output = tmp_path / "out"
+        argv = ["demo", "--metrics-port", str(port), "--output", str(output), "--operations", "5"]
+        status, err = _exit_status_and_stderr(argv, capsys)
+    assert status == 1
+    assert err.startswith("truthound-obs: error: ")
+    assert f":{port}" in err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert not output.exists(), "the port is bound before anything is written"
+
+
+def test_an_expected_os_error_is_one_line_and_a_bug_keeps_its_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from truthound.stores.observability import _audit_cli
+
+    def unreadable(_paths: object) -> None:
+        raise PermissionError(13, "Permission denied", "/srv/audit")
+
+    monkeypatch.setattr(_audit_cli, "_segments", unreadable)
+    status, err = _exit_status_and_stderr(["audit", "query", "/srv/audit"], capsys)
+    assert status == 1
+    assert err == "truthound-obs: error: /srv/audit: Permission denied\n"
+
+    def bug(_paths: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(_audit_cli, "_segments", bug)
+    with pytest.raises(KeyError):
+        main(["audit", "query", "/srv/audit"])
+
+
+def test_a_reader_that_goes_away_is_not_an_error(core: str, tmp_path: Path) -> None:
+    """`truthound-obs audit query ... | head -1`: no BrokenPipeError traceback."""
+    from truthound.stores.observability.audit import AuditLogger, JsonAuditBackend
+
+    backend = JsonAuditBackend(directory=tmp_path, durability="none")
+    logger = AuditLogger(backend, store_type="s3", store_id="bucket")
+    for n in range(1500):  # far more table rows than a pipe buffer holds
+        logger.log_create(f"item-{n:04d}")
+    backend.close()
+    query = ["audit", "query", str(tmp_path), "--limit", "1500"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "truthound.stores.observability", *query],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"TRUTHOUND_OBSERVABILITY_CORE": core, "PATH": "/usr/bin:/bin"},
+    ) as reader:
+        assert reader.stdout is not None
+        assert reader.stderr is not None
+        assert reader.stdout.readline().startswith(b"TIMESTAMP")
+        reader.stdout.close()
+        err = reader.stderr.read().decode()
+        assert reader.wait(timeout=60) in (0, 1)
+    assert "Traceback" not in err
+    assert "Broken pipe" not in err
+
+
+def test_console_errors_have_no_traceback(core: str, tmp_path: Path) -> None:
+    """The real console: argparse errors, a port in use and an uncreatable --output."""
+    env = {"TRUTHOUND_OBSERVABILITY_CORE": core, "PATH": "/usr/bin:/bin"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for argv, status, named in (
+            (["demo", "--hold", "nan"], 2, "--hold"),
+            (["demo", "--metrics-port", port, "--output", str(tmp_path / "out")], 1, port),
+            (["demo", "--output", "/proc/x"], 2, "/proc/x"),
+        ):
+            result = subprocess.run(
+                [sys.executable, "-m", "truthound.stores.observability", *argv],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                env=env,
+                cwd=tmp_path,
+            )
+            assert result.returncode == status, result.stderr
+            assert named in result.stderr
+            assert "Traceback" not in result.stderr
 
 
 def test_demo_refuses_to_overwrite_a_non_empty_directory(

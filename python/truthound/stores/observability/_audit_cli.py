@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._cli_args import seconds
 from .audit import AuditEvent, AuditEventType
 from .audit.reader import QueryFilter, QueryReport, iter_events, parse_line
 
@@ -313,7 +314,10 @@ def add_audit_commands(commands: Any) -> None:
     tail.add_argument("-n", "--lines", type=int, default=10, help="how many (default 10)")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     tail.add_argument(
-        "--interval", type=float, default=0.5, help="seconds between checks with --follow"
+        "--interval",
+        type=seconds(),
+        default=0.5,
+        help="seconds between checks with --follow (default 0.5)",
     )
     tail.set_defaults(handler=_tail)
     # Listed here for `audit --help`; `truthound-obs audit verify ...` is handed to verify_main

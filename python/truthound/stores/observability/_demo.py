@@ -28,6 +28,7 @@ from typing import Any, TextIO
 from truthound.stores.base import StoreError, StoreQuery
 from truthound.stores.filesystem import FileSystemStore
 
+from . import _cli_args as _args
 from ._audit_cli import UsageError
 from ._core import active_core
 from .audit import AsyncAuditBackend, JsonAuditBackend, verify
@@ -248,15 +249,28 @@ def _run_demo(args: argparse.Namespace, stack: ExitStack) -> int:  # noqa: PLR09
         print("error: the native core is required but not active", file=sys.stderr)
         return 1
     output = Path(args.output)
-    if output.exists():
-        if not args.overwrite and any(output.iterdir()):
+    try:
+        if output.exists() and not args.overwrite and any(output.iterdir()):
             print(
                 f"error: {output} is not empty (pass --overwrite to replace its contents)",
                 file=sys.stderr,
             )
             return 2
-        shutil.rmtree(output)
-    output.mkdir(parents=True)
+    except OSError as error:
+        raise UsageError(f"--output {output}: {error.strerror or error}") from None
+    # Bind the scrape endpoint before writing anything, so a port in use fails cleanly.
+    metrics_config = MetricsConfig(prefix="", histogram_buckets=LATENCY_BUCKETS)
+    metrics = PrometheusMetricsBackend(metrics_config)
+    port = metrics.start_http_server(port=args.metrics_port, addr="127.0.0.1")
+    stack.callback(metrics.stop_http_server)
+    try:
+        if output.exists():
+            shutil.rmtree(output)
+        output.mkdir(parents=True)
+    except OSError as error:
+        raise UsageError(
+            f"--output {output}: cannot create the directory: {error.strerror or error}"
+        ) from None
 
     audit_config = AuditConfig(
         backend="json",
@@ -267,7 +281,7 @@ def _run_demo(args: argparse.Namespace, stack: ExitStack) -> int:  # noqa: PLR09
     )
     config = ObservabilityConfig(
         audit=audit_config,
-        metrics=MetricsConfig(prefix="", histogram_buckets=LATENCY_BUCKETS),
+        metrics=metrics_config,
         environment="demo",
     )
     key, key_note = _integrity_key(output)
@@ -280,7 +294,6 @@ def _run_demo(args: argparse.Namespace, stack: ExitStack) -> int:  # noqa: PLR09
         integrity_key=key,
         checkpoint_interval_seconds=5,
     )
-    metrics = PrometheusMetricsBackend(config.metrics)
     audit = AsyncAuditBackend(json_backend, queue_size=65536, metrics=metrics)
     tracer, spans_destination = _tracer(args, output, stack)
     manager = ObservabilityManager(
@@ -291,7 +304,6 @@ def _run_demo(args: argparse.Namespace, stack: ExitStack) -> int:  # noqa: PLR09
         metrics_backend=metrics,
         tracer=tracer,
     )
-    port = metrics.start_http_server(port=args.metrics_port, addr="127.0.0.1")
     store = ObservableStore(
         FileSystemStore(output / "store", durable=not args.no_fsync),
         manager=manager,
@@ -393,36 +405,45 @@ def _run_demo(args: argparse.Namespace, stack: ExitStack) -> int:  # noqa: PLR09
     return 0 if lost == 0 and integrity.ok else 1
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
 def add_demo_command(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
         help="run an instrumented store workload that shows all three pillars",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    demo.add_argument("--operations", type=_positive, default=3000, help="(default 3000)")
-    demo.add_argument("--output", default="demo-output", help="directory (default demo-output)")
+    demo.add_argument("--operations", type=_args.positive_int, default=3000, help="(default 3000)")
+    demo.add_argument(
+        "--output",
+        type=_args.directory,
+        default="demo-output",
+        help="directory (default demo-output)",
+    )
     demo.add_argument("--overwrite", action="store_true", help="replace an existing output")
     demo.add_argument(
-        "--metrics-port", type=int, default=0, help="scrape endpoint port (default: a free one)"
+        "--metrics-port",
+        type=_args.port,
+        default=0,
+        help="scrape endpoint port (default: a free one)",
     )
-    demo.add_argument("--otlp-endpoint", help="send spans to this OTLP endpoint")
+    demo.add_argument(
+        "--otlp-endpoint",
+        type=_args.otlp_endpoint,
+        help="send spans to this OTLP endpoint (http[s]://host:port, grpc[s]://host:port or "
+        "host:port)",
+    )
     demo.add_argument("--seed", type=int, default=7, help="workload random seed (default 7)")
     demo.add_argument(
         "--audit-segment-mb",
-        type=float,
+        type=_args.megabytes,
         default=1.0,
         help="rotate audit files at this size (default 1 MB, to show rotation)",
     )
     demo.add_argument("--no-fsync", action="store_true", help="do not fsync store writes")
     demo.add_argument(
-        "--hold", type=float, default=0.0, help="keep the endpoint up this many seconds at the end"
+        "--hold",
+        type=_args.seconds(allow_zero=True),
+        default=0.0,
+        help="keep the endpoint up this many seconds at the end",
     )
     demo.add_argument(
         "--require-native", action="store_true", help="fail unless the native core is active"

@@ -10,12 +10,15 @@ truthound-obs core                 which core is active
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from ._audit_cli import UsageError, add_audit_commands
+from ._cli_args import seconds
 from ._core import active_core, native_available
 from ._demo import add_demo_command
+from .errors import InvalidArgumentError, ObservabilityError
 
 __all__ = ["main"]
 
@@ -35,16 +38,6 @@ def _bench(args: argparse.Namespace) -> int:
     return run(seconds_per_case=args.seconds, out=sys.stdout, progress=sys.stderr)
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="truthound-obs",
@@ -62,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--seconds",
-        type=_positive_seconds,
+        type=seconds(),
         default=0.4,
         help="measuring time per case (default 0.4)",
     )
@@ -86,8 +79,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     try:
         status: int = args.handler(args)
-    except UsageError as error:
+    except (UsageError, InvalidArgumentError) as error:
         parser.exit(2, f"truthound-obs: error: {error}\n")
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`truthound-obs audit query ... | head`): stop quietly, and keep
+        # the interpreter from complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except (ObservabilityError, OSError) as error:
+        # An expected failure (a port in use, an unwritable file...): one line, no traceback.
+        # Anything else is a bug, and keeps its traceback.
+        print(f"truthound-obs: error: {_describe(error)}", file=sys.stderr)
+        return 1
     return status
+
+
+def _describe(error: BaseException) -> str:
+    """An OSError of the standard library as ``path: reason``; this package's own errors
+    already name what failed."""
+    if (
+        isinstance(error, OSError)
+        and not isinstance(error, ObservabilityError)
+        and error.strerror
+        and error.filename is not None
+    ):
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
