@@ -324,6 +324,10 @@ def test_demo_refuses_to_overwrite_a_non_empty_directory(
     assert main(["demo", "--output", str(tmp_path), "--operations", "5"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "precious"
+    # --overwrite deletes only a directory the demo wrote (it carries the demo's marker file).
+    assert main(["demo", "--output", str(tmp_path), "--operations", "5", "--overwrite"]) == 2
+    assert "was not written by the demo" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "precious"
 
 
 @pytest.mark.only_core("native")

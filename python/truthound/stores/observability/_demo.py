@@ -238,6 +238,10 @@ def _tracer(
     return tracer, str(output / "spans.jsonl")
 
 
+#: The file that marks a directory as the demo's output (the only kind --overwrite deletes).
+DEMO_MARKER = ".truthound-demo"
+
+
 def _run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         return _run_demo(args, stack)
@@ -250,12 +254,21 @@ def _run_demo(args: argparse.Namespace, stack: ExitStack) -> int:  # noqa: PLR09
         return 1
     output = Path(args.output)
     try:
-        if output.exists() and not args.overwrite and any(output.iterdir()):
-            print(
-                f"error: {output} is not empty (pass --overwrite to replace its contents)",
-                file=sys.stderr,
-            )
-            return 2
+        if output.exists() and any(output.iterdir()):
+            if not args.overwrite:
+                print(
+                    f"error: {output} is not empty (pass --overwrite to replace its contents)",
+                    file=sys.stderr,
+                )
+                return 2
+            if not (output / DEMO_MARKER).is_file():
+                # --overwrite deletes the whole directory: only ever one this command made.
+                print(
+                    f"error: {output} was not written by the demo (it has no {DEMO_MARKER}); "
+                    "refusing to delete it: choose another --output",
+                    file=sys.stderr,
+                )
+                return 2
     except OSError as error:
         raise UsageError(f"--output {output}: {error.strerror or error}") from None
     # Bind the scrape endpoint before writing anything, so a port in use fails cleanly.
@@ -267,6 +280,10 @@ def _run_demo(args: argparse.Namespace, stack: ExitStack) -> int:  # noqa: PLR09
         if output.exists():
             shutil.rmtree(output)
         output.mkdir(parents=True)
+        (output / DEMO_MARKER).write_text(
+            "Written by `truthound-obs demo`; `--overwrite` may replace this directory.\n",
+            encoding="utf-8",
+        )
     except OSError as error:
         raise UsageError(
             f"--output {output}: cannot create the directory: {error.strerror or error}"
