@@ -56,22 +56,21 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def logs_collector() -> Iterator[OtlpLogsHttpReceiver]:
-    receiver = OtlpLogsHttpReceiver()
+def serve(receiver: Any) -> Iterator[Any]:
     try:
         yield receiver
     finally:
         receiver.close()
+
+
+@pytest.fixture
+def logs_collector() -> Iterator[OtlpLogsHttpReceiver]:
+    yield from serve(OtlpLogsHttpReceiver())
 
 
 @pytest.fixture
 def trace_collector() -> Iterator[OtlpGrpcReceiver]:
-    receiver = OtlpGrpcReceiver()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
+    yield from serve(OtlpGrpcReceiver())
 
 
 def test_the_audit_example_persists_a_redacted_event(

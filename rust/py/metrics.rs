@@ -195,6 +195,19 @@ fn too_large(value: &Bound<'_, PyAny>) -> PyErr {
     .into()
 }
 
+/// An operation name (a label value of the store metrics) given as a Python string.
+#[inline]
+fn operation_str<'a>(operation: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+    operation.to_str().map_err(|_| {
+        not_unicode(
+            ErrorKind::InvalidLabel,
+            "operation",
+            "label value",
+            OPERATIONS,
+        )
+    })
+}
+
 /// A metric name given as a Python string (one that is not valid Unicode is an invalid name).
 #[inline]
 fn metric_name_str<'a>(name: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
@@ -1174,14 +1187,7 @@ impl OperationRecorder {
         success: bool,
         labels: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let operation_name = operation.to_str().map_err(|_| {
-            not_unicode(
-                ErrorKind::InvalidLabel,
-                "operation",
-                "label value",
-                OPERATIONS,
-            )
-        })?;
+        let operation_name = operation_str(operation)?;
         let extra = given_names(Some(labels), operation_name)?;
         self.declare(registry, &extra)?;
         let merged = PyDict::new(py);
@@ -1254,14 +1260,7 @@ impl OperationRecorder {
         labels: Option<&Bound<'_, PyAny>>,
         duration_ms: Option<f64>,
     ) -> PyResult<()> {
-        let name = operation.to_str().map_err(|_| {
-            not_unicode(
-                ErrorKind::InvalidLabel,
-                "operation",
-                "label value",
-                OPERATIONS,
-            )
-        })?;
+        let name = operation_str(operation)?;
         if name == core::OVERFLOW_VALUE {
             return Err(reserved_value("operation", OPERATIONS));
         }
