@@ -266,6 +266,14 @@ def test_export_formats_follow_the_config() -> None:
         assert marker in backend.export(), fmt
 
 
+def test_statsd_label_values_cannot_inject_lines_or_tags() -> None:
+    backend = InMemoryMetricsBackend(
+        MetricsConfig(prefix="", export_format=MetricsExportFormat.STATSD)
+    )
+    backend.increment("c", labels={"a": 'x"\n|:#,y', "b": "ok"})
+    assert backend.export() == 'c_total:1.0|g|#a:x"__:__y,b:ok\n'
+
+
 def test_registry_singleton_configure_and_backend_property() -> None:
     registry = MetricsRegistry()
     assert registry.backend is None

@@ -121,14 +121,20 @@ def render_json(collected: list[Any], include_timestamps: bool) -> str:
     return json.dumps(document, separators=(",", ":"))
 
 
+# Characters that end a DogStatsD line, field or tag: a label value holding them would inject
+# lines or tags, so each becomes "_".
+_STATSD_UNSAFE = str.maketrans(dict.fromkeys("\n\r|,#", "_"))
+
+
 def _statsd_tags(labels: list[tuple[str, str]]) -> str:
     if not labels:
         return ""
-    return "|#" + ",".join(f"{k}:{v}" for k, v in labels)
+    return "|#" + ",".join(f"{k}:{v.translate(_STATSD_UNSAFE)}" for k, v in labels)
 
 
 def render_statsd(collected: list[Any]) -> str:
-    """One StatsD gauge line per sample (DogStatsD tags carry the labels).
+    """One StatsD gauge line per sample (DogStatsD tags carry the labels; in a label value each
+    of ``\\n \\r | , #``, which would end the line, the field or the tag, becomes ``_``).
 
     A snapshot of cumulative state, so counters are exported as gauges of their total too:
     StatsD counters are per-flush deltas, which a snapshot cannot produce without losing counts.
