@@ -1148,11 +1148,13 @@ impl Registry {
 
     /// Every process's values aggregated at `now` (compacting dead writers first when the
     /// directory is free), as a registry to read or encode; `None` outside multiprocess mode.
+    /// A compaction that fails (a full disk cannot take the new archive) leaves every file in
+    /// place: the scrape still reads them all, and the next one tries again.
     pub fn aggregate(&self, now: f64) -> Result<Option<Registry>> {
         let Some(slab) = &self.slab else {
             return Ok(None);
         };
-        super::multiprocess::read::compact(slab.dir(), now, &self.mp_counters)?;
+        let _ = super::multiprocess::read::compact(slab.dir(), now, &self.mp_counters);
         let aggregate = super::multiprocess::read::scan(slab.dir(), now, &self.mp_counters)?;
         Ok(Some(Registry::from_aggregate(&aggregate, &self.config)))
     }

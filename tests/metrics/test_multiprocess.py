@@ -282,3 +282,100 @@ def test_config_opt_out_and_requirement(core: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="multiprocess=True"):
         InMemoryMetricsBackend(MetricsConfig(multiprocess=True))
     assert os.environ.get(multiprocess.ENV_VAR) is None
+
+
+# ---- a full multiprocess directory ----------------------------------------------------------
+
+FULL_DISK_CHILD = textwrap.dedent(
+    """
+    import os, re, sys
+    from truthound.stores.observability.metrics import PrometheusMetricsBackend, multiprocess
+    directory, filler = sys.argv[1], sys.argv[2]
+    multiprocess.enable(directory)
+    scraper = PrometheusMetricsBackend(prefix="app")
+    scraper.increment("before_total")
+    pid = os.fork()
+    if pid == 0:
+        worker = PrometheusMetricsBackend(prefix="app")
+        worker.increment("before_total")
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"x" * 4096)
+        except OSError:
+            pass  # the filesystem is full now
+        for i in range(3000):
+            worker.increment("many_total", labels={"i": str(i)})
+        print("worker unshared", worker.multiprocess_unshared_series, flush=True)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print("worker status", status, flush=True)
+    text = scraper.export()  # compaction cannot write its archive: the scrape still serves
+    print("before", re.search(r"^app_before_total (\\S+)", text, re.M).group(1), flush=True)
+    """
+)
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs (root only: the tests run as root on CI)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_directory_is_counted_never_a_crash(core: str, tiny_filesystem: Path) -> None:
+    """Shared files are allocated before they are mapped: on a full filesystem new series stay
+    in process memory (counted as unshared) instead of the process dying of SIGBUS on a write to
+    a page the filesystem cannot back; a compaction that cannot write its archive leaves every
+    file in place and the scrape still serves."""
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, str(tiny_filesystem / "mp"),
+         str(tiny_filesystem / "filler")],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "TRUTHOUND_OBSERVABILITY_CORE": core},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.rsplit(" ", 1) for line in result.stdout.splitlines())
+    assert lines["worker status"] == "0", result.stderr  # not killed by SIGBUS (status 7)
+    assert int(lines["worker unshared"]) > 0
+    assert float(lines["before"]) == 2.0
+
+
+@pytest.mark.only_core("pure")
+def test_a_short_archive_write_keeps_the_dead_workers_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that stops short (a full disk) fails the compaction; nothing is renamed into
+    place or deleted, so the totals stay exact."""
+    from truthound.stores.observability._pure import _multiprocess
+
+    scraper = InMemoryMetricsBackend(MetricsConfig(prefix="", multiprocess_dir=tmp_path))
+    jobs = {"kind": "read"}
+    run_in_child(_child_records, "pure", str(tmp_path))
+    assert scraper.get("app_jobs_total", labels=jobs) == 5.0  # (compacted into the archive)
+    run_in_child(_child_records, "pure", str(tmp_path))
+    calls = {"write": 0}
+    real_write = os.write
+
+    def short_then_full(fd: int, data: Any) -> int:
+        calls["write"] += 1
+        if calls["write"] == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_multiprocess.os, "write", short_then_full)
+    assert scraper.get("app_jobs_total", labels=jobs) == 10.0  # the scrape still counts both
+    assert calls["write"] == 2
+    monkeypatch.undo()
+    assert scraper.get("app_jobs_total", labels=jobs) == 10.0  # compacted now, still exact
+    assert not list(tmp_path.glob(".archive-*.tmp"))

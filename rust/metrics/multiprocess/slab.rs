@@ -58,6 +58,41 @@ fn os_error(what: &str, path: &Path) -> Error {
     )
 }
 
+/// Extends `file` from `start` to `end` bytes with its blocks allocated. Writing to a mapped
+/// page the filesystem cannot back (a full disk or a full `/dev/shm`) kills the process with
+/// `SIGBUS`; allocating first turns that into an error here, which the caller counts. A
+/// filesystem that cannot preallocate gets a sparse extension, as `ftruncate` gives.
+fn allocate(file: &File, path: &Path, what: &str, start: usize, end: usize) -> Result<()> {
+    // SAFETY: a plain system call on our own descriptor.
+    #[allow(unsafe_code)]
+    let code = unsafe {
+        libc::posix_fallocate(
+            file.as_raw_fd(),
+            start as libc::off_t,
+            (end - start) as libc::off_t,
+        )
+    };
+    let failed = match code {
+        0 => return Ok(()),
+        libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS => {
+            return file.set_len(end as u64).map_err(|e| {
+                Error::new(
+                    ErrorKind::Multiprocess,
+                    path.display().to_string(),
+                    format!("{what}: {e}"),
+                )
+            });
+        }
+        code => std::io::Error::from_raw_os_error(code),
+    };
+    let _ = file.set_len(start as u64); // (what was allocated before the failure)
+    Err(Error::new(
+        ErrorKind::Multiprocess,
+        path.display().to_string(),
+        format!("{what}: {failed}"),
+    ))
+}
+
 fn map_chunk(file: &File, path: &Path, offset: usize, len: usize) -> Result<Chunk> {
     // SAFETY: a fresh shared mapping of `len` bytes of our own file at `offset` (a multiple of
     // the page size); the kernel chooses the address.
@@ -213,9 +248,7 @@ fn create_file<T>(
 
 /// Sizes, maps and initialises a new, empty writer file.
 fn fresh_file(file: &File, tmp: &Path) -> Result<Chunk> {
-    if file.set_len(FIRST_CHUNK as u64).is_err() {
-        return Err(os_error("cannot size the metrics file", tmp));
-    }
+    allocate(file, tmp, "cannot size the metrics file", 0, FIRST_CHUNK)?;
     let chunk = map_chunk(file, tmp, 0, FIRST_CHUNK)?;
     header_word(&chunk, 0).store(MAGIC, Ordering::Relaxed);
     header_word(&chunk, OFF_PID).store(u64::from(std::process::id()), Ordering::Relaxed);
@@ -281,10 +314,13 @@ impl Slab {
             return Ok((ptr, state.used, last));
         }
         let size = (last.len * 2).min(MAX_CHUNK).max(len.div_ceil(4096) * 4096);
-        state
-            .file
-            .set_len((end + size) as u64)
-            .map_err(|_| os_error("cannot grow the metrics file", &state.path))?;
+        allocate(
+            &state.file,
+            &state.path,
+            "cannot grow the metrics file",
+            end,
+            end + size,
+        )?;
         let chunk = Arc::new(map_chunk(&state.file, &state.path, end, size)?);
         let remaining = end - state.used;
         if remaining > 0 {
@@ -427,9 +463,7 @@ impl Slab {
         let used = state.used;
         let end = chunks.last().map_or(0, |c| c.offset + c.len);
         let created = create_file(&self.dir, |file, tmp| {
-            if file.set_len(end as u64).is_err() {
-                return Err(os_error("cannot size the metrics file", tmp));
-            }
+            allocate(file, tmp, "cannot size the metrics file", 0, end)?;
             for chunk in chunks {
                 let len = chunk.len.min(used.saturating_sub(chunk.offset));
                 // SAFETY: copying from our own mapping (valid for `chunk.len >= len` bytes).

@@ -10,6 +10,7 @@ module for the design notes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import math
 import mmap
@@ -503,9 +504,27 @@ def _map(fd: int, path: str, offset: int, size: int) -> Chunk:
     return Chunk(mm, offset, size)
 
 
+# Filesystems that cannot preallocate (they get a sparse extension, as ftruncate gives).
+_NO_PREALLOCATION = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
+
+
+def _allocate(fd: int, start: int, end: int) -> None:
+    """Extends the file from ``start`` to ``end`` bytes with its blocks allocated. Writing to a
+    mapped page the filesystem cannot back (a full disk or a full ``/dev/shm``) kills the
+    process with ``SIGBUS``; allocating first turns that into an ``OSError`` here."""
+    try:
+        os.posix_fallocate(fd, start, end - start)
+    except OSError as error:
+        if error.errno not in _NO_PREALLOCATION:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)  # (what was allocated before the failure)
+            raise
+        os.ftruncate(fd, end)
+
+
 def _fresh_file(fd: int, path: str) -> list[Chunk]:
     try:
-        os.ftruncate(fd, FIRST_CHUNK)
+        _allocate(fd, 0, FIRST_CHUNK)
     except OSError as error:
         raise MultiprocessError(f'"{path}": cannot size the metrics file: {error}') from error
     chunk = _map(fd, path, 0, FIRST_CHUNK)
@@ -549,7 +568,7 @@ class Slab:
             return len(self.chunks) - 1, self.used - last.offset
         new_size = max(min(last.size * 2, MAX_CHUNK), (length + 4095) // 4096 * 4096)
         try:
-            os.ftruncate(self.fd, end + new_size)
+            _allocate(self.fd, end, end + new_size)
         except OSError as error:
             raise MultiprocessError(f'"{self.path}": cannot grow the metrics file') from error
         chunk = _map(self.fd, self.path, end, new_size)
@@ -620,7 +639,7 @@ class Slab:
 
         def copy(fd: int, path: str) -> list[Chunk]:
             try:
-                os.ftruncate(fd, old[-1].offset + old[-1].size)
+                _allocate(fd, 0, old[-1].offset + old[-1].size)
                 for chunk in old:
                     length = min(chunk.size, max(used - chunk.offset, 0))
                     os.pwrite(fd, chunk.mm[:length], chunk.offset)
@@ -1474,7 +1493,12 @@ def _compact_locked(directory: str, now: float, counters: Counters) -> int:  # n
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                os.write(fd, data)
+                remaining = memoryview(data)
+                while remaining:  # (a short write, as on a full disk, must not go unnoticed)
+                    written = os.write(fd, remaining)
+                    if written <= 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    remaining = remaining[written:]
                 os.fsync(fd)
             finally:
                 os.close(fd)

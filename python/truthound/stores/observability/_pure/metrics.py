@@ -8,6 +8,7 @@ series (values) and per family/registry (creation); see the native core for the 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -26,6 +27,7 @@ from ..errors import (
     InvalidMetricNameError,
     InvalidMetricValueError,
     MetricConflictError,
+    MultiprocessError,
 )
 from . import _multiprocess as mp
 
@@ -1530,12 +1532,15 @@ class MetricSet:
             self._owned = {}
 
     def _aggregate(self) -> MetricSet | None:
-        """Every process's values (multiprocess mode), compacting dead writers first."""
+        """Every process's values (multiprocess mode), compacting dead writers first. A
+        compaction that fails (a full disk cannot take the new archive) leaves every file in
+        place: the scrape still reads them all, and the next one tries again."""
         slab = self._slab
         if slab is None:
             return None
         now = self._now()
-        mp.compact(slab.dir, now, self._mp_counters)
+        with contextlib.suppress(MultiprocessError):
+            mp.compact(slab.dir, now, self._mp_counters)
         return _from_aggregate(mp.scan(slab.dir, now, self._mp_counters), self._config)
 
     def compact(self) -> int:
