@@ -432,6 +432,33 @@ def test_queue_overflow_is_counted() -> None:
         tracer.shutdown(5)
 
 
+def test_every_span_is_exported_or_dropped_exactly_once_while_the_worker_drains() -> None:
+    """Spans ended while the worker drains a full queue are counted once: failed exports plus
+    evictions equal the spans ended, before and after shutdown. (Evictions are counted by the
+    queue's own append, under the lock its pop takes: a "queue full" check before the append
+    could count a span the worker had just made room for, under load.)"""
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class Refusing(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.FAILURE
+
+    for _ in range(60):
+        tracer = OpenTelemetryTracer(
+            span_exporter=Refusing(),
+            max_queue_size=2,
+            max_export_batch_size=2,
+            schedule_delay_millis=60_000,
+        )
+        for i in range(3):
+            with tracer.start_span(f"s{i}"):
+                pass
+        tracer.flush(5)
+        assert tracer.dropped_spans == 3
+        tracer.shutdown(5)
+        assert tracer.dropped_spans == 3
+
+
 def test_spans_ended_after_shutdown_are_counted() -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 

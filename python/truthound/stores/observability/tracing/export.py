@@ -32,6 +32,7 @@ Pending spans are exported at interpreter exit and when a ``multiprocessing`` ch
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import http.client
 import json
@@ -740,24 +741,59 @@ class _CountingExporter:
         return self._stale or bool(self._exporter.force_flush(timeout_millis))
 
 
+class _CountingQueue(collections.deque):  # type: ignore[type-arg]
+    """The SDK batch processor's queue, counting the spans it evicts when full.
+
+    The SDK appends to a bounded deque, which silently evicts the oldest span when full; its own
+    "queue full" check runs before the append, so a worker draining in between makes it count a
+    drop that did not happen (or miss one). Here the check and the append are one step with
+    respect to the worker's ``pop``, so the count is exact."""
+
+    # Compared and hashed by identity, so the fork tracker (weak keys) can hold it.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+    def __init__(self, maxlen: int, on_evicted: Callable[[], None]) -> None:
+        super().__init__(maxlen=maxlen)
+        self._lock = threading.Lock()
+        self._on_evicted = on_evicted
+        _fork.track(self, "_lock")  # (the worker may hold it when the process forks)
+
+    def appendleft(self, item: Any) -> None:
+        with self._lock:
+            evicts = len(self) == self.maxlen
+            super().appendleft(item)
+        if evicts:
+            self._on_evicted()
+
+    def pop(self) -> Any:  # type: ignore[override]  # (deque.pop takes no index)
+        with self._lock:
+            return super().pop()
+
+
 def _counting_processor(exporter: Any, owner: OpenTelemetryTracer, **options: Any) -> Any:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    def evicted() -> None:
+        with owner._count_lock:
+            owner._overflowed += 1
 
     class CountingBatchSpanProcessor(BatchSpanProcessor):
         """The SDK's batch processor, counting the spans it discards on a full queue or after
         shutdown (it only logs them)."""
 
-        def on_end(self, span: Any) -> None:
-            # The SDK keeps its queue in a bounded deque and drops the oldest span when full;
-            # reading its length is the only way to see that happen. Guarded so that a change
-            # of the SDK's internals disables the count instead of breaking export.
+        def __init__(self, exporter: Any, **options: Any) -> None:
+            super().__init__(exporter, **options)
+            # Guarded so that a change of the SDK's internals disables the count instead of
+            # breaking export.
             batch = getattr(self, "_batch_processor", None)
             queue = getattr(batch, "_queue", None)
-            if getattr(batch, "_shutdown", False) or (
-                queue is not None and queue.maxlen is not None and len(queue) >= queue.maxlen
-            ):
-                with owner._count_lock:
-                    owner._overflowed += 1
+            if isinstance(queue, collections.deque) and queue.maxlen is not None and not queue:
+                batch._queue = _CountingQueue(queue.maxlen, evicted)  # type: ignore[union-attr]
+
+        def on_end(self, span: Any) -> None:
+            if getattr(getattr(self, "_batch_processor", None), "_shutdown", False):
+                evicted()  # the SDK ignores spans ended after shutdown
             super().on_end(span)
 
     return CountingBatchSpanProcessor(exporter, **options)
