@@ -255,6 +255,29 @@ def test_dropped_audit_events_become_visible_as_a_metric(
     )
 
 
+def test_audit_files_deleted_by_retention_are_visible_as_a_metric(
+    tmp_path: Path, config: ObservabilityConfig, tracer: InMemoryTracer
+) -> None:
+    audit = JsonAuditBackend(
+        directory=tmp_path, rotate_daily=False, max_file_size_mb=0.001, max_files=2
+    )
+    metrics = InMemoryMetricsBackend(prefix="")
+    store = ObservableStore(
+        InMemoryStore(),
+        manager=ObservabilityManager(
+            config, "InMemoryStore", audit_backend=audit, metrics_backend=metrics, tracer=tracer
+        ),
+    )
+    for _ in range(40):
+        store.count()
+    assert audit.pruned_segments > 0
+    metrics.export()
+    backend = {"backend": "JsonAuditBackend"}
+    pruned = metrics.get("observability_audit_segments_pruned_total", backend)
+    assert pruned == float(audit.pruned_segments)
+    audit.close()
+
+
 def test_disabled_pillars_record_nothing() -> None:
     store = ObservableStore(InMemoryStore(), ObservabilityConfig.disabled())
     manager = store.observability

@@ -115,6 +115,10 @@ _SELF_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
         ("backend",),
         "Deliveries from a composite audit backend cut off because a backend hung",
     ),
+    "observability_audit_segments_pruned_total": (
+        ("backend",),
+        "Closed audit files deleted by the retention settings (max_files, retention_days)",
+    ),
     "observability_audit_refused_operations_total": (
         (),
         "Operations refused in fail-closed mode because no audit backend could record them",
@@ -156,6 +160,7 @@ _SPANS = "observability_spans_total"
 _AUDIT_DELIVERIES = (
     ("observability_audit_delivery_failures_total", "failed_deliveries"),
     ("observability_audit_delivery_timeouts_total", "timed_out_deliveries"),
+    ("observability_audit_segments_pruned_total", "pruned_segments"),
 )
 _AUDIT_LOGGER_COUNTERS = (
     ("observability_audit_refused_operations_total", "refused_operations"),
