@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from truthound.stores.observability import _core
 from truthound.stores.observability.config import MetricsConfig
-from truthound.stores.observability.errors import MetricConflictError
+from truthound.stores.observability.errors import MetricConflictError, MultiprocessError
 from truthound.stores.observability.metrics import InMemoryMetricsBackend, multiprocess
 
 HERE = str(Path(__file__).parent)
@@ -379,3 +379,27 @@ def test_a_short_archive_write_keeps_the_dead_workers_files(
     monkeypatch.undo()
     assert scraper.get("app_jobs_total", labels=jobs) == 10.0  # compacted now, still exact
     assert not list(tmp_path.glob(".archive-*.tmp"))
+
+
+def test_a_directory_that_cannot_be_made_is_a_multiprocess_error() -> None:
+    with pytest.raises(MultiprocessError, match="/proc/nope"):
+        multiprocess.enable("/proc/nope/metrics")
+    assert not multiprocess.is_enabled()
+
+
+def test_every_directory_the_library_made_is_removed_at_exit() -> None:
+    child = textwrap.dedent(
+        """
+        from truthound.stores.observability.metrics import multiprocess
+        print(multiprocess.enable())
+        multiprocess.disable()
+        print(multiprocess.enable())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=60, check=True
+    )
+    made = [Path(line) for line in result.stdout.split()]
+    assert len(made) == 2
+    assert made[0] != made[1]
+    assert not any(path.exists() for path in made)

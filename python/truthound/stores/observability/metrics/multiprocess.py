@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from .. import _core
+from ..errors import MultiprocessError
 
 __all__ = [
     "ENV_VAR",
@@ -58,7 +59,9 @@ class GaugeMode(StrEnum):
 
 
 _directory: Path | None = None
-_owned: tuple[int, Path] | None = None  # (creator pid, directory) of a library-made directory
+# (creator pid, directory) of every directory the library made: each is removed at exit by the
+# process that made it (disable() then enable() makes a new one without forgetting the old).
+_owned: list[tuple[int, Path]] = []
 
 
 def _default_parent() -> str:
@@ -69,8 +72,9 @@ def _default_parent() -> str:
 
 
 def _remove_owned() -> None:
-    if _owned is not None and _owned[0] == os.getpid():
-        shutil.rmtree(_owned[1], ignore_errors=True)
+    for creator, made in _owned:
+        if creator == os.getpid():
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def enable(directory: str | os.PathLike[str] | None = None) -> Path:
@@ -81,17 +85,24 @@ def enable(directory: str | os.PathLike[str] | None = None) -> Path:
     (and its archive of dead processes) continue across restarts until removed. Children
     inherit the mode (fork) or join through ``ENV_VAR`` (spawn).
     """
-    global _directory, _owned
-    if directory is None:
-        if _directory is not None:
-            return _directory
-        made = Path(tempfile.mkdtemp(prefix="truthound-metrics-", dir=_default_parent()))
-        _owned = (os.getpid(), made)
-        atexit.register(_remove_owned)
-        chosen = made
-    else:
-        chosen = Path(directory).absolute()
-        chosen.mkdir(parents=True, exist_ok=True)
+    global _directory
+    try:
+        if directory is None:
+            if _directory is not None:
+                return _directory
+            made = Path(tempfile.mkdtemp(prefix="truthound-metrics-", dir=_default_parent()))
+            if not _owned:
+                atexit.register(_remove_owned)
+            _owned.append((os.getpid(), made))
+            chosen = made
+        else:
+            chosen = Path(directory).absolute()
+            chosen.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise MultiprocessError(
+            f"{str(directory)!r}: cannot use it as the multiprocess directory: "
+            f"{error.strerror or error}"
+        ) from None
     _directory = chosen
     os.environ[ENV_VAR] = str(chosen)
     return chosen
