@@ -10,10 +10,11 @@
 //! rejected with an error naming the pattern, with the same message on both cores.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use regex::Regex;
 
-use crate::audit::event::{Event, Value, map_set};
+use crate::audit::event::{Event, Value};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A compiled redaction policy. Immutable and shareable across threads.
@@ -151,38 +152,42 @@ impl Redactor {
     }
 
     /// Redacts an object's members in place: sensitive keys lose their whole value, keys are
-    /// pattern-redacted, and a key that collides after redaction replaces the earlier member's
-    /// value (Python `dict` assignment order).
+    /// pattern-redacted, and a key that collides with an earlier member once redacted (two
+    /// e-mail addresses both becoming `[REDACTED]`) is kept as `<key>#2`, `#3`...: no value is
+    /// lost to the redaction.
     pub fn redact_map<'a>(&self, members: &mut Vec<(Cow<'a, str>, Value<'a>)>) {
-        let mut rebuilt: Option<Vec<(Cow<'a, str>, Value<'a>)>> = None;
         let taken = std::mem::take(members);
-        let mut out = Vec::with_capacity(taken.len());
-        for (mut key, mut value) in taken {
+        let mut out: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(taken.len());
+        // The keys so far, from the first redacted key on (before it, keys cannot collide).
+        let mut seen: Option<HashSet<String>> = None;
+        for (key, mut value) in taken {
             if self.is_sensitive_key(&key) {
                 value = Value::Str(Cow::Owned(self.replacement.clone()));
             } else {
                 self.redact_value(&mut value);
             }
-            if let Some(redacted) = self.redact_text(&key) {
-                key = Cow::Owned(redacted);
-                // A redacted key may now collide with another member.
-                let target = rebuilt.get_or_insert_with(Vec::new);
-                target.append(&mut out);
-                map_set(target, key, value);
-                continue;
-            }
-            match rebuilt.as_mut() {
-                Some(target) => map_set(target, key, value),
-                None => out.push((key, value)),
-            }
+            let redacted = self.redact_text(&key);
+            let key = match redacted {
+                Some(text) => {
+                    let seen = seen.get_or_insert_with(|| {
+                        out.iter().map(|(k, _)| k.clone().into_owned()).collect()
+                    });
+                    Cow::Owned(unique_key(seen, text))
+                }
+                None => match seen.as_mut() {
+                    Some(seen) if seen.contains(key.as_ref()) => {
+                        Cow::Owned(unique_key(seen, key.into_owned()))
+                    }
+                    Some(seen) => {
+                        seen.insert(key.clone().into_owned());
+                        key
+                    }
+                    None => key,
+                },
+            };
+            out.push((key, value));
         }
-        *members = match rebuilt {
-            Some(mut target) => {
-                target.append(&mut out);
-                target
-            }
-            None => out,
-        };
+        *members = out;
     }
 
     /// Redacts every string of a record: ids, text fields, metadata at any depth. Text fields whose
@@ -200,6 +205,23 @@ impl Redactor {
             }
         }
         self.redact_map(&mut event.metadata);
+    }
+}
+
+/// `key`, or the first of `key#2`, `key#3`... not in `seen`; recorded in `seen`.
+fn unique_key(seen: &mut HashSet<String>, key: String) -> String {
+    if !seen.contains(&key) {
+        seen.insert(key.clone());
+        return key;
+    }
+    let mut n = 2u64;
+    loop {
+        let candidate = format!("{key}#{n}");
+        if !seen.contains(&candidate) {
+            seen.insert(candidate.clone());
+            return candidate;
+        }
+        n += 1;
     }
 }
 
@@ -257,10 +279,11 @@ mod tests {
             (Cow::Borrowed("secret3"), Value::Int(3)),
         ];
         r.redact_map(&mut members);
+        // Keys made equal by redaction keep both values: the later one as `[REDACTED]#2`.
         assert_eq!(
             members,
             vec![
-                (Cow::Borrowed("[REDACTED]"), Value::Int(3)),
+                (Cow::Borrowed("[REDACTED]"), Value::Int(1)),
                 (
                     Cow::Borrowed("k"),
                     Value::List(vec![Value::Str(Cow::Borrowed("x [REDACTED]"))])
@@ -269,6 +292,7 @@ mod tests {
                     Cow::Borrowed("api_token"),
                     Value::Str(Cow::Borrowed("[REDACTED]"))
                 ),
+                (Cow::Borrowed("[REDACTED]#2"), Value::Int(3)),
             ]
         );
     }

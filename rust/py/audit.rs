@@ -293,6 +293,22 @@ pub struct Redactor {
     inner: Arc<CoreRedactor>,
 }
 
+/// The first of `key#2`, `key#3`... that is not a key of `out` (see `Redactor::redact_map`).
+fn unique_py_key<'py>(
+    out: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let text = py_str_owned(key.cast::<PyString>()?);
+    let mut n = 2u64;
+    loop {
+        let candidate = PyString::new(out.py(), &format!("{text}#{n}")).into_any();
+        if !out.contains(&candidate)? {
+            return Ok(candidate);
+        }
+        n += 1;
+    }
+}
+
 fn redact_py<'py>(
     r: &CoreRedactor,
     obj: &Bound<'py, PyAny>,
@@ -321,7 +337,13 @@ fn redact_py<'py>(
                 redact_py(r, &v, depth + 1)?
             };
             let key = if k.is_instance_of::<PyString>() {
-                redact_py(r, &k, depth + 1)?
+                let key = redact_py(r, &k, depth + 1)?;
+                if out.contains(&key)? {
+                    // Two keys made equal by redaction: the later one is kept as `key#2`...
+                    unique_py_key(&out, &key)?
+                } else {
+                    key
+                }
             } else {
                 k
             };

@@ -189,3 +189,15 @@ def test_a_single_string_is_not_taken_as_a_list_of_letters(argument: str, value:
     # The list form works (a field name of one letter would have redacted nearly every key).
     redactor = DataRedactor(**{argument: ["password"]})
     assert redactor.redact({"amount": 3, "password": "x"})["amount"] == 3
+
+
+def test_keys_made_equal_by_redaction_keep_every_value(redactor: DataRedactor) -> None:
+    """Per-user maps keyed by e-mail address: after redaction each value is still there."""
+    data = {"alice@example.com": "read", "bob@example.com": "write", "[REDACTED]": "literal"}
+    assert redactor.redact(data) == {
+        "[REDACTED]": "read",
+        "[REDACTED]#2": "write",
+        "[REDACTED]#3": "literal",
+    }
+    event = redactor.redact_event(AuditEvent(metadata={"users": data}))
+    assert sorted(event.metadata["users"].values()) == ["literal", "read", "write"]

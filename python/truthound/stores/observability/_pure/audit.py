@@ -517,6 +517,15 @@ def _check_pattern(pattern: str) -> str:
     return compiled
 
 
+def _unique_key(taken: dict[Any, Any], key: str) -> str:
+    """The first of ``key#2``, ``key#3``... not in ``taken``: two keys made equal by redaction
+    (two e-mail addresses both becoming ``[REDACTED]``) both keep their values."""
+    n = 2
+    while f"{key}#{n}" in taken:
+        n += 1
+    return f"{key}#{n}"
+
+
 class Redactor:
     """A compiled redaction policy: every pattern in one alternation, applied in one pass."""
 
@@ -578,6 +587,8 @@ class Redactor:
                 else:
                     value = self._redact_py(v, depth + 1)
                 key = self._redact_py(k, depth + 1) if isinstance(k, str) else k
+                if isinstance(key, str) and key in out:
+                    key = _unique_key(out, key)
                 out[key] = value
             return out
         if isinstance(obj, list):
@@ -631,7 +642,8 @@ class Redactor:
         for key, value in members.items():
             new_value = self._replacement if self.is_sensitive(key) else self._redact_value(value)
             redacted_key = self._redact(key)
-            out[key if redacted_key is None else redacted_key] = new_value
+            final = key if redacted_key is None else redacted_key
+            out[_unique_key(out, final) if final in out else final] = new_value
         return out
 
     def _redact_record(self, record: _Record) -> None:

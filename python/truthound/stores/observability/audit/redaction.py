@@ -137,7 +137,8 @@ class DataRedactor:
         and ``timestamp`` are not free text and are kept. ``metadata`` is redacted in the
         JSON-safe form every record holds (see ``AuditEvent``), so bytes, non-string keys and
         other objects are redacted as text, and the copy shares no object with the caller.
-        Keys that become equal once redacted keep the last value."""
+        A key that becomes equal to an earlier one once redacted (two e-mail addresses both
+        becoming ``[REDACTED]``) is kept as ``[REDACTED]#2``, ``#3``...: no value is lost."""
         clone = event._shallow_copy()
         self._core.redact_attributes(event, clone)
         # Redacted in the JSON-safe form the records hold, so bytes, non-string keys and other
