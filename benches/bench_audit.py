@@ -159,10 +159,9 @@ def test_log_event_async_json_existing(benchmark: Any, existing: Any, folder: Pa
     backend.close()
 
 
-def test_json_backend_log(benchmark: Any, core: Any, folder: Path) -> None:
-    label(benchmark, "audit: JsonAuditBackend.log(event), synchronous", core.CORE_NAME)
-    backend = JsonAuditBackend(directory=folder, durability="none")
-    event = AuditEvent(
+def create_event() -> AuditEvent:
+    """The event the synchronous JsonAuditBackend.log benchmarks write."""
+    return AuditEvent(
         event_type=AuditEventType.CREATE,
         store_type="s3",
         store_id="b",
@@ -170,7 +169,12 @@ def test_json_backend_log(benchmark: Any, core: Any, folder: Path) -> None:
         user_id="admin",
         metadata={"region": "us-east-1"},
     )
-    benchmark(backend.log, event)
+
+
+def test_json_backend_log(benchmark: Any, core: Any, folder: Path) -> None:
+    label(benchmark, "audit: JsonAuditBackend.log(event), synchronous", core.CORE_NAME)
+    backend = JsonAuditBackend(directory=folder, durability="none")
+    benchmark(backend.log, create_event())
     backend.close()
 
 
@@ -275,13 +279,5 @@ def test_json_backend_log_tamper_evident(benchmark: Any, core: Any, folder: Path
     label(benchmark, "audit: JsonAuditBackend.log(event), synchronous, tamper-evident",
           core.CORE_NAME)  # fmt: skip
     backend = JsonAuditBackend(directory=folder, durability="none", integrity_key=KEY)
-    event = AuditEvent(
-        event_type=AuditEventType.CREATE,
-        store_type="s3",
-        store_id="b",
-        item_id="run-1",
-        user_id="admin",
-        metadata={"region": "us-east-1"},
-    )
-    benchmark(backend.log, event)
+    benchmark(backend.log, create_event())
     backend.close()

@@ -15,13 +15,15 @@ endpoint is reduced to ``host:port``, over TLS for ``https://`` and ``grpcs://``
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from .errors import InvalidArgumentError
 
-__all__ = ["GRPC", "HTTP", "grpc_target", "http_url", "otlp_protocol"]
+__all__ = ["GRPC", "HTTP", "exporter", "grpc_target", "http_url", "otlp_protocol"]
 
 GRPC: Final = "grpc"
 HTTP: Final = "http/protobuf"
@@ -65,3 +67,34 @@ def http_url(endpoint: str, path: str) -> str:
     if urlsplit(endpoint).path in ("", "/"):
         return endpoint.rstrip("/") + path
     return endpoint
+
+
+def exporter(
+    signal: str,
+    endpoint: str | None,
+    protocol: str,
+    headers: Mapping[str, str],
+    timeout: float,
+) -> Any:
+    """The official OTLP exporter of ``signal`` (``"traces"`` or ``"logs"``) for ``protocol``
+    (``GRPC`` or ``HTTP``), pointed at ``endpoint`` by the rules above (``None``: the
+    exporter's own environment variables)."""
+    module, name = _EXPORTERS[signal, protocol]
+    cls = getattr(importlib.import_module(module), name)
+    extra = dict(headers) or None
+    if protocol == GRPC:
+        if endpoint is None:
+            return cls(headers=extra, timeout=timeout)
+        target, insecure = grpc_target(endpoint)
+        return cls(endpoint=target, insecure=insecure, headers=extra, timeout=timeout)
+    if endpoint is not None:
+        endpoint = http_url(endpoint, f"/v1/{signal}")
+    return cls(endpoint=endpoint, headers=extra, timeout=timeout)
+
+
+_EXPORTERS: Final = {
+    ("traces", GRPC): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+    ("traces", HTTP): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+    ("logs", GRPC): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
+    ("logs", HTTP): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
+}

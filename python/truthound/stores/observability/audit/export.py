@@ -80,24 +80,7 @@ def _hex_id(value: str | None, length: int) -> int | None:
 def _log_exporter(
     endpoint: str | None, protocol: str, headers: Mapping[str, str], timeout: float
 ) -> Any:
-    if protocol == _otlp.GRPC:
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
-            OTLPLogExporter as GrpcLogExporter,
-        )
-
-        if endpoint is None:
-            return GrpcLogExporter(headers=dict(headers) or None, timeout=timeout)
-        target, insecure = _otlp.grpc_target(endpoint)
-        return GrpcLogExporter(
-            endpoint=target, insecure=insecure, headers=dict(headers) or None, timeout=timeout
-        )
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import (
-        OTLPLogExporter as HttpLogExporter,
-    )
-
-    if endpoint is not None:
-        endpoint = _otlp.http_url(endpoint, "/v1/logs")
-    return HttpLogExporter(endpoint=endpoint, headers=dict(headers) or None, timeout=timeout)
+    return _otlp.exporter("logs", endpoint, protocol, headers, timeout)
 
 
 # Strong references: a backend the program dropped without closing still exports (or counts)

@@ -91,24 +91,7 @@ def is_jaeger_thrift_endpoint(endpoint: str) -> bool:
 def _otlp_exporter(
     endpoint: str | None, protocol: str | None, headers: Mapping[str, str], timeout: float
 ) -> Any:
-    if otlp_protocol(endpoint, protocol) == _otlp.GRPC:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
-
-        if endpoint is None:
-            return GrpcExporter(headers=dict(headers) or None, timeout=timeout)
-        target, insecure = _otlp.grpc_target(endpoint)
-        return GrpcExporter(
-            endpoint=target, insecure=insecure, headers=dict(headers) or None, timeout=timeout
-        )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpExporter,
-    )
-
-    if endpoint is not None:
-        endpoint = _otlp.http_url(endpoint, "/v1/traces")
-    return HttpExporter(endpoint=endpoint, headers=dict(headers) or None, timeout=timeout)
+    return _otlp.exporter("traces", endpoint, otlp_protocol(endpoint, protocol), headers, timeout)
 
 
 def resolve_exporter(
