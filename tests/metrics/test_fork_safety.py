@@ -9,24 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from forking import wait_child
 
 from truthound.stores.observability.config import MetricsConfig
 from truthound.stores.observability.metrics import PrometheusMetricsBackend
 
 TRIALS = 100
-
-
-def wait_child(pid: int, timeout: float) -> int:
-    """The child's exit status, or -1 after killing it when it did not finish in time."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.002)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return -1
 
 
 def child_uses_metrics(backend: PrometheusMetricsBackend) -> None:
