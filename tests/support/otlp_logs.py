@@ -1,16 +1,15 @@
 """Loopback OTLP log collectors for the export tests, decoding with the official
 ``opentelemetry-proto`` classes.
 
-The HTTP and gRPC plumbing (``_HttpReceiver``, ``_Collector``) is the tracing suite's, reused
+The HTTP and gRPC plumbing (``_HttpReceiver``, ``GrpcReceiver``) is the tracing suite's, reused
 from ``receivers.py`` beside this file; only the logs service differs.
 """
 
 from __future__ import annotations
 
-from concurrent import futures
 from typing import Any
 
-from receivers import _Collector, _HttpReceiver, _kv, wait_until
+from receivers import GrpcReceiver, _HttpReceiver, _kv, wait_until
 
 __all__ = ["OtlpLogsGrpcReceiver", "OtlpLogsHttpReceiver", "wait_until"]
 
@@ -77,12 +76,11 @@ class OtlpLogsHttpReceiver(_HttpReceiver):
         return ExportLogsServiceResponse().SerializeToString()
 
 
-class OtlpLogsGrpcReceiver(_Collector):
+class OtlpLogsGrpcReceiver(GrpcReceiver):
     """A grpcio server implementing the official ``LogsService``."""
 
     def __init__(self) -> None:
         super().__init__()
-        import grpc
         from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 
         receiver = self
@@ -92,14 +90,4 @@ class OtlpLogsGrpcReceiver(_Collector):
                 receiver.add(decode_logs(request))
                 return logs_service_pb2.ExportLogsServiceResponse()
 
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Service(), self.server)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self.server.start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self.server.stop(grace=None).wait(5)
+        self._serve(logs_service_pb2_grpc.add_LogsServiceServicer_to_server, Service())

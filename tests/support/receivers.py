@@ -213,26 +213,19 @@ class OtlpHttpReceiver(_HttpReceiver):
         return ExportTraceServiceResponse().SerializeToString()
 
 
-class OtlpGrpcReceiver(_Collector):
-    def __init__(self, port: int = 0) -> None:
-        """Listens on ``port`` of the loopback interface (0: a free one); ``RuntimeError`` when
-        that port is taken (exclusively: without ``SO_REUSEPORT``, so that two test runs on
-        one machine cannot share a fixed port and receive each other's spans)."""
-        super().__init__()
+class GrpcReceiver(_Collector):
+    """A grpcio server on the loopback interface serving one official OTLP service."""
+
+    def _serve(self, add_servicer: Any, servicer: Any, port: int = 0) -> None:
+        """Listens on ``port`` (0: a free one); ``RuntimeError`` when that port is taken
+        (exclusively: without ``SO_REUSEPORT``, so that two test runs on one machine cannot
+        share a fixed port and receive each other's data)."""
         import grpc
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-
-        receiver = self
-
-        class Service(trace_service_pb2_grpc.TraceServiceServicer):
-            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC name)
-                receiver.add(decode_otlp(request))
-                return trace_service_pb2.ExportTraceServiceResponse()
 
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=2), options=[("grpc.so_reuseport", 0)]
         )
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
+        add_servicer(servicer, self.server)
         self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         self.server.start()
 
@@ -242,6 +235,23 @@ class OtlpGrpcReceiver(_Collector):
 
     def close(self) -> None:
         self.server.stop(grace=None).wait(5)
+
+
+class OtlpGrpcReceiver(GrpcReceiver):
+    """The official ``TraceService`` on ``port`` of the loopback interface (0: a free one)."""
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__()
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        receiver = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC name)
+                receiver.add(decode_otlp(request))
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        self._serve(trace_service_pb2_grpc.add_TraceServiceServicer_to_server, Service(), port)
 
 
 # ---- Zipkin -----------------------------------------------------------------------------------
